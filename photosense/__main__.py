@@ -1,0 +1,3 @@
+from photosense.cli import main
+
+raise SystemExit(main())
