@@ -1,0 +1,22 @@
+"""The photosense index: SQLite through SQLAlchemy, schema-versioned."""
+
+from photosense.library.library import (
+    CHECK_NAMES,
+    FLAG_BY_VALUE,
+    FLAG_NAMES,
+    AttributeInfo,
+    FolderInfo,
+    Library,
+    ModelInfo,
+    PhotoRow,
+    PhotoState,
+    ScanRecord,
+)
+from photosense.library.models import COLOR_LABELS, FLAG_NONE, FLAG_PICK, FLAG_REJECT
+from photosense.library.queries import PhotoQuery
+
+__all__ = [
+    "CHECK_NAMES", "COLOR_LABELS", "FLAG_BY_VALUE", "FLAG_NAMES", "FLAG_NONE", "FLAG_PICK",
+    "FLAG_REJECT", "AttributeInfo", "FolderInfo", "Library", "ModelInfo", "PhotoQuery",
+    "PhotoRow", "PhotoState", "ScanRecord",
+]

@@ -1,0 +1,131 @@
+"""Opening the library database: SQLite pragmas, schema versions, migrations, error mapping.
+
+The schema version lives in ``PRAGMA user_version``. A database from a newer photosense is
+refused (never "upgraded down"); an older one is migrated step by step inside one transaction,
+so a failed migration leaves the file as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DatabaseError, OperationalError
+
+from photosense.errors import LibraryError
+from photosense.library.models import Base
+
+log = logging.getLogger("photosense.library")
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 5.0
+
+# MIGRATIONS[n] upgrades a database at version n to n + 1. Each step runs inside the one
+# transaction opened by ``migrate``; it must not commit.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+def describe_db_error(exc: BaseException, path: Path | str) -> str | None:
+    """A one-line message when ``exc`` is the environment's fault (locked, read-only, full,
+    not a database); None when it looks like our bug."""
+    msg = str(getattr(exc, "orig", exc)).lower()
+    if "locked" in msg or "busy" in msg:
+        return f"library {path} is locked by another photosense process; close it and retry"
+    if "readonly" in msg or "read-only" in msg:
+        return f"library {path} is read-only"
+    if "disk" in msg and ("full" in msg or "i/o" in msg):
+        return f"cannot write library {path}: disk full or I/O error"
+    if "not a database" in msg or "malformed" in msg or "file is encrypted" in msg:
+        return f"{path} is not a photosense library (corrupt or another kind of file)"
+    if "unable to open" in msg:
+        return f"cannot open library {path}: folder missing or not writable"
+    return None
+
+
+def _on_connect(dbapi_conn: sqlite3.Connection, _record) -> None:
+    # Let SQLAlchemy own transactions (see _on_begin): the sqlite3 module's own implicit BEGIN
+    # skips DDL, which would make migrations non-atomic.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def create_db_engine(path: Path) -> Engine:
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+    )
+    event.listen(engine, "connect", _on_connect)
+    event.listen(engine, "begin", _on_begin)
+    return engine
+
+
+def _on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def open_engine(path: Path) -> Engine:
+    """Create (or open and migrate) the library at ``path``; LibraryError on any problem."""
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise LibraryError(f"library path {path} is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LibraryError(f"cannot create folder for library {path}: {exc.strerror}") from exc
+    engine = create_db_engine(path)
+    try:
+        migrate(engine, path)
+    except (OperationalError, DatabaseError) as exc:
+        engine.dispose()
+        message = describe_db_error(exc, path)
+        if message is None:
+            raise
+        raise LibraryError(message) from exc
+    except LibraryError:
+        engine.dispose()
+        raise
+    return engine
+
+
+def schema_version(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
+
+
+def migrate(engine: Engine, path: Path | str = "library") -> None:
+    """Bring the schema to SCHEMA_VERSION, or refuse a database from a newer photosense."""
+    with engine.begin() as conn:
+        version = schema_version(conn)
+        has_tables = bool(
+            conn.execute(text("SELECT count(*) FROM sqlite_master WHERE type='table'")).scalar()
+        )
+        if version > SCHEMA_VERSION:
+            raise LibraryError(
+                f"library {path} was written by a newer photosense (schema {version}, "
+                f"this version reads up to {SCHEMA_VERSION}); upgrade photosense"
+            )
+        if version == 0 and not has_tables:
+            Base.metadata.create_all(conn)
+            conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            log.info("created library %s (schema %d)", path, SCHEMA_VERSION)
+            return
+        if version == 0:
+            raise LibraryError(f"{path} is an SQLite database but not a photosense library")
+        while version < SCHEMA_VERSION:
+            step = MIGRATIONS.get(version)
+            if step is None:
+                raise LibraryError(f"no migration from schema {version}; library {path}")
+            log.info("migrating library %s from schema %d to %d", path, version, version + 1)
+            step(conn)
+            version += 1
+            conn.exec_driver_sql(f"PRAGMA user_version = {version}")
+        # New tables/indexes of the current schema that an older step did not create.
+        Base.metadata.create_all(conn)

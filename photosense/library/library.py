@@ -1,0 +1,660 @@
+"""``Library``: the one object every layer (CLI, worker, GUI) uses to read and write the index.
+
+Each method opens a short session and returns plain data (dataclasses, ids, numpy arrays),
+never ORM objects, so callers can hand results to other threads and to the GUI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from photosense import settings
+from photosense.errors import LibraryError, PhotosenseError
+from photosense.library.db import describe_db_error, open_engine
+from photosense.library.models import (
+    COLOR_LABELS,
+    FLAG_NONE,
+    FLAG_PICK,
+    FLAG_REJECT,
+    Attribute,
+    Feature,
+    Folder,
+    Model,
+    Photo,
+    Score,
+    Setting,
+    TextFeature,
+)
+from photosense.scoring.prompts import (
+    BUILTIN_ATTRIBUTES,
+    AntonymPair,
+    AttributeSpec,
+    validate_attribute_name,
+)
+
+log = logging.getLogger("photosense.library")
+
+FLAG_NAMES = {"pick": FLAG_PICK, "reject": FLAG_REJECT, "none": FLAG_NONE}
+FLAG_BY_VALUE = {v: k for k, v in FLAG_NAMES.items()}
+CHECK_NAMES = ("sharpness", "exposure", "noise")
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    id: int
+    path: str
+    photo_count: int
+    missing: bool
+
+
+@dataclass(frozen=True)
+class AttributeInfo:
+    id: int
+    spec: AttributeSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: int
+    key: str
+    dim: int
+    logit_scale: float
+
+
+@dataclass(frozen=True)
+class PhotoState:
+    """The user's culling decisions on one photo (what undo restores)."""
+
+    photo_id: int
+    flag: int
+    rating: int
+    color_label: str | None
+
+
+@dataclass
+class PhotoRow:
+    id: int
+    path: str
+    folder_id: int
+    size: int
+    mtime: float
+    width: int | None
+    height: int | None
+    capture_time: datetime | None
+    camera: str | None
+    missing: bool
+    error: str | None
+    flag: int
+    rating: int
+    color_label: str | None
+    checks: dict[str, float | None]
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def flag_name(self) -> str:
+        return FLAG_BY_VALUE.get(self.flag, "none")
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    """What a scan learned about one file (written by ``Library.upsert_scanned``)."""
+
+    path: str
+    size: int
+    mtime: float
+    content_hash: str | None
+    width: int | None = None
+    height: int | None = None
+    capture_time: datetime | None = None
+    camera: str | None = None
+    checks: dict[str, float] | None = None
+    error: str | None = None
+
+
+def _checked_name(name: str) -> str:
+    try:
+        return validate_attribute_name(name)
+    except ValueError as exc:
+        raise PhotosenseError(str(exc)) from exc
+
+
+def _vector_to_bytes(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
+
+
+class Library:
+    """The photosense index in one SQLite file."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path is not None else settings.default_library_path()
+        self.engine = open_engine(self.path)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._seed_builtin_attributes()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A short unit of work: committed on success, rolled back on any error.
+
+        Environmental SQLite failures (locked, read-only, disk full) become LibraryError."""
+        try:
+            with self._sessions() as s, s.begin():
+                yield s
+        except (OperationalError, DatabaseError) as exc:
+            message = describe_db_error(exc, self.path)
+            if message is None:
+                raise
+            raise LibraryError(message) from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- settings -------------------------------------------------------------------------
+
+    def get_setting(self, key: str, default=None):
+        with self.session() as s:
+            row = s.get(Setting, key)
+            return default if row is None else row.value
+
+    def set_setting(self, key: str, value) -> None:
+        with self.session() as s:
+            s.merge(Setting(key=key, value=value))
+
+    # -- folders --------------------------------------------------------------------------
+
+    def add_folder(self, path: str | os.PathLike) -> FolderInfo:
+        """Add a folder (absolute, symlinks resolved). Folders inside an existing one are
+        already covered; an existing folder inside the new one is merged into it."""
+        real = os.path.realpath(os.fspath(path))
+        if not os.path.exists(real):
+            raise PhotosenseError(f"folder not found: {path}")
+        if not os.path.isdir(real):
+            raise PhotosenseError(f"not a folder: {path}")
+        with self.session() as s:
+            existing = s.scalars(select(Folder)).all()
+            for f in existing:
+                if real == f.path or real.startswith(f.path.rstrip(os.sep) + os.sep):
+                    f.missing = False
+                    return FolderInfo(f.id, f.path, self._count(s, f.id), False)
+            folder = Folder(path=real, added_at=time.time(), missing=False)
+            s.add(folder)
+            s.flush()
+            for f in existing:
+                if f.path.startswith(real.rstrip(os.sep) + os.sep):
+                    s.execute(update(Photo).where(Photo.folder_id == f.id).values(folder_id=folder.id))
+                    s.delete(f)
+            return FolderInfo(folder.id, folder.path, self._count(s, folder.id), False)
+
+    def remove_folder(self, path_or_id: str | int) -> None:
+        """Forget a folder and everything the library knows about its photos."""
+        with self.session() as s:
+            folder = self._find_folder(s, path_or_id)
+            s.delete(folder)
+
+    def _find_folder(self, s: Session, path_or_id: str | int) -> Folder:
+        if isinstance(path_or_id, int):
+            folder = s.get(Folder, path_or_id)
+        else:
+            real = os.path.realpath(os.fspath(path_or_id))
+            folder = s.scalar(select(Folder).where(Folder.path.in_([real, os.fspath(path_or_id)])))
+        if folder is None:
+            raise PhotosenseError(f"folder is not in the library: {path_or_id}")
+        return folder
+
+    @staticmethod
+    def _count(s: Session, folder_id: int) -> int:
+        return s.scalar(select(func.count()).where(Photo.folder_id == folder_id)) or 0
+
+    def folders(self) -> list[FolderInfo]:
+        with self.session() as s:
+            counts = dict(
+                s.execute(select(Photo.folder_id, func.count()).group_by(Photo.folder_id)).all()
+            )
+            return [
+                FolderInfo(f.id, f.path, counts.get(f.id, 0), f.missing)
+                for f in s.scalars(select(Folder).order_by(Folder.path))
+            ]
+
+    def set_folder_missing(self, folder_id: int, missing: bool) -> None:
+        with self.session() as s:
+            s.execute(update(Folder).where(Folder.id == folder_id).values(missing=missing))
+
+    # -- attributes -----------------------------------------------------------------------
+
+    def _seed_builtin_attributes(self) -> None:
+        if self.get_setting("builtins_seeded"):
+            return
+        with self.session() as s:
+            taken = set(s.scalars(select(Attribute.name)))
+            for pos, spec in enumerate(BUILTIN_ATTRIBUTES):
+                if spec.name not in taken:
+                    s.add(Attribute(name=spec.name, pairs=_pairs_json(spec), builtin=True, position=pos))
+            s.merge(Setting(key="builtins_seeded", value=True))
+
+    def attributes(self) -> list[AttributeInfo]:
+        with self.session() as s:
+            rows = s.scalars(select(Attribute).order_by(Attribute.position, Attribute.id)).all()
+            return [AttributeInfo(a.id, _spec(a)) for a in rows]
+
+    def attribute(self, name: str) -> AttributeInfo:
+        with self.session() as s:
+            a = s.scalar(select(Attribute).where(Attribute.name == name))
+            if a is None:
+                raise PhotosenseError(f"unknown attribute: {name}")
+            return AttributeInfo(a.id, _spec(a))
+
+    def add_attribute(self, spec: AttributeSpec) -> AttributeInfo:
+        name = _checked_name(spec.name)
+        if name in CHECK_NAMES:
+            raise PhotosenseError(f"'{name}' is the name of a check; choose another name")
+        if not spec.pairs:
+            raise PhotosenseError("an attribute needs at least one positive/negative pair")
+        with self.session() as s:
+            if s.scalar(select(Attribute.id).where(Attribute.name == name)) is not None:
+                raise PhotosenseError(f"attribute '{name}' already exists")
+            position = (s.scalar(select(func.max(Attribute.position))) or 0) + 1
+            a = Attribute(name=name, pairs=_pairs_json(spec), builtin=False, position=position)
+            s.add(a)
+            s.flush()
+            return AttributeInfo(a.id, _spec(a))
+
+    def update_attribute(self, name: str, spec: AttributeSpec) -> AttributeInfo:
+        """Rename and/or change the prompts of an attribute; its old scores are dropped."""
+        new_name = _checked_name(spec.name)
+        with self.session() as s:
+            a = s.scalar(select(Attribute).where(Attribute.name == name))
+            if a is None:
+                raise PhotosenseError(f"unknown attribute: {name}")
+            if new_name != name and s.scalar(select(Attribute.id).where(Attribute.name == new_name)):
+                raise PhotosenseError(f"attribute '{new_name}' already exists")
+            prompts_changed = a.pairs != _pairs_json(spec)
+            a.name, a.pairs = new_name, _pairs_json(spec)
+            if prompts_changed:
+                s.execute(delete(Score).where(Score.attribute_id == a.id))
+            return AttributeInfo(a.id, _spec(a))
+
+    def remove_attribute(self, name: str) -> None:
+        with self.session() as s:
+            a = s.scalar(select(Attribute).where(Attribute.name == name))
+            if a is None:
+                raise PhotosenseError(f"unknown attribute: {name}")
+            s.delete(a)
+
+    # -- models, features, scores ---------------------------------------------------------
+
+    def ensure_model(self, key: str, dim: int, logit_scale: float) -> ModelInfo:
+        with self.session() as s:
+            m = s.scalar(select(Model).where(Model.key == key))
+            if m is None:
+                m = Model(key=key, dim=dim, logit_scale=logit_scale)
+                s.add(m)
+                s.flush()
+            elif m.dim != dim or abs(m.logit_scale - logit_scale) > 1e-6:
+                m.dim, m.logit_scale = dim, logit_scale
+            return ModelInfo(m.id, m.key, m.dim, m.logit_scale)
+
+    def model(self, key: str) -> ModelInfo | None:
+        with self.session() as s:
+            m = s.scalar(select(Model).where(Model.key == key))
+            return None if m is None else ModelInfo(m.id, m.key, m.dim, m.logit_scale)
+
+    def models(self) -> list[ModelInfo]:
+        with self.session() as s:
+            return [ModelInfo(m.id, m.key, m.dim, m.logit_scale) for m in s.scalars(select(Model))]
+
+    def active_model(self) -> ModelInfo | None:
+        """The model whose scores views show: the one last used to score."""
+        key = self.get_setting("active_model")
+        return self.model(key) if key else None
+
+    def photos_needing_features(self, model_id: int) -> list[tuple[int, str]]:
+        """(id, path) of present, readable photos without a feature for this model."""
+        with self.session() as s:
+            has = select(Feature.photo_id).where(Feature.model_id == model_id)
+            q = (
+                select(Photo.id, Photo.path)
+                .where(Photo.missing.is_(False), Photo.error.is_(None), Photo.id.not_in(has))
+                .order_by(Photo.id)
+            )
+            return [(r[0], r[1]) for r in s.execute(q)]
+
+    def store_features(
+        self,
+        model_id: int,
+        max_side: int,
+        items: Sequence[tuple[int, np.ndarray, dict[int, float]]],
+    ) -> int:
+        """Store (photo id, feature, {attribute id: score}) in one transaction: a photo is
+        scored completely or not at all. Photos deleted meanwhile are skipped."""
+        if not items:
+            return 0
+        with self.session() as s:
+            present = set(
+                s.scalars(select(Photo.id).where(Photo.id.in_([i[0] for i in items])))
+            )
+            feats, scores = [], []
+            for pid, vec, attr_scores in items:
+                if pid not in present:
+                    continue
+                feats.append({"photo_id": pid, "model_id": model_id,
+                              "vector": _vector_to_bytes(vec), "max_side": max_side})
+                scores.extend(
+                    {"photo_id": pid, "attribute_id": aid, "model_id": model_id, "value": float(v)}
+                    for aid, v in attr_scores.items()
+                )
+            if feats:
+                stmt = sqlite_insert(Feature).values(feats)
+                s.execute(stmt.on_conflict_do_update(
+                    index_elements=["photo_id", "model_id"],
+                    set_={"vector": stmt.excluded.vector, "max_side": stmt.excluded.max_side},
+                ))
+            self._upsert_scores(s, scores)
+            return len(feats)
+
+    @staticmethod
+    def _upsert_scores(s: Session, rows: list[dict]) -> None:
+        chunk = 5000  # SQLite has a limit on bound parameters per statement
+        for start in range(0, len(rows), chunk):
+            stmt = sqlite_insert(Score).values(rows[start:start + chunk])
+            s.execute(stmt.on_conflict_do_update(
+                index_elements=["photo_id", "attribute_id", "model_id"],
+                set_={"value": stmt.excluded.value},
+            ))
+
+    def set_photo_error(self, photo_id: int, error: str | None) -> None:
+        with self.session() as s:
+            s.execute(update(Photo).where(Photo.id == photo_id).values(error=error))
+
+    def feature_matrix(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(photo ids, (N, dim) float32 matrix) of every stored feature for a model."""
+        with self.session() as s:
+            dim = s.scalar(select(Model.dim).where(Model.id == model_id))
+            rows = s.execute(
+                select(Feature.photo_id, Feature.vector)
+                .where(Feature.model_id == model_id)
+                .order_by(Feature.photo_id)
+            ).all()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return ids, np.zeros((0, dim or 0), dtype=np.float32)
+        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return ids, mat
+
+    def replace_scores(self, model_id: int, attribute_id: int, ids: np.ndarray, values: np.ndarray) -> None:
+        with self.session() as s:
+            self._upsert_scores(s, [
+                {"photo_id": int(p), "attribute_id": attribute_id, "model_id": model_id, "value": float(v)}
+                for p, v in zip(ids, values)
+            ])
+
+    def attributes_missing_scores(self, model_id: int) -> list[AttributeInfo]:
+        """Attributes with fewer scores than the model has features (new or edited ones)."""
+        with self.session() as s:
+            n_feat = s.scalar(select(func.count()).where(Feature.model_id == model_id)) or 0
+            counts = dict(s.execute(
+                select(Score.attribute_id, func.count())
+                .where(Score.model_id == model_id)
+                .group_by(Score.attribute_id)
+            ).all())
+            attrs = s.scalars(select(Attribute).order_by(Attribute.position)).all()
+            return [AttributeInfo(a.id, _spec(a)) for a in attrs if counts.get(a.id, 0) < n_feat]
+
+    def text_features(self, model_id: int, prompts: Iterable[str]) -> dict[str, np.ndarray]:
+        prompts = list(prompts)
+        with self.session() as s:
+            rows = s.execute(
+                select(TextFeature.prompt, TextFeature.vector)
+                .where(TextFeature.model_id == model_id, TextFeature.prompt.in_(prompts))
+            ).all()
+        return {p: np.frombuffer(v, dtype=np.float32).copy() for p, v in rows}
+
+    def store_text_features(self, model_id: int, feats: dict[str, np.ndarray]) -> None:
+        with self.session() as s:
+            for prompt, vec in feats.items():
+                s.merge(TextFeature(model_id=model_id, prompt=prompt, vector=_vector_to_bytes(vec)))
+
+    # -- scanning -------------------------------------------------------------------------
+
+    def known_files(self, folder_id: int) -> dict[str, tuple[int, int, float, bool, str | None]]:
+        """path -> (id, size, mtime, missing, error) for a folder's photos."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Photo.path, Photo.id, Photo.size, Photo.mtime, Photo.missing, Photo.error)
+                .where(Photo.folder_id == folder_id)
+            ).all()
+            return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    def upsert_scanned(self, folder_id: int, records: Sequence[ScanRecord]) -> dict[str, str]:
+        """Write scan results for one folder in one transaction.
+
+        A new path whose content hash matches a photo whose file is gone is treated as that
+        photo moved or renamed: it keeps its id, features, scores and flags. Returns
+        {path: "added" | "updated" | "moved"}.
+        """
+        outcome: dict[str, str] = {}
+        now = time.time()
+        with self.session() as s:
+            for rec in records:
+                photo = s.scalar(select(Photo).where(Photo.path == rec.path))
+                kind = "updated"
+                if photo is None and rec.content_hash:
+                    candidates = s.scalars(
+                        select(Photo).where(Photo.content_hash == rec.content_hash)
+                    ).all()
+                    for cand in candidates:
+                        if cand.missing or not os.path.lexists(cand.path):
+                            photo, kind = cand, "moved"
+                            break
+                if photo is None:
+                    photo, kind = Photo(path=rec.path, folder_id=folder_id), "added"
+                    s.add(photo)
+                content_changed = kind == "updated" and photo.content_hash != rec.content_hash
+                photo.path = rec.path
+                photo.folder_id = folder_id
+                photo.size, photo.mtime = rec.size, rec.mtime
+                photo.content_hash = rec.content_hash
+                photo.width, photo.height = rec.width, rec.height
+                photo.capture_time, photo.camera = rec.capture_time, rec.camera
+                photo.missing = False
+                photo.error = rec.error
+                photo.scanned_at = now
+                checks = rec.checks or {}
+                photo.sharpness = checks.get("sharpness")
+                photo.exposure = checks.get("exposure")
+                photo.noise = checks.get("noise")
+                if content_changed and photo.id is not None:
+                    # New pixels: stored features and scores describe the old image.
+                    s.execute(delete(Feature).where(Feature.photo_id == photo.id))
+                    s.execute(delete(Score).where(Score.photo_id == photo.id))
+                outcome[rec.path] = kind
+        return outcome
+
+    def set_missing(self, paths: Iterable[str], missing: bool = True) -> int:
+        """Mark photos whose files are gone (flags and scores are kept), or back again."""
+        paths = list(paths)
+        n = 0
+        with self.session() as s:
+            for start in range(0, len(paths), 500):
+                n += s.execute(
+                    update(Photo)
+                    .where(Photo.path.in_(paths[start:start + 500]), Photo.missing.is_(not missing))
+                    .values(missing=missing)
+                ).rowcount
+        return n
+
+    def paths_under(self, directory: str) -> list[str]:
+        """Known photo paths inside ``directory`` (for a folder deleted or moved away)."""
+        prefix = directory.rstrip(os.sep) + os.sep
+        with self.session() as s:
+            paths = s.scalars(select(Photo.path)).all()
+        return [p for p in paths if p.startswith(prefix)]
+
+    def folder_for_path(self, path: str) -> FolderInfo | None:
+        """The library folder that contains ``path`` (deepest match), if any."""
+        best = None
+        for f in self.folders():
+            if path == f.path or path.startswith(f.path.rstrip(os.sep) + os.sep):
+                if best is None or len(f.path) > len(best.path):
+                    best = f
+        return best
+
+    # -- culling --------------------------------------------------------------------------
+
+    def resolve_paths(self, paths: Iterable[str]) -> dict[str, int]:
+        """Map user-given paths (relative or absolute) to photo ids; unknown ones raise."""
+        result = {}
+        with self.session() as s:
+            for p in paths:
+                cands = {os.path.abspath(p), os.path.realpath(p)}
+                pid = s.scalar(select(Photo.id).where(Photo.path.in_(list(cands))))
+                if pid is None:
+                    raise PhotosenseError(f"not in the library: {p}")
+                result[p] = pid
+        return result
+
+    def states(self, ids: Iterable[int]) -> list[PhotoState]:
+        ids = list(ids)
+        with self.session() as s:
+            rows = s.execute(
+                select(Photo.id, Photo.flag, Photo.rating, Photo.color_label).where(Photo.id.in_(ids))
+            ).all()
+        by_id = {r[0]: PhotoState(*r) for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def set_states(self, states: Iterable[PhotoState]) -> None:
+        with self.session() as s:
+            for st in states:
+                s.execute(update(Photo).where(Photo.id == st.photo_id).values(
+                    flag=st.flag, rating=st.rating, color_label=st.color_label))
+
+    _UNSET = object()
+
+    def set_culling(self, ids: Iterable[int], *, flag: int | None = None,
+                    rating: int | None = None, color_label=_UNSET) -> list[PhotoState]:
+        """Change flag / rating / colour label of photos; returns their previous states."""
+        if flag is not None and flag not in (FLAG_PICK, FLAG_NONE, FLAG_REJECT):
+            raise PhotosenseError(f"invalid flag: {flag}")
+        if rating is not None and not 0 <= rating <= 5:
+            raise PhotosenseError("rating must be between 0 and 5")
+        if color_label is not self._UNSET and color_label is not None and color_label not in COLOR_LABELS:
+            raise PhotosenseError(f"colour label must be one of {', '.join(COLOR_LABELS)}")
+        ids = list(ids)
+        before = self.states(ids)
+        values: dict = {}
+        if flag is not None:
+            values["flag"] = flag
+        if rating is not None:
+            values["rating"] = rating
+        if color_label is not self._UNSET:
+            values["color_label"] = color_label
+        if values and ids:
+            with self.session() as s:
+                for start in range(0, len(ids), 500):
+                    s.execute(update(Photo).where(Photo.id.in_(ids[start:start + 500])).values(**values))
+        return before
+
+    # -- queries --------------------------------------------------------------------------
+
+    def query_ids(self, query: PhotoQuery) -> list[int]:
+        from photosense.library.queries import build_query
+
+        with self.session() as s:
+            stmt = build_query(s, query, self._model_id_for(s, query))
+            return list(s.scalars(stmt))
+
+    def _model_id_for(self, s: Session, query: PhotoQuery) -> int | None:
+        key = query.model or self._active_key(s)
+        if not key:
+            return None
+        return s.scalar(select(Model.id).where(Model.key == key))
+
+    @staticmethod
+    def _active_key(s: Session) -> str | None:
+        row = s.get(Setting, "active_model")
+        return None if row is None else row.value
+
+    def rows(self, ids: Sequence[int], model: str | None = None) -> list[PhotoRow]:
+        """Full rows (with checks and every attribute score) for the given ids, in order."""
+        ids = list(ids)
+        if not ids:
+            return []
+        with self.session() as s:
+            key = model or self._active_key(s)
+            model_id = s.scalar(select(Model.id).where(Model.key == key)) if key else None
+            names = dict(s.execute(select(Attribute.id, Attribute.name)).all())
+            photos: dict[int, PhotoRow] = {}
+            scores: dict[int, dict[str, float]] = {}
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                for p in s.scalars(select(Photo).where(Photo.id.in_(part))):
+                    photos[p.id] = _row(p)
+                if model_id is not None:
+                    for pid, aid, value in s.execute(
+                        select(Score.photo_id, Score.attribute_id, Score.value)
+                        .where(Score.model_id == model_id, Score.photo_id.in_(part))
+                    ):
+                        scores.setdefault(pid, {})[names[aid]] = value
+        order = {a: i for i, a in enumerate(names.values())}
+        out = []
+        for i in ids:
+            if i in photos:
+                row = photos[i]
+                row.scores = dict(sorted(scores.get(i, {}).items(), key=lambda kv: order[kv[0]]))
+                out.append(row)
+        return out
+
+    def query(self, query: PhotoQuery) -> list[PhotoRow]:
+        return self.rows(self.query_ids(query), query.model)
+
+    def photo_count(self) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(Photo)) or 0
+
+
+def _pairs_json(spec: AttributeSpec) -> list[list[str]]:
+    return [[p.positive, p.negative] for p in spec.pairs]
+
+
+def _spec(a: Attribute) -> AttributeSpec:
+    return AttributeSpec(a.name, tuple(AntonymPair(p, n) for p, n in a.pairs), a.builtin)
+
+
+def _row(p: Photo) -> PhotoRow:
+    return PhotoRow(
+        id=p.id, path=p.path, folder_id=p.folder_id, size=p.size, mtime=p.mtime,
+        width=p.width, height=p.height, capture_time=p.capture_time, camera=p.camera,
+        missing=p.missing, error=p.error, flag=p.flag, rating=p.rating,
+        color_label=p.color_label,
+        checks={"sharpness": p.sharpness, "exposure": p.exposure, "noise": p.noise},
+    )
+
+
+from photosense.library.queries import PhotoQuery  # noqa: E402  (re-export; avoids a cycle)

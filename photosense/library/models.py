@@ -1,0 +1,150 @@
+"""The library's tables (SQLAlchemy 2.x typed ORM).
+
+Paths are stored as bytes (``os.fsencode``) so file names that are not valid UTF-8 survive a
+round trip; Python sees them as ``str`` with surrogate escapes, exactly as ``os.listdir`` gives
+them.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class FsPath(TypeDecorator):
+    """A filesystem path stored as its raw bytes."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else os.fsencode(value)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else os.fsdecode(bytes(value))
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+FLAG_REJECT, FLAG_NONE, FLAG_PICK = -1, 0, 1
+COLOR_LABELS = ("red", "yellow", "green", "blue", "purple")
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)
+    added_at: Mapped[float] = mapped_column(Float)
+    missing: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Photo(Base):
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    mtime: Mapped[float] = mapped_column(Float, default=0.0)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    capture_time: Mapped[datetime | None] = mapped_column(DateTime)
+    camera: Mapped[str | None] = mapped_column(String(200))
+    missing: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    error: Mapped[str | None] = mapped_column(String(500))
+    scanned_at: Mapped[float] = mapped_column(Float, default=0.0)
+    sharpness: Mapped[float | None] = mapped_column(Float)
+    exposure: Mapped[float | None] = mapped_column(Float)
+    noise: Mapped[float | None] = mapped_column(Float)
+    flag: Mapped[int] = mapped_column(Integer, default=FLAG_NONE, index=True)
+    rating: Mapped[int] = mapped_column(Integer, default=0)
+    color_label: Mapped[str | None] = mapped_column(String(16))
+
+
+class Model(Base):
+    """One image/text encoder (architecture + weights); features and scores belong to one."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    logit_scale: Mapped[float] = mapped_column(Float)
+
+
+class Feature(Base):
+    """The L2-normalised image feature of one photo under one model (float32 bytes)."""
+
+    __tablename__ = "features"
+
+    photo_id: Mapped[int] = mapped_column(
+        ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    max_side: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TextFeature(Base):
+    __tablename__ = "text_features"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    prompt: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Attribute(Base):
+    """A look/feel attribute: one or more antonym prompt pairs, positive first."""
+
+    __tablename__ = "attributes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    pairs: Mapped[list] = mapped_column(JSON)  # [[positive, negative], ...] as typed
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Score(Base):
+    __tablename__ = "scores"
+    __table_args__ = (Index("ix_scores_attr_model_value", "attribute_id", "model_id", "value"),)
+
+    photo_id: Mapped[int] = mapped_column(
+        ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True
+    )
+    attribute_id: Mapped[int] = mapped_column(
+        ForeignKey("attributes.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    value: Mapped[float] = mapped_column(Float)
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[object] = mapped_column(JSON)
