@@ -1,0 +1,490 @@
+"""The ``photosense`` command line: argument parsing and output only.
+
+Results go to stdout, progress and messages to stderr. Expected problems (a missing folder,
+an unknown attribute, unusable weights, a locked library) print one line and exit 1.
+Heavy modules (torch, open_clip, Qt) are imported only by the commands that need them, so
+``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from photosense import __version__
+from photosense.errors import PhotosenseError
+
+log = logging.getLogger("photosense")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def display_path(path: str) -> str:
+    """A path as printable text (undecodable bytes shown as U+FFFD)."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+# -- argument parsing ---------------------------------------------------------------------
+
+def _name_value(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number in {text!r}") from None
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="open_clip model name (default: RN50-quickgelu, the paper's)")
+    g.add_argument("--weights", metavar="FILE",
+                   help="local checkpoint (safetensors or state dict) instead of downloading")
+    g.add_argument("--allow-pickle", action="store_true", default=None,
+                   help="allow OpenAI's TorchScript .pt checkpoints (runs pickle; trusted files only)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where the model runs (default auto: CUDA, then Apple MPS, then CPU)")
+    g.add_argument("--max-side", type=int, metavar="PX",
+                   help="downscale so the longer side is at most PX before scoring "
+                        "(default 1024; 0 = native size, exactly the paper)")
+    g.add_argument("--batch", type=int, metavar="N", help="images per model batch (default 8)")
+
+
+def _common_options(subcommand: bool) -> argparse.ArgumentParser:
+    # On subcommands the defaults are suppressed, so `photosense --library X list` keeps X.
+    default = argparse.SUPPRESS if subcommand else None
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--library", metavar="PATH", default=default,
+                        help="library database file (default: per-user data folder; "
+                             "env PHOTOSENSE_LIBRARY)")
+    common.add_argument("-v", "--verbose", action="store_true",
+                        default=default if subcommand else False, help="log details to stderr")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(subcommand=True)
+    parser = argparse.ArgumentParser(
+        prog="photosense", parents=[_common_options(subcommand=False)],
+        description="Cull photo shoots: CLIP-IQA scores for any look/feel attribute, "
+                    "model-free sharpness/exposure/noise checks, flags, ratings.")
+    parser.add_argument("--version", action="version", version=f"photosense {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("gui", parents=[common], help="open the desktop window (the default)")
+
+    p = sub.add_parser("add", parents=[common], help="add folders to the library and scan them")
+    p.add_argument("folders", nargs="+", metavar="DIR")
+
+    sub.add_parser("scan", parents=[common], help="rescan every library folder")
+
+    p = sub.add_parser("folders", parents=[common], help="list library folders")
+    p.add_argument("--remove", metavar="DIR", help="forget a folder and its photos' data")
+
+    p = sub.add_parser("score", parents=[common],
+                       help="encode photos lacking features, then score every attribute")
+    _add_engine_options(p)
+
+    p = sub.add_parser("watch", parents=[common],
+                       help="watch all folders; scan and score continuously until Ctrl-C")
+    _add_engine_options(p)
+    p.add_argument("--debounce", type=float, default=2.0, metavar="S",
+                   help="seconds a file must be unchanged before it is read (default 2)")
+    p.add_argument("--no-score", action="store_true", help="scan and check only, no model")
+
+    p = sub.add_parser("attr", parents=[common], help="manage look/feel attributes")
+    asub = p.add_subparsers(dest="attr_command", metavar="ACTION", required=True)
+    for action, help_text in (("add", "add an attribute"), ("edit", "change an attribute's prompts")):
+        a = asub.add_parser(action, parents=[common], help=help_text,
+                            description="Adjectives become the paper's prompt template "
+                                        "\"[Adjective] photo.\"; full sentences are used as typed.")
+        a.add_argument("name")
+        a.add_argument("positive", nargs="?", help="positive adjective, e.g. sharp")
+        a.add_argument("negative", nargs="?", help="negative adjective, e.g. blurry")
+        a.add_argument("--prompts", nargs=2, action="append", metavar=("POSITIVE", "NEGATIVE"),
+                       help="a pair of full prompts; repeat for an ensemble (scores averaged)")
+        _add_engine_options(a)
+    asub.add_parser("list", parents=[common], help="list attributes and their prompts")
+    a = asub.add_parser("remove", parents=[common], help="remove an attribute and its scores")
+    a.add_argument("name")
+
+    p = sub.add_parser("list", parents=[common], help="list photos, sorted and filtered")
+    p.add_argument("--sort", default=None, metavar="NAME",
+                   help="attribute, check (sharpness, exposure, noise), name, capture_time "
+                        "(default: quality when scored, else name)")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--asc", action="store_true", help="ascending (worst first for scores)")
+    order.add_argument("--desc", action="store_true", help="descending")
+    p.add_argument("--flag", choices=["pick", "reject", "none", "flagged"])
+    p.add_argument("--min-rating", type=int, default=0, metavar="N")
+    p.add_argument("--label", choices=["red", "yellow", "green", "blue", "purple"])
+    p.add_argument("--min", type=_name_value, action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--max", type=_name_value, action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--errors", action="store_true", help="only files that could not be read")
+    p.add_argument("--no-missing", action="store_true", help="hide photos whose file is gone")
+    p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+    p = sub.add_parser("flag", parents=[common], help="flag, rate or label photos")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--pick", action="store_true")
+    which.add_argument("--reject", action="store_true")
+    which.add_argument("--clear", action="store_true", help="remove pick/reject")
+    p.add_argument("--rating", type=int, choices=range(0, 6), metavar="0-5")
+    p.add_argument("--label", choices=["red", "yellow", "green", "blue", "purple", "none"])
+    return parser
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def open_library(args):
+    from photosense.library import Library
+
+    return Library(args.library) if args.library else Library()
+
+
+class TerminalProgress:
+    """A one-line progress bar on stderr when it is a terminal; quiet otherwise."""
+
+    def __init__(self, label: str, stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, extra: str = "") -> None:
+        if not self.tty or total <= 0:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * done / total)
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {extra}".ljust(79)[:120])
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+    def progress(self, p) -> None:
+        """Adapter for pipeline.Progress."""
+        eta = ""
+        if p.eta is not None and p.done < p.total:
+            from photosense.pipeline import format_duration
+
+            eta = f"ETA {format_duration(p.eta)}"
+        if p.stage == "encoding":
+            self(p.done, p.total, f"{p.rate:.1f}/s {eta}")
+
+
+def _info(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _engine_config(lib, args):
+    from photosense.pipeline import load_engine_config
+
+    return load_engine_config(
+        lib, model=args.model, weights=os.path.abspath(args.weights) if args.weights else None,
+        device=args.device, max_side=args.max_side, batch_size=args.batch,
+        allow_pickle=args.allow_pickle)
+
+
+def _scan(lib, folders=None) -> int:
+    from photosense.ingest.scan import Scanner
+
+    scanner = Scanner(lib)
+    total_errors = 0
+    for folder in folders if folders is not None else lib.folders():
+        bar = TerminalProgress(f"scan {display_path(os.path.basename(folder.path) or folder.path)}")
+        report = scanner.scan_folder(folder, progress=bar)
+        _info(f"{display_path(folder.path)}: {report.summary()}")
+        for path, error in report.errors:
+            _info(f"  unreadable: {display_path(path)}: {error}")
+        total_errors += len(report.errors)
+    return total_errors
+
+
+# -- commands -----------------------------------------------------------------------------
+
+def cmd_gui(args) -> int:
+    try:
+        app = importlib.import_module("photosense.gui.app")
+    except ImportError as exc:
+        raise PhotosenseError(f"the desktop window cannot start: {exc}") from exc
+    return app.run(args.library)
+
+
+def cmd_add(args) -> int:
+    with open_library(args) as lib:
+        added = [lib.add_folder(d) for d in args.folders]
+        _scan(lib, [f for f in lib.folders() if f.id in {a.id for a in added}])
+    return EXIT_OK
+
+
+def cmd_scan(args) -> int:
+    with open_library(args) as lib:
+        if not lib.folders():
+            raise PhotosenseError("the library has no folders yet: use 'photosense add DIR'")
+        _scan(lib)
+    return EXIT_OK
+
+
+def cmd_folders(args) -> int:
+    with open_library(args) as lib:
+        if args.remove:
+            lib.remove_folder(args.remove)
+            _info(f"removed {args.remove}")
+            return EXIT_OK
+        for f in lib.folders():
+            state = " (missing)" if f.missing else ""
+            print(f"{f.photo_count:7d}  {display_path(f.path)}{state}")
+    return EXIT_OK
+
+
+def cmd_score(args) -> int:
+    from photosense.pipeline import ScoringJob
+
+    with open_library(args) as lib:
+        config = _engine_config(lib, args)
+        _info(f"loading model {config.model}" + (f" from {config.weights}" if config.weights else ""))
+        bar = TerminalProgress("score")
+        cancel = threading.Event()
+        job = ScoringJob(lib, config)
+        try:
+            report = job.run(bar.progress, cancel)
+        except KeyboardInterrupt:
+            cancel.set()
+            _info("interrupted: photos scored so far are saved; run 'photosense score' to resume")
+            return 130
+        rate = report.encoded / report.seconds if report.seconds else 0.0
+        _info(f"scored {report.encoded} photos in {report.seconds:.1f}s ({rate:.2f} photos/s)"
+              + (f", {report.failed} unreadable" if report.failed else "")
+              + (f", rescored {report.rescored_attributes} attributes" if report.rescored_attributes else ""))
+    return EXIT_OK
+
+
+def cmd_watch(args) -> int:
+    from photosense.service import ServiceEvents, WatchService
+
+    with open_library(args) as lib:
+        if not lib.folders():
+            raise PhotosenseError("the library has no folders yet: use 'photosense add DIR'")
+        config = _engine_config(lib, args)
+
+        def scanned(report):
+            if report.added or report.updated or report.moved or report.missing or report.errors:
+                _info(f"scan: {report.summary()}")
+            for path, error in report.errors:
+                _info(f"  unreadable: {display_path(path)}: {error}")
+
+        def scored(report):
+            if report.encoded or report.failed:
+                _info(f"scored {report.encoded} photos" + (f", {report.failed} unreadable" if report.failed else ""))
+
+        def model_error(msg):
+            _info(f"photosense: {msg}")
+            _info("photosense: still watching: new photos are scanned and checked, and queued for scoring")
+
+        service = WatchService(lib, config, ServiceEvents(scanned=scanned, scored=scored,
+                                                          model_error=model_error),
+                               debounce=args.debounce, score=not args.no_score)
+        stop = threading.Event()
+        previous = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        _info(f"watching {len(lib.folders())} folder(s); Ctrl-C to stop")
+        service.start()
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            _info("stopping…")
+            service.stop()
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
+    return EXIT_OK
+
+
+def _spec_from_args(args):
+    from photosense.scoring.prompts import AntonymPair, AttributeSpec
+
+    pairs = []
+    if args.positive or args.negative:
+        if not (args.positive and args.negative):
+            raise PhotosenseError("give both a positive and a negative adjective")
+        pairs.append((args.positive, args.negative))
+    pairs.extend(tuple(p) for p in args.prompts or [])
+    if not pairs:
+        raise PhotosenseError("give POSITIVE NEGATIVE adjectives or --prompts POSITIVE NEGATIVE")
+    try:
+        return AttributeSpec(args.name, tuple(AntonymPair(p, n) for p, n in pairs))
+    except ValueError as exc:
+        raise PhotosenseError(str(exc)) from exc
+
+
+def _rescore_after_attr_change(lib, args, attr) -> None:
+    from photosense.errors import WeightsUnavailable
+    from photosense.pipeline import rescore_attributes
+    from photosense.scoring.clipiqa import ClipIQAEngine
+
+    if lib.active_model() is None:
+        _info("scores appear after 'photosense score'")
+        return
+    try:
+        n = rescore_attributes(lib, [attr], ClipIQAEngine(_engine_config(lib, args)))
+    except WeightsUnavailable as exc:
+        _info(f"photosense: {exc}")
+        _info("the attribute is saved; its scores appear at the next 'photosense score'")
+        return
+    _info(f"scored {n} photos from stored features")
+
+
+def cmd_attr(args) -> int:
+    with open_library(args) as lib:
+        if args.attr_command == "list":
+            for a in lib.attributes():
+                pairs = " + ".join(f"{p.prompts()[0]!r} vs {p.prompts()[1]!r}" for p in a.spec.pairs)
+                kind = "built-in" if a.spec.builtin else "custom"
+                print(f"{a.name:16s} {kind:8s}  {pairs}")
+        elif args.attr_command == "remove":
+            lib.remove_attribute(args.name)
+            _info(f"removed attribute {args.name}")
+        else:
+            spec = _spec_from_args(args)
+            if args.attr_command == "add":
+                attr = lib.add_attribute(spec)
+            else:
+                attr = lib.update_attribute(args.name, type(spec)(spec.name, spec.pairs))
+            pos, neg = attr.spec.prompt_texts()
+            _info(f"{args.attr_command}ed attribute {attr.name}: "
+                  + "; ".join(f"{p!r} vs {n!r}" for p, n in zip(pos, neg)))
+            _rescore_after_attr_change(lib, args, attr)
+    return EXIT_OK
+
+
+def _row_object(row) -> dict:
+    return {
+        "path": display_path(row.path),
+        "flag": row.flag_name,
+        "rating": row.rating,
+        "label": row.color_label,
+        "scores": row.scores,
+        "checks": row.checks,
+        "width": row.width,
+        "height": row.height,
+        "capture_time": row.capture_time.isoformat() if row.capture_time else None,
+        "camera": row.camera,
+        "error": row.error,
+        "missing": row.missing,
+    }
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def cmd_list(args) -> int:
+    from photosense.library import PhotoQuery
+
+    with open_library(args) as lib:
+        sort = args.sort
+        if sort is None:
+            sort = "quality" if lib.active_model() is not None else "name"
+        ranges: dict[str, list] = {}
+        for name, value in args.min:
+            ranges.setdefault(name, [None, None])[0] = value
+        for name, value in args.max:
+            ranges.setdefault(name, [None, None])[1] = value
+        descending = True if args.desc else (False if args.asc else None)
+        query = PhotoQuery(sort=sort, descending=descending, flag=args.flag,
+                           min_rating=args.min_rating, color_label=args.label,
+                           ranges={k: tuple(v) for k, v in ranges.items()},
+                           errors_only=args.errors, include_missing=not args.no_missing,
+                           limit=args.limit)
+        rows = lib.query(query)
+        attr_names = [a.name for a in lib.attributes()]
+    out = sys.stdout
+    if args.format == "json":
+        json.dump([_row_object(r) for r in rows], out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    elif args.format == "csv":
+        checks = ["sharpness", "exposure", "noise"]
+        w = csv.writer(out)
+        w.writerow(["path", "flag", "rating", "label", "missing", "error", *checks, *attr_names])
+        for r in rows:
+            w.writerow([display_path(r.path), r.flag_name, r.rating, r.color_label or "",
+                        int(r.missing), r.error or "", *(r.checks[c] for c in checks),
+                        *(r.scores.get(a, "") for a in attr_names)])
+    else:
+        flags = {"pick": "P", "reject": "X", "none": " "}
+        header = f"{'flag':4s} {'stars':5s} {sort[:10]:>10s}  path"
+        print(header, file=out)
+        for r in rows:
+            value = r.checks.get(sort) if sort in r.checks else r.scores.get(sort)
+            shown = _fmt(value) if sort not in ("name", "capture_time") else ""
+            note = " [missing]" if r.missing else ""
+            note += f" [error: {r.error}]" if r.error else ""
+            print(f"{flags[r.flag_name]:4s} {'*' * r.rating:5s} {shown:>10s}  "
+                  f"{display_path(r.path)}{note}", file=out)
+        _info(f"{len(rows)} photos")
+    return EXIT_OK
+
+
+def cmd_flag(args) -> int:
+    from photosense.library import FLAG_NONE, FLAG_PICK, FLAG_REJECT
+
+    flag = FLAG_PICK if args.pick else FLAG_REJECT if args.reject else FLAG_NONE if args.clear else None
+    label = ... if args.label is None else (None if args.label == "none" else args.label)
+    if flag is None and args.rating is None and args.label is None:
+        raise PhotosenseError("say what to set: --pick, --reject, --clear, --rating N or --label COLOR")
+    with open_library(args) as lib:
+        ids = list(lib.resolve_paths(args.paths).values())
+        kwargs = {"flag": flag, "rating": args.rating}
+        if label is not ...:
+            kwargs["color_label"] = label
+        lib.set_culling(ids, **kwargs)
+        _info(f"updated {len(ids)} photo(s)")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "gui": cmd_gui, "add": cmd_add, "scan": cmd_scan, "folders": cmd_folders,
+    "score": cmd_score, "watch": cmd_watch, "attr": cmd_attr, "list": cmd_list, "flag": cmd_flag,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # Per-file problems are reported by the commands themselves.
+        logging.getLogger("photosense.ingest").setLevel(logging.ERROR)
+        logging.getLogger("photosense.pipeline").setLevel(logging.ERROR)
+    command = args.command or "gui"
+    try:
+        return COMMANDS[command](args)
+    except PhotosenseError as exc:
+        print(f"photosense: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("photosense: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

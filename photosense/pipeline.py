@@ -1,0 +1,236 @@
+"""The scoring worker, shared by the CLI and the GUI.
+
+``ScoringJob.run`` encodes every photo that lacks a feature for the model (decoding on a
+thread pool, overlapped with inference, a bounded look-ahead), writes each batch's features
+and attribute scores in one transaction (a photo is scored completely or not at all, so a
+killed run resumes where it stopped), then fills in scores of attributes that are new or
+edited from the stored features with one matrix product per attribute.
+
+Progress goes to a callback; cancel is cooperative (a ``threading.Event``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from photosense.errors import DecodeError, PhotosenseError
+from photosense.ingest.decode import open_image
+from photosense.library import AttributeInfo, Library, ModelInfo
+from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
+from photosense.scoring.maths import attribute_scores
+
+log = logging.getLogger("photosense.pipeline")
+
+ENGINE_SETTING = "engine"  # last engine configuration used to score this library
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str  # "loading", "encoding", "rescoring", "done"
+    done: int
+    total: int
+    rate: float  # photos per second over the run so far
+    eta: float | None  # seconds left, when known
+
+    def line(self) -> str:
+        eta = "" if self.eta is None else f", ETA {format_duration(self.eta)}"
+        return f"{self.stage}: {self.done}/{self.total} ({self.rate:.1f} photos/s{eta})"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    m, s = divmod(seconds, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+@dataclass
+class ScoreReport:
+    encoded: int = 0
+    failed: int = 0
+    rescored_attributes: int = 0
+    cancelled: bool = False
+    seconds: float = 0.0
+
+
+def save_engine_config(library: Library, config: EngineConfig) -> None:
+    library.set_setting(ENGINE_SETTING, {
+        "model": config.model, "weights": config.weights, "device": config.device,
+        "max_side": config.max_side, "batch_size": config.batch_size,
+        "allow_pickle": config.allow_pickle,
+    })
+
+
+def load_engine_config(library: Library, **overrides) -> EngineConfig:
+    """The library's last engine configuration, with explicit (non-None) overrides applied."""
+    stored = library.get_setting(ENGINE_SETTING) or {}
+    values = {k: v for k, v in stored.items() if k in EngineConfig.__dataclass_fields__}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return EngineConfig(**values)
+
+
+class AttributeScorer:
+    """Text features (cached in the library) and scores for attributes under one model."""
+
+    def __init__(self, library: Library, engine: ClipIQAEngine, model: ModelInfo):
+        self.library, self.engine, self.model = library, engine, model
+        self._prompt_cache: dict[str, np.ndarray] = {}
+
+    def text_features(self, prompts: list[str]) -> dict[str, np.ndarray]:
+        missing = [p for p in prompts if p not in self._prompt_cache]
+        if missing:
+            stored = self.library.text_features(self.model.id, missing)
+            self._prompt_cache.update(stored)
+            new = [p for p in missing if p not in stored]
+            if new:
+                vecs = self.engine.encode_texts(new)
+                fresh = dict(zip(new, vecs))
+                self.library.store_text_features(self.model.id, fresh)
+                self._prompt_cache.update(fresh)
+        return {p: self._prompt_cache[p] for p in prompts}
+
+    def score(self, attr: AttributeInfo, features: np.ndarray) -> np.ndarray:
+        pos, neg = attr.spec.prompt_texts()
+        feats = self.text_features(pos + neg)
+        p = np.stack([feats[t] for t in pos])
+        n = np.stack([feats[t] for t in neg])
+        return attribute_scores(features, p, n, self.model.logit_scale)
+
+    def score_all(self, attrs: list[AttributeInfo], features: np.ndarray) -> dict[int, np.ndarray]:
+        return {a.id: self.score(a, features) for a in attrs}
+
+    def rescore(self, attrs: list[AttributeInfo]) -> int:
+        """Scores of ``attrs`` for every stored feature: no image is decoded."""
+        if not attrs:
+            return 0
+        ids, matrix = self.library.feature_matrix(self.model.id)
+        for attr in attrs:
+            self.library.replace_scores(self.model.id, attr.id, ids, self.score(attr, matrix))
+        return len(ids)
+
+
+class ScoringJob:
+    """Encode photos lacking features for one model, then score every attribute."""
+
+    def __init__(self, library: Library, config: EngineConfig, engine: ClipIQAEngine | None = None,
+                 decode_workers: int | None = None):
+        self.library = library
+        self.config = config
+        self.engine = engine or ClipIQAEngine(config)
+        self.decode_workers = decode_workers or max(1, min(4, (os.cpu_count() or 2)))
+
+    def prepare(self) -> tuple[ModelInfo, AttributeScorer]:
+        """Load the model (may raise WeightsUnavailable) and register it in the library."""
+        self.engine.load()
+        model = self.library.ensure_model(self.engine.id, self.engine.dim, self.engine.logit_scale)
+        save_engine_config(self.library, self.config)
+        self.library.set_setting("active_model", model.key)
+        return model, AttributeScorer(self.library, self.engine, model)
+
+    def run(self, progress: Callable[[Progress], None] | None = None,
+            cancel: threading.Event | None = None) -> ScoreReport:
+        start = time.monotonic()
+        report = ScoreReport()
+        emit = progress or (lambda p: None)
+        emit(Progress("loading", 0, 0, 0.0, None))
+        model, scorer = self.prepare()
+        todo = self.library.photos_needing_features(model.id)
+        attrs = self.library.attributes()
+        self._encode(todo, model, scorer, attrs, report, emit, cancel, start)
+        if not report.cancelled:
+            stale = self.library.attributes_missing_scores(model.id)
+            if stale:
+                emit(Progress("rescoring", 0, len(stale), 0.0, None))
+                scorer.rescore(stale)
+                report.rescored_attributes = len(stale)
+        report.seconds = time.monotonic() - start
+        emit(Progress("done", report.encoded, len(todo), report.encoded / max(report.seconds, 1e-9), 0.0))
+        return report
+
+    def _decode(self, path: str):
+        image = open_image(path, max_side=self.config.max_side)
+        return self.engine.preprocess(image)
+
+    def _encode(self, todo, model, scorer, attrs, report, emit, cancel, start) -> None:
+        total = len(todo)
+        batch_size = max(1, self.config.batch_size)
+        emit(Progress("encoding", 0, total, 0.0, None))
+        if not todo:
+            return
+        done = 0
+        t_encode = time.monotonic()
+        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="photosense-decode") as pool:
+            queue: deque[tuple[int, str, Future]] = deque()
+            items = iter(todo)
+            look_ahead = batch_size * 2 + self.decode_workers
+
+            def refill():
+                while len(queue) < look_ahead:
+                    nxt = next(items, None)
+                    if nxt is None:
+                        return
+                    queue.append((nxt[0], nxt[1], pool.submit(self._decode, nxt[1])))
+
+            refill()
+            while queue:
+                if cancel is not None and cancel.is_set():
+                    report.cancelled = True
+                    for _pid, _path, fut in queue:
+                        fut.cancel()
+                    break
+                ids, tensors = [], []
+                while queue and len(ids) < batch_size:
+                    pid, path, fut = queue.popleft()
+                    try:
+                        tensors.append(fut.result())
+                        ids.append(pid)
+                    except (DecodeError, OSError) as exc:
+                        msg = str(exc) if isinstance(exc, DecodeError) else f"cannot read file: {exc.strerror or exc}"
+                        log.warning("%s: %s", path, msg)
+                        self.library.set_photo_error(pid, msg)
+                        report.failed += 1
+                        done += 1
+                    refill()  # keep decoders busy while the model runs
+                if ids:
+                    feats = self.engine.encode_images(tensors)
+                    scores = scorer.score_all(attrs, feats)
+                    items_out = [
+                        (pid, feats[i], {aid: float(v[i]) for aid, v in scores.items()})
+                        for i, pid in enumerate(ids)
+                    ]
+                    report.encoded += self.library.store_features(model.id, self.config.max_side, items_out)
+                    done += len(ids)
+                elapsed = time.monotonic() - t_encode
+                rate = done / elapsed if elapsed > 0 else 0.0
+                eta = (total - done) / rate if rate > 0 else None
+                emit(Progress("encoding", done, total, rate, eta))
+
+
+def rescore_attributes(library: Library, attrs: list[AttributeInfo] | None = None,
+                       engine: ClipIQAEngine | None = None) -> int:
+    """Score ``attrs`` (default: those missing scores) for the library's active model from
+    stored features. Needs the text encoder, so the model's weights. Returns photos scored."""
+    model = library.active_model()
+    if model is None:
+        raise PhotosenseError("nothing scored yet: run 'photosense score' first")
+    engine = engine or ClipIQAEngine(load_engine_config(library))
+    engine.load()
+    if engine.id != model.key:
+        raise PhotosenseError(
+            f"the library was scored with {model.key}, but the configured model is {engine.id}")
+    scorer = AttributeScorer(library, engine, model)
+    attrs = attrs if attrs is not None else library.attributes_missing_scores(model.id)
+    return scorer.rescore(attrs)
