@@ -1,0 +1,185 @@
+"""Scanning: incremental, renames keep their data, deletes are marked, bad files isolated."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from photosense.ingest.scan import Scanner, walk_images
+from photosense.library import FLAG_PICK, Library, PhotoQuery
+
+
+@pytest.fixture
+def lib(tmp_path):
+    library = Library(tmp_path / "lib.sqlite3")
+    yield library
+    library.close()
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, float]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime) for p in folder.rglob("*") if p.is_file()}
+
+
+def _by_name(lib) -> dict[str, object]:
+    return {os.path.basename(r.path): r for r in lib.query(PhotoQuery())}
+
+
+def test_scan_adds_photos_with_metadata_and_checks(lib, photo_folder):
+    before = _snapshot(photo_folder)
+    lib.add_folder(photo_folder)
+    report = Scanner(lib).scan_all()
+    assert report.added == 15 and not report.errors
+    rows = _by_name(lib)
+    assert len(rows) == 15
+    astro = rows["astronaut.jpg"]
+    assert (astro.width, astro.height) == (512, 512)
+    assert all(v is not None for v in astro.checks.values())
+    # The checks move the right way on degraded copies of real photos.
+    for name in ("astronaut", "coffee", "chelsea"):
+        assert rows[f"{name}_blur.jpg"].checks["sharpness"] < rows[f"{name}.jpg"].checks["sharpness"]
+        assert rows[f"{name}_dark.jpg"].checks["exposure"] < rows[f"{name}.jpg"].checks["exposure"]
+        assert rows[f"{name}_noisy.jpg"].checks["noise"] > rows[f"{name}.jpg"].checks["noise"]
+    assert _snapshot(photo_folder) == before, "scanning must never write to photos"
+
+
+def test_rescan_is_incremental(lib, photo_folder, monkeypatch):
+    lib.add_folder(photo_folder)
+    Scanner(lib).scan_all()
+    analysed = []
+    import photosense.ingest.scan as scan_mod
+
+    real = scan_mod.analyse_file
+    monkeypatch.setattr(scan_mod, "analyse_file", lambda *a: analysed.append(a[0]) or real(*a))
+    report = Scanner(lib).scan_all()
+    assert report.unchanged == 15 and report.added == 0 and analysed == []
+    # Touch one file's content: only that one is read again.
+    target = photo_folder / "coffee.jpg"
+    Image.open(photo_folder / "rocket.jpg").save(target, quality=80)
+    report = Scanner(lib).scan_all()
+    assert report.updated == 1 and analysed == [str(target)]
+
+
+def test_rename_and_move_keep_flags_features_and_scores(lib, photo_folder):
+    lib.add_folder(photo_folder)
+    Scanner(lib).scan_all()
+    rows = _by_name(lib)
+    pid = rows["chelsea.jpg"].id
+    lib.set_culling([pid], flag=FLAG_PICK, rating=4, color_label="blue")
+    model = lib.ensure_model("m", 2, 100.0)
+    import numpy as np
+
+    lib.store_features(model.id, 0, [(pid, np.array([1, 0], np.float32), {lib.attributes()[0].id: 0.8})])
+    (photo_folder / "cats").mkdir()
+    shutil.move(photo_folder / "chelsea.jpg", photo_folder / "cats" / "the cat.jpg")
+    report = Scanner(lib).scan_all()
+    assert report.moved == 1 and report.missing == 0 and report.added == 0
+    row = lib.rows([pid])[0]
+    assert row.path == str(photo_folder / "cats" / "the cat.jpg")
+    assert (row.flag, row.rating, row.color_label, row.missing) == (FLAG_PICK, 4, "blue", False)
+    assert lib.photos_needing_features(model.id) and pid not in [p for p, _ in lib.photos_needing_features(model.id)]
+    assert lib.rows([pid], model="m")[0].scores == {"quality": pytest.approx(0.8)}
+
+
+def test_deleted_file_is_marked_missing_with_flags_kept_and_comes_back(lib, photo_folder):
+    lib.add_folder(photo_folder)
+    Scanner(lib).scan_all()
+    pid = _by_name(lib)["rocket.jpg"].id
+    lib.set_culling([pid], flag=FLAG_PICK)
+    saved = (photo_folder / "rocket.jpg").read_bytes()
+    (photo_folder / "rocket.jpg").unlink()
+    report = Scanner(lib).scan_all()
+    assert report.missing == 1
+    row = lib.rows([pid])[0]
+    assert row.missing and row.flag == FLAG_PICK
+    assert pid not in lib.query_ids(PhotoQuery(include_missing=False))
+    (photo_folder / "rocket.jpg").write_bytes(saved)
+    Scanner(lib).scan_all()
+    row = lib.rows([pid])[0]
+    assert not row.missing and row.flag == FLAG_PICK
+
+
+def test_missing_folder_keeps_everything(lib, photo_folder, tmp_path):
+    folder = lib.add_folder(photo_folder)
+    Scanner(lib).scan_all()
+    moved = tmp_path / "unmounted"
+    photo_folder.rename(moved)
+    report = Scanner(lib).scan_all()
+    assert report.missing == 15
+    assert lib.folders()[0].missing and lib.folders()[0].photo_count == 15
+    moved.rename(photo_folder)
+    report = Scanner(lib).scan_all()
+    assert report.restored == 15 and not lib.folders()[0].missing
+    assert folder.id == lib.folders()[0].id
+
+
+def _make_bad_files(folder: Path, good_jpeg: bytes) -> dict[str, str]:
+    """Create every kind of bad input; return name -> expected error fragment."""
+    (folder / "truncated.jpg").write_bytes(good_jpeg[: len(good_jpeg) // 2])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.jpg").write_text("these are my notes, not a photo\n")
+    (folder / "random.png").write_bytes(os.urandom(4096))
+    # A decompression bomb: a tiny PNG claiming 40000 x 40000 pixels.
+    Image.new("1", (40000, 40000)).save(folder / "bomb.png", optimize=True)
+    return {"truncated.jpg": "truncated", "empty.jpg": "empty", "notes.jpg": "not an image",
+            "random.png": "", "bomb.png": "too large"}
+
+
+def test_bad_inputs_are_reported_and_the_rest_is_processed(lib, tmp_path, real_photos):
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    real_photos["astronaut"].save(folder / "good.jpg", quality=90)
+    expected = _make_bad_files(folder, (folder / "good.jpg").read_bytes())
+    (folder / "a folder.jpg").mkdir()  # a directory named like an image
+    real_photos["coffee"].save(folder / "a folder.jpg" / "inside.jpg")
+    (folder / "loop").symlink_to(folder, target_is_directory=True)  # a symlink loop
+    (folder / "dangling.jpg").symlink_to(folder / "does-not-exist.jpg")
+    weird = os.path.join(os.fsencode(folder), b"caf\xe9 \xff.jpg")
+    real_photos["chelsea"].save(os.fsdecode(weird), format="JPEG")
+    before = _snapshot(folder)
+
+    lib.add_folder(folder)
+    report = Scanner(lib).scan_all()
+    rows = _by_name(lib)
+    errors = {os.path.basename(p): e for p, e in report.errors}
+    assert set(errors) == set(expected)
+    for name, fragment in expected.items():
+        assert fragment in rows[name].error and "\n" not in rows[name].error
+    assert rows["good.jpg"].error is None and rows["inside.jpg"].error is None
+    assert rows[os.fsdecode(b"caf\xe9 \xff.jpg")].checks["sharpness"] is not None
+    assert "a folder.jpg" not in rows and "dangling.jpg" not in rows
+    assert len(rows) == len(expected) + 3  # no duplicates through the symlink loop
+    assert _snapshot(folder) == before
+
+
+def test_file_vanishing_mid_scan(lib, photo_folder, monkeypatch):
+    import photosense.ingest.scan as scan_mod
+
+    real = scan_mod.analyse_file
+
+    def vanish(path, size, mtime):
+        if path.endswith("coffee.jpg"):
+            os.unlink(path)
+        return real(path, size, mtime)
+
+    monkeypatch.setattr(scan_mod, "analyse_file", vanish)
+    lib.add_folder(photo_folder)
+    report = Scanner(lib).scan_all()
+    assert report.added == 15
+    errors = dict(report.errors)
+    assert "disappeared" in errors[str(photo_folder / "coffee.jpg")]
+    # The next scan sees it gone and marks it missing.
+    monkeypatch.setattr(scan_mod, "analyse_file", real)
+    assert Scanner(lib).scan_all().missing == 1
+
+
+def test_walk_ignores_hidden_and_non_images(tmp_path):
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "x.jpg").write_bytes(b"x")
+    (tmp_path / "a.JPG").write_bytes(b"x")
+    (tmp_path / "b.txt").write_bytes(b"x")
+    (tmp_path / "c.webp").write_bytes(b"x")
+    assert sorted(os.path.basename(p) for p, _, _ in walk_images(str(tmp_path))) == ["a.JPG", "c.webp"]
