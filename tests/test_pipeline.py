@@ -1,0 +1,157 @@
+"""The scoring worker: features once per model, scores from stored features, resume, cancel."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from photosense.errors import WeightsUnavailable
+from photosense.ingest.decode import open_image
+from photosense.ingest.scan import Scanner
+from photosense.library import Library, PhotoQuery
+from photosense.pipeline import ScoringJob, load_engine_config, rescore_attributes
+from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
+from photosense.scoring.prompts import AntonymPair, AttributeSpec
+
+
+@pytest.fixture
+def scanned(tmp_path, photo_folder):
+    lib = Library(tmp_path / "lib.sqlite3")
+    lib.add_folder(photo_folder)
+    Scanner(lib).scan_all()
+    yield lib
+    lib.close()
+
+
+@pytest.fixture(scope="module")
+def shared_engine(tiny_weights, model_configs_dir):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PHOTOSENSE_MODEL_CONFIGS", str(model_configs_dir))
+        cfg = EngineConfig(model="photosense-tiny", weights=str(tiny_weights), device="cpu", max_side=256)
+        return ClipIQAEngine(cfg).load()
+
+
+def test_scores_match_an_independent_computation(scanned, tiny_config, shared_engine):
+    progress = []
+    report = ScoringJob(scanned, tiny_config, engine=shared_engine).run(progress.append)
+    assert report.encoded == 15 and report.failed == 0
+    encoding = [p for p in progress if p.stage == "encoding"]
+    assert encoding[-1].done == encoding[-1].total == 15 and encoding[-1].rate > 0
+    assert [p.done for p in encoding] == sorted(p.done for p in encoding)
+
+    rows = scanned.query(PhotoQuery(sort="quality"))
+    assert len(rows) == 15 and all(len(r.scores) == 12 for r in rows)
+    values = [r.scores["quality"] for r in rows]
+    assert values == sorted(values, reverse=True) and len(set(values)) > 1
+
+    # Recompute one photo from scratch: decode, encode, text features, softmax by hand.
+    row = rows[3]
+    img = open_image(row.path, max_side=tiny_config.max_side)
+    x = shared_engine.encode_images([shared_engine.preprocess(img)])[0].astype(np.float64)
+    t = shared_engine.encode_texts(["Good photo.", "Bad photo."]).astype(np.float64)
+    lam = shared_engine.logit_scale
+    logits = lam * (t @ x)
+    expected = np.exp(logits[0]) / np.exp(logits).sum()
+    assert row.scores["quality"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_each_photo_is_encoded_once_per_model(scanned, tiny_config, shared_engine, monkeypatch):
+    job = ScoringJob(scanned, tiny_config, engine=shared_engine)
+    job.run()
+    calls = []
+    monkeypatch.setattr(shared_engine, "encode_images", lambda t: calls.append(len(t)))
+    report = ScoringJob(scanned, tiny_config, engine=shared_engine).run()
+    assert report.encoded == 0 and calls == []
+
+
+def test_new_attribute_is_scored_from_stored_features_without_decoding(scanned, tiny_config, shared_engine, monkeypatch):
+    ScoringJob(scanned, tiny_config, engine=shared_engine).run()
+    import photosense.pipeline as pipeline_mod
+
+    monkeypatch.setattr(pipeline_mod, "open_image", lambda *a, **k: pytest.fail("decoded an image"))
+    monkeypatch.setattr(shared_engine, "encode_images", lambda t: pytest.fail("encoded an image"))
+    attr = scanned.add_attribute(AttributeSpec("warm", (AntonymPair("Warm", "Cold"),)))
+    n = rescore_attributes(scanned, [attr], shared_engine)
+    assert n == 15
+    rows = scanned.query(PhotoQuery(sort="warm"))
+    assert all("warm" in r.scores for r in rows)
+    # The scores equal the direct matrix computation.
+    ids, mat = scanned.feature_matrix(scanned.active_model().id)
+    t = shared_engine.encode_texts(["Warm photo.", "Cold photo."])
+    lam = shared_engine.logit_scale
+    direct = 1 / (1 + np.exp(-lam * (mat @ (t[0] - t[1]))))
+    got = {r.id: r.scores["warm"] for r in rows}
+    np.testing.assert_allclose([got[i] for i in ids], direct, atol=1e-5)
+
+
+def test_edited_attribute_is_rescored_by_the_next_run(scanned, tiny_config, shared_engine):
+    ScoringJob(scanned, tiny_config, engine=shared_engine).run()
+    before = {r.id: r.scores["happy"] for r in scanned.query(PhotoQuery())}
+    scanned.update_attribute("happy", AttributeSpec("happy", (AntonymPair("Joyful", "Gloomy"),)))
+    assert all("happy" not in r.scores for r in scanned.query(PhotoQuery()))
+    report = ScoringJob(scanned, tiny_config, engine=shared_engine).run()
+    assert report.encoded == 0 and report.rescored_attributes == 1
+    after = {r.id: r.scores["happy"] for r in scanned.query(PhotoQuery())}
+    assert after.keys() == before.keys() and after != before
+
+
+def test_cancel_and_resume_after_a_kill(scanned, tiny_config, shared_engine, monkeypatch):
+    cancel = threading.Event()
+    cfg = EngineConfig(**{**tiny_config.__dict__, "batch_size": 4})
+    seen = []
+
+    def on_progress(p):
+        seen.append(p.done)
+        if p.stage == "encoding" and p.done >= 4:
+            cancel.set()
+
+    report = ScoringJob(scanned, cfg, engine=shared_engine).run(on_progress, cancel)
+    assert report.cancelled and 4 <= report.encoded < 15
+    model = scanned.active_model()
+    # Every photo is either fully scored (feature + all 12 scores) or not at all.
+    for row in scanned.query(PhotoQuery()):
+        assert len(row.scores) in (0, 12)
+    assert len(scanned.photos_needing_features(model.id)) == 15 - report.encoded
+
+    # A "kill" in the middle of storing a batch leaves nothing half-written.
+    original = scanned.store_features
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scanned, "store_features", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ScoringJob(scanned, cfg, engine=shared_engine).run()
+    monkeypatch.setattr(scanned, "store_features", original)
+    assert len(scanned.photos_needing_features(model.id)) == 15 - report.encoded
+
+    resumed = ScoringJob(scanned, cfg, engine=shared_engine).run()
+    assert resumed.encoded == 15 - report.encoded
+    assert all(len(r.scores) == 12 for r in scanned.query(PhotoQuery()))
+
+
+def test_unreadable_at_scoring_time_is_recorded_and_the_rest_continue(scanned, tiny_config, shared_engine):
+    victim = scanned.query(PhotoQuery(sort="name"))[0]
+    with open(victim.path, "r+b") as f:  # test fixture file, not a user's photo
+        f.truncate(100)
+    report = ScoringJob(scanned, tiny_config, engine=shared_engine).run()
+    assert report.failed == 1 and report.encoded == 14
+    row = scanned.rows([victim.id])[0]
+    assert row.error and "\n" not in row.error and row.scores == {}
+
+
+def test_engine_config_is_remembered(scanned, tiny_config, shared_engine):
+    ScoringJob(scanned, tiny_config, engine=shared_engine).run()
+    cfg = load_engine_config(scanned)
+    assert (cfg.model, cfg.weights, cfg.max_side) == (tiny_config.model, tiny_config.weights, 256)
+    assert load_engine_config(scanned, max_side=512).max_side == 512
+
+
+def test_missing_weights_leave_photos_queued(scanned, tmp_path):
+    cfg = EngineConfig(weights=str(tmp_path / "nope.safetensors"), device="cpu")
+    with pytest.raises(WeightsUnavailable):
+        ScoringJob(scanned, cfg).run()
+    assert all(r.error is None for r in scanned.query(PhotoQuery()))
+    assert scanned.active_model() is None
