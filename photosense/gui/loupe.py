@@ -1,0 +1,447 @@
+"""``LoupeView``: one photo filling the view, fit or at 100 %, with pan and zoom.
+
+Decoding happens on a worker thread (``open_image``), which also converts the pixels to a
+``QImage``; the GUI thread only turns that into a ``QPixmap``. A quick downscaled preview is
+shown first, then the full image. Each ``set_photo`` supersedes the previous load: stale
+results are dropped and queued stale jobs never decode.
+
+View geometry is kept in full-image pixels, so the preview and the full image line up.
+``scale`` is device pixels per image pixel (1.0 = 100 %: one image pixel per screen pixel);
+``0.0`` means "fit to the window" wherever a scale is passed around (``viewChanged``,
+``set_view``), so synchronised panes showing images of different sizes all fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from PySide6.QtCore import QObject, QPointF, QRectF, QSize, Qt, QThreadPool, Signal, Slot
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPixmap,
+    QResizeEvent,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QApplication, QSizePolicy, QWidget
+
+from photosense.errors import DecodeError
+
+log = logging.getLogger("photosense.gui.loupe")
+
+PREVIEW_SIDE = 1600  # quick first image (JPEG draft decoding makes this cheap)
+MIN_SCALE, MAX_SCALE = 0.02, 16.0
+WHEEL_STEP = 1.25
+BACKGROUND = QColor(30, 30, 30)
+
+_pool_lock = threading.Lock()
+_pool: QThreadPool | None = None
+
+
+def loader_pool() -> QThreadPool:
+    """The thread pool full-size photo decoding runs on (two threads: decoding is memory-hungry)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = QThreadPool()
+            _pool.setMaxThreadCount(2)
+            _pool.setObjectName("photosense-loupe")
+        return _pool
+
+
+def pil_to_qimage(img) -> QImage:
+    """An RGB Pillow image as a QImage that owns its pixels (safe on any thread)."""
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    data = rgb.tobytes()
+    qimg = QImage(data, rgb.width, rgb.height, 3 * rgb.width, QImage.Format.Format_RGB888)
+    # convertToFormat copies (the bytes object can go) and spares the GUI thread the conversion.
+    return qimg.convertToFormat(QImage.Format.Format_RGB32)
+
+
+class _LoadSignals(QObject):
+    # token, image, full image (width, height) as displayed, final (False: preview)
+    loaded = Signal(int, QImage, int, int, bool)
+    failed = Signal(int, str)
+
+
+class _LoadJob:
+    def __init__(self, token: int, path: str, signals: _LoadSignals):
+        self.token, self.path, self.signals = token, path, signals
+        self.cancelled = threading.Event()
+
+    def __call__(self) -> None:
+        from photosense.ingest.decode import open_image
+
+        try:
+            if self.cancelled.is_set():
+                return
+            preview = open_image(self.path, PREVIEW_SIDE)
+            width, height = _source_size(preview)
+            if (width, height) == preview.size:  # small photo: the preview is the full image
+                self._emit(preview, width, height, True)
+                return
+            self._emit(preview, width, height, False)
+            del preview
+            if self.cancelled.is_set():
+                return
+            self._emit(open_image(self.path, 0), width, height, True)
+        except DecodeError as exc:
+            self.signals.failed.emit(self.token, str(exc))
+        except MemoryError:
+            self.signals.failed.emit(self.token, "not enough memory to show this photo")
+        except Exception as exc:  # a bug, but the user must still see that the photo failed
+            log.exception("loading %s failed", self.path)
+            self.signals.failed.emit(self.token, f"unexpected error: {exc}")
+
+    def _emit(self, img, width: int, height: int, final: bool) -> None:
+        if not self.cancelled.is_set():
+            self.signals.loaded.emit(self.token, pil_to_qimage(img), width, height, final)
+
+
+def _source_size(img) -> tuple[int, int]:
+    try:
+        from photosense.ingest.decode import INFO_SOURCE_SIZE
+    except ImportError:  # pragma: no cover - older decode module
+        return img.size
+    size = img.info.get(INFO_SOURCE_SIZE)
+    return tuple(size) if size else img.size
+
+
+class LoupeView(QWidget):
+    """A single photo, fit to the window or zoomed; drag pans, click toggles zoom there,
+    the wheel zooms around the cursor."""
+
+    #: (scale, cx, cy): scale in device pixels per image pixel, 0.0 = fit; centre normalised.
+    viewChanged = Signal(float, float, float)
+    #: the full image of ``path`` is shown
+    loaded = Signal(str)
+    #: (path, message) decoding failed; the message is shown in the view as well
+    failed = Signal(str, str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(120, 90)
+        self.setMouseTracking(False)
+        self._path = ""
+        self._title = ""
+        self._token = 0
+        self._job: _LoadJob | None = None
+        self._pixmap: QPixmap | None = None
+        self._scaled: QPixmap | None = None  # cache of the pixmap scaled for drawing below 100 %
+        self._image_w = 0
+        self._image_h = 0
+        self._final = False
+        self._error: str | None = None
+        self._fit = True
+        self._scale = 1.0  # used when not fit
+        self._cx = 0.5
+        self._cy = 0.5
+        self._press: QPointF | None = None
+        self._press_center = (0.5, 0.5)
+        self._dragging = False
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def set_photo(self, path: str, title: str = "") -> None:
+        """Show ``path`` (decoded in the background); ``title`` defaults to the file name.
+        The zoom level and centre are kept, so a burst can be checked at the same spot."""
+        if self._job is not None:
+            self._job.cancelled.set()
+        self._token += 1
+        self._path = os.fspath(path)
+        self._title = title or os.path.basename(self._path)
+        self._pixmap = self._scaled = None
+        self._final = False
+        self._error = None
+        self._image_w = self._image_h = 0
+        signals = _LoadSignals()
+        signals.loaded.connect(self._on_loaded)
+        signals.failed.connect(self._on_failed)
+        self._job = _LoadJob(self._token, self._path, signals)
+        loader_pool().start(self._job)
+        self.update()
+
+    def clear(self) -> None:
+        if self._job is not None:
+            self._job.cancelled.set()
+            self._job = None
+        self._token += 1
+        self._path = self._title = ""
+        self._pixmap = self._scaled = None
+        self._error = None
+        self._image_w = self._image_h = 0
+        self.update()
+
+    @Slot(int, QImage, int, int, bool)
+    def _on_loaded(self, token: int, image: QImage, width: int, height: int, final: bool) -> None:
+        if token != self._token or (self._final and not final):
+            return  # a stale load, or a preview arriving after the full image
+        self._pixmap = QPixmap.fromImage(image)
+        self._scaled = None
+        self._image_w, self._image_h = width, height
+        self._final = final
+        self._clamp_center()
+        self.update()
+        if final:
+            self._job = None
+            self.loaded.emit(self._path)
+
+    @Slot(int, str)
+    def _on_failed(self, token: int, message: str) -> None:
+        if token != self._token:
+            return
+        self._job = None
+        self._error = message
+        self._pixmap = self._scaled = None
+        self.update()
+        self.failed.emit(self._path, message)
+
+    # -- state --------------------------------------------------------------------------------
+
+    def path(self) -> str:
+        return self._path
+
+    def title(self) -> str:
+        return self._title
+
+    def error(self) -> str | None:
+        """The decoding error shown, if any."""
+        return self._error
+
+    def is_loaded(self) -> bool:
+        """Whether the full image (not just the preview) is shown."""
+        return self._final and self._pixmap is not None
+
+    def image_size(self) -> QSize:
+        return QSize(self._image_w, self._image_h)
+
+    def is_fit(self) -> bool:
+        return self._fit
+
+    def scale(self) -> float:
+        """The effective scale now (device pixels per image pixel), also when fit."""
+        return self._fit_scale() if self._fit else self._scale
+
+    def center(self) -> tuple[float, float]:
+        return self._cx, self._cy
+
+    def view(self) -> tuple[float, float, float]:
+        """(scale or 0.0 when fit, cx, cy): what ``viewChanged`` emits."""
+        return (0.0 if self._fit else self._scale), self._cx, self._cy
+
+    # -- zoom ---------------------------------------------------------------------------------
+
+    def zoom_fit(self) -> None:
+        self._fit = True
+        self._cx = self._cy = 0.5
+        self._changed()
+
+    def zoom_actual(self, at: QPointF | None = None) -> None:
+        """100 %: one image pixel per device pixel, centred on ``at`` (a point in the widget)
+        or on the current centre."""
+        if at is not None:
+            self._cx, self._cy = self._image_point(at)
+        self._fit = False
+        self._scale = 1.0
+        self._changed()
+
+    def toggle_zoom(self, at: QPointF | None = None) -> None:
+        if self._fit:
+            self.zoom_actual(at)
+        else:
+            self.zoom_fit()
+
+    def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
+        """Multiply the scale, keeping the image point under ``anchor`` where it is."""
+        old = self.scale()
+        new = min(MAX_SCALE, max(MIN_SCALE, old * factor))
+        if anchor is None or not self._image_w:
+            self._scale, self._fit = new, False
+        else:
+            ix, iy = self._image_point(anchor)
+            self._scale, self._fit = new, False
+            dx, dy = self._image_delta(anchor, new)
+            self._cx, self._cy = ix - dx, iy - dy
+        if self._image_w and new <= self._fit_scale():
+            self._fit = True  # zooming out past fit snaps to fit
+        self._changed()
+
+    @Slot(float, float, float)
+    def set_view(self, scale: float, cx: float, cy: float) -> None:
+        """Apply a view from another pane; never emits ``viewChanged`` (no feedback loops)."""
+        if scale <= 0:
+            self._fit, self._cx, self._cy = True, 0.5, 0.5
+        else:
+            self._fit = False
+            self._scale = min(MAX_SCALE, max(MIN_SCALE, scale))
+            self._cx, self._cy = cx, cy
+            self._clamp_center()
+        self._scaled = None
+        self.update()
+
+    def _changed(self) -> None:
+        self._clamp_center()
+        self._scaled = None
+        self.update()
+        self.viewChanged.emit(*self.view())
+
+    # -- geometry (logical widget pixels; image pixels in full-image units) -------------------
+
+    def _dpr(self) -> float:
+        return self.devicePixelRatioF() or 1.0
+
+    def _fit_scale(self) -> float:
+        if not self._image_w or not self._image_h:
+            return 1.0
+        dpr = self._dpr()
+        fit = min(self.width() * dpr / self._image_w, self.height() * dpr / self._image_h)
+        # Never enlarge a small photo to fit: an upscaled photo looks soft, and culling is
+        # about judging sharpness.
+        return min(1.0, fit)
+
+    def _display_size(self, scale: float | None = None) -> tuple[float, float]:
+        s = (self.scale() if scale is None else scale) / self._dpr()
+        return self._image_w * s, self._image_h * s
+
+    def _target_rect(self) -> QRectF:
+        dw, dh = self._display_size()
+        return QRectF(self.width() / 2 - self._cx * dw, self.height() / 2 - self._cy * dh, dw, dh)
+
+    def _image_point(self, pos: QPointF) -> tuple[float, float]:
+        """The normalised image point under widget position ``pos``."""
+        if not self._image_w:
+            return 0.5, 0.5
+        rect = self._target_rect()
+        return ((pos.x() - rect.x()) / rect.width(), (pos.y() - rect.y()) / rect.height())
+
+    def _image_delta(self, pos: QPointF, scale: float) -> tuple[float, float]:
+        dw, dh = self._display_size(scale)
+        return (pos.x() - self.width() / 2) / dw, (pos.y() - self.height() / 2) / dh
+
+    def _clamp_center(self) -> None:
+        if self._fit or not self._image_w:
+            if self._fit:
+                self._cx = self._cy = 0.5
+            return
+        dw, dh = self._display_size()
+        self._cx = _clamp_axis(self._cx, self.width(), dw)
+        self._cy = _clamp_axis(self._cy, self.height(), dh)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        self._scaled = None
+        self._clamp_center()
+        super().resizeEvent(event)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._press = event.position()
+            self._press_center = (self._cx, self._cy)
+            self._dragging = False
+            event.accept()
+        else:
+            super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._press is None or not event.buttons() & Qt.MouseButton.LeftButton:
+            return super().mouseMoveEvent(event)
+        delta = event.position() - self._press
+        if not self._dragging and delta.manhattanLength() < QApplication.startDragDistance():
+            return
+        self._dragging = True
+        if self._fit or not self._image_w:
+            return
+        self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        dw, dh = self._display_size()
+        self._cx = self._press_center[0] - delta.x() / dw
+        self._cy = self._press_center[1] - delta.y() / dh
+        self._changed()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or self._press is None:
+            return super().mouseReleaseEvent(event)
+        was_drag = self._dragging
+        self._press = None
+        self._dragging = False
+        self.unsetCursor()
+        if not was_drag and self._image_w:
+            self.toggle_zoom(event.position())
+        event.accept()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        steps = event.angleDelta().y() / 120
+        if not steps or not self._image_w:
+            return super().wheelEvent(event)
+        self.zoom_by(WHEEL_STEP ** steps, event.position())
+        event.accept()
+
+    # -- painting -----------------------------------------------------------------------------
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), BACKGROUND)
+        if self._pixmap is not None and self._image_w:
+            self._draw_image(p)
+        elif self._error:
+            self._draw_message(p, f"Cannot show this photo\n{self._error}", QColor(255, 140, 120))
+        elif self._path:
+            self._draw_message(p, "Loading…", QColor(170, 170, 170))
+        self._draw_title(p)
+        p.end()
+
+    def _draw_image(self, p: QPainter) -> None:
+        target = self._target_rect()
+        scale = self.scale()
+        pm = self._pixmap
+        if scale < 1.0 and target.width() * target.height() < 4e7:
+            # Smooth downscaling once per zoom level, not on every paint.
+            dpr = self._dpr()
+            want = QSize(max(1, round(target.width() * dpr)), max(1, round(target.height() * dpr)))
+            if self._scaled is None or self._scaled.size() != want:
+                self._scaled = pm.scaled(want, Qt.AspectRatioMode.IgnoreAspectRatio,
+                                         Qt.TransformationMode.SmoothTransformation)
+            pm = self._scaled
+        else:
+            # At 100 % and above show the real pixels, unsmoothed.
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        p.drawPixmap(target, pm, QRectF(pm.rect()))
+
+    def _draw_message(self, p: QPainter, text: str, color: QColor) -> None:
+        p.setPen(color)
+        font = QFont(self.font())
+        font.setPointSizeF(font.pointSizeF() * 1.1)
+        p.setFont(font)
+        rect = self.rect().adjusted(20, 20, -20, -20)
+        p.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
+
+    def _draw_title(self, p: QPainter) -> None:
+        if not self._title:
+            return
+        zoom = "" if not self._image_w else (
+            f"Fit ({self.scale() * 100:.0f} %)" if self._fit else f"{self._scale * 100:.0f} %")
+        text = f"{self._title}   {zoom}".rstrip()
+        fm = p.fontMetrics()
+        text = fm.elidedText(text, Qt.TextElideMode.ElideMiddle, max(40, self.width() - 24))
+        box = QRectF(6, 6, fm.horizontalAdvance(text) + 14, fm.height() + 8)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(0, 0, 0, 150))
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.drawRoundedRect(box, 4, 4)
+        p.setPen(QColor(235, 235, 235))
+        p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+
+
+def _clamp_axis(center: float, view: float, shown: float) -> float:
+    """Keep the image covering the view along one axis (centred when it is smaller)."""
+    if shown <= view or shown <= 0:
+        return 0.5
+    half = view / 2 / shown
+    return min(1.0 - half, max(half, center))
