@@ -1,0 +1,1 @@
+"""Finding photos on disk, decoding them and reading their metadata."""
