@@ -1,0 +1,236 @@
+"""``HistogramPanel``: the distribution of one score, with a draggable threshold line.
+
+"Above" means ``value >= threshold`` (the same as a ``(threshold, None)`` range in a
+``PhotoQuery``); "below" means ``value < threshold``. NaN values are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+BINS = 40
+_ABOVE = QColor(96, 178, 110)
+_BELOW = QColor(200, 96, 88)
+_LINE = QColor(250, 210, 80)
+_TEXT = QColor(200, 200, 200)
+_BG = QColor(38, 38, 38)
+
+
+def format_value(v: float) -> str:
+    if not math.isfinite(v):
+        return "–"
+    a = abs(v)
+    if a != 0 and (a >= 1e4 or a < 1e-3):
+        return f"{v:.3g}"
+    return f"{v:.3f}".rstrip("0").rstrip(".") if a < 10 else f"{v:.1f}"
+
+
+class _HistogramCanvas(QWidget):
+    """Bars plus the threshold line; pressing or dragging anywhere moves the line."""
+
+    dragged = Signal(float)
+
+    MARGIN_X = 8
+    MARGIN_TOP = 6
+    AXIS_H = 18
+
+    def __init__(self, parent: QWidget):
+        super().__init__(parent)
+        self.setMinimumSize(160, 80)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMouseTracking(True)
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.lo = 0.0
+        self.hi = 1.0
+        self.threshold = math.nan
+        self._dragging = False
+
+    def sizeHint(self) -> QSize:
+        return QSize(320, 140)
+
+    def plot_rect(self) -> QRectF:
+        return QRectF(self.MARGIN_X, self.MARGIN_TOP, max(1, self.width() - 2 * self.MARGIN_X),
+                      max(1, self.height() - self.MARGIN_TOP - self.AXIS_H))
+
+    def x_for(self, value: float) -> float:
+        r = self.plot_rect()
+        span = self.hi - self.lo or 1.0
+        return r.left() + (value - self.lo) / span * r.width()
+
+    def value_at(self, x: float) -> float:
+        r = self.plot_rect()
+        frac = min(1.0, max(0.0, (x - r.left()) / r.width()))
+        return self.lo + frac * (self.hi - self.lo)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self.counts.size:
+            self._dragging = True
+            self.dragged.emit(self.value_at(event.position().x()))
+            event.accept()
+        else:
+            super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._dragging:
+            self.dragged.emit(self.value_at(event.position().x()))
+        elif self.counts.size and math.isfinite(self.threshold):
+            near = abs(event.position().x() - self.x_for(self.threshold)) < 6
+            self.setCursor(Qt.CursorShape.SizeHorCursor if near else Qt.CursorShape.ArrowCursor)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._dragging = False
+        super().mouseReleaseEvent(event)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), _BG)
+        r = self.plot_rect()
+        if not self.counts.size:
+            p.setPen(_TEXT)
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No values")
+            p.end()
+            return
+        peak = max(1, int(self.counts.max()))
+        n = len(self.counts)
+        width = r.width() / n
+        edges = np.linspace(self.lo, self.hi, n + 1)
+        for i, c in enumerate(self.counts):
+            if not c:
+                continue
+            h = max(1.0, c / peak * r.height())
+            x0 = r.left() + i * width
+            bar = QRectF(x0 + 0.5, r.bottom() - h, max(1.0, width - 1.0), h)
+            mid = (edges[i] + edges[i + 1]) / 2
+            color = _ABOVE if mid >= self.threshold else _BELOW
+            p.fillRect(bar, color)
+        p.setPen(QPen(QColor(90, 90, 90), 1))
+        p.drawLine(QPointF(r.left(), r.bottom() + 0.5), QPointF(r.right(), r.bottom() + 0.5))
+        p.setPen(_TEXT)
+        axis = QRectF(r.left(), r.bottom() + 2, r.width(), self.AXIS_H - 2)
+        p.drawText(axis, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                   format_value(self.lo))
+        p.drawText(axis, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                   format_value(self.hi))
+        if math.isfinite(self.threshold):
+            x = self.x_for(self.threshold)
+            p.setPen(QPen(_LINE, 2))
+            p.drawLine(QPointF(x, r.top()), QPointF(x, r.bottom()))
+            label = format_value(self.threshold)
+            fm = p.fontMetrics()
+            w = fm.horizontalAdvance(label) + 8
+            lx = x + 4 if x + 4 + w <= r.right() else max(r.left(), x - 4 - w)
+            box = QRectF(lx, r.top(), w, fm.height() + 2)
+            p.fillRect(box, QColor(0, 0, 0, 170))
+            p.setPen(_LINE)
+            p.drawText(box, Qt.AlignmentFlag.AlignCenter, label)
+        p.end()
+
+
+class HistogramPanel(QWidget):
+    """Histogram of one attribute or check over the photos in view, with a threshold."""
+
+    thresholdChanged = Signal(float)
+    pickAbove = Signal(float)
+    rejectBelow = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None, bins: int = BINS):
+        super().__init__(parent)
+        self._bins = bins
+        self._values = np.zeros(0, dtype=np.float64)
+        self._label = ""
+        self._title = QLabel(self)
+        self._title.setStyleSheet("font-weight: bold")
+        self._canvas = _HistogramCanvas(self)
+        self._canvas.dragged.connect(self.set_threshold)
+        self._counts = QLabel(self)
+        self._pick = QPushButton("Pick above", self)
+        self._pick.setToolTip("Flag every photo at or above the line as a pick")
+        self._reject = QPushButton("Reject below", self)
+        self._reject.setToolTip("Flag every photo below the line as a reject")
+        self._pick.clicked.connect(lambda: self.pickAbove.emit(self.threshold()))
+        self._reject.clicked.connect(lambda: self.rejectBelow.emit(self.threshold()))
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self._counts, 1)
+        buttons.addWidget(self._reject)
+        buttons.addWidget(self._pick)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self._title)
+        layout.addWidget(self._canvas, 1)
+        layout.addLayout(buttons)
+        self._refresh()
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def set_values(self, values: np.ndarray, label: str) -> None:
+        """Show the distribution of ``values`` (NaN ignored) titled ``label``. The threshold
+        is kept if it still lies inside the new range, else moved to the median."""
+        arr = np.asarray(values, dtype=np.float64).ravel()
+        arr = arr[np.isfinite(arr)]
+        self._values = arr
+        self._label = label
+        c = self._canvas
+        if arr.size:
+            lo, hi = float(arr.min()), float(arr.max())
+            if hi - lo < 1e-12:
+                lo, hi = lo - 0.5, hi + 0.5
+            c.lo, c.hi = lo, hi
+            c.counts, _ = np.histogram(arr, bins=self._bins, range=(lo, hi))
+            old = c.threshold
+            if not (math.isfinite(old) and lo <= old <= hi):
+                c.threshold = math.nan
+                self.set_threshold(float(np.median(arr)))
+        else:
+            c.counts = np.zeros(0, dtype=np.int64)
+        self._refresh()
+
+    def values(self) -> np.ndarray:
+        return self._values
+
+    def label(self) -> str:
+        return self._label
+
+    def counts(self) -> np.ndarray:
+        """The bar heights (photos per bin)."""
+        return self._canvas.counts
+
+    def value_range(self) -> tuple[float, float]:
+        return self._canvas.lo, self._canvas.hi
+
+    def threshold(self) -> float:
+        return self._canvas.threshold
+
+    def set_threshold(self, value: float) -> None:
+        """Move the line (clamped to the values' range); emits thresholdChanged on change."""
+        c = self._canvas
+        value = float(value)
+        if c.counts.size:
+            value = min(c.hi, max(c.lo, value))
+        if value == c.threshold:
+            return
+        c.threshold = value
+        self._refresh()
+        self.thresholdChanged.emit(value)
+
+    def above_below(self) -> tuple[int, int]:
+        t = self._canvas.threshold
+        if not self._values.size or not math.isfinite(t):
+            return 0, 0
+        above = int(np.count_nonzero(self._values >= t))
+        return above, int(self._values.size - above)
+
+    def _refresh(self) -> None:
+        has = bool(self._values.size)
+        self._title.setText(self._label or "Histogram")
+        above, below = self.above_below()
+        self._counts.setText(f"{above} above / {below} below" if has else "No values")
+        self._pick.setEnabled(has and above > 0)
+        self._reject.setEnabled(has and below > 0)
+        self._canvas.update()
