@@ -236,12 +236,17 @@ class AttributeDialog(QDialog):
             if pos and neg:
                 pairs.append(AntonymPair(pos, neg))
         self.preview.setText("<br>".join(lines) if lines else "<i>(no prompts yet)</i>")
-        self.error_label.setText("\n".join(e[:1].upper() + e[1:] for e in errors))
-        self.error_label.setVisible(bool(errors))
+        if not self._rows:
+            errors.append("add at least one positive/negative pair")
         self._spec = None
         if not errors:
             builtin = bool(self._editing and self._editing.builtin)
-            self._spec = AttributeSpec(self.name.text(), tuple(pairs), builtin=builtin)
+            try:
+                self._spec = AttributeSpec(self.name.text(), tuple(pairs), builtin=builtin)
+            except ValueError as exc:  # whatever the checks above did not foresee
+                errors.append(str(exc))
+        self.error_label.setText("\n".join(e[:1].upper() + e[1:] for e in errors))
+        self.error_label.setVisible(bool(errors))
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(self._spec is not None)
 
     def is_valid(self) -> bool:

@@ -146,24 +146,24 @@ class HistogramPanel(QWidget):
         self._label = ""
         self._title = QLabel(self)
         self._title.setStyleSheet("font-weight: bold")
-        self._canvas = _HistogramCanvas(self)
-        self._canvas.dragged.connect(self.set_threshold)
+        self.canvas = _HistogramCanvas(self)
+        self.canvas.dragged.connect(self.set_threshold)
         self._counts = QLabel(self)
-        self._pick = QPushButton("Pick above", self)
-        self._pick.setToolTip("Flag every photo at or above the line as a pick")
-        self._reject = QPushButton("Reject below", self)
-        self._reject.setToolTip("Flag every photo below the line as a reject")
-        self._pick.clicked.connect(lambda: self.pickAbove.emit(self.threshold()))
-        self._reject.clicked.connect(lambda: self.rejectBelow.emit(self.threshold()))
+        self.pick_button = QPushButton("Pick above", self)
+        self.pick_button.setToolTip("Flag every photo at or above the line as a pick")
+        self.reject_button = QPushButton("Reject below", self)
+        self.reject_button.setToolTip("Flag every photo below the line as a reject")
+        self.pick_button.clicked.connect(lambda: self.pickAbove.emit(self.threshold()))
+        self.reject_button.clicked.connect(lambda: self.rejectBelow.emit(self.threshold()))
 
         buttons = QHBoxLayout()
         buttons.addWidget(self._counts, 1)
-        buttons.addWidget(self._reject)
-        buttons.addWidget(self._pick)
+        buttons.addWidget(self.reject_button)
+        buttons.addWidget(self.pick_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self._title)
-        layout.addWidget(self._canvas, 1)
+        layout.addWidget(self.canvas, 1)
         layout.addLayout(buttons)
         self._refresh()
 
@@ -176,7 +176,7 @@ class HistogramPanel(QWidget):
         arr = arr[np.isfinite(arr)]
         self._values = arr
         self._label = label
-        c = self._canvas
+        c = self.canvas
         if arr.size:
             lo, hi = float(arr.min()), float(arr.max())
             if hi - lo < 1e-12:
@@ -199,17 +199,17 @@ class HistogramPanel(QWidget):
 
     def counts(self) -> np.ndarray:
         """The bar heights (photos per bin)."""
-        return self._canvas.counts
+        return self.canvas.counts
 
     def value_range(self) -> tuple[float, float]:
-        return self._canvas.lo, self._canvas.hi
+        return self.canvas.lo, self.canvas.hi
 
     def threshold(self) -> float:
-        return self._canvas.threshold
+        return self.canvas.threshold
 
     def set_threshold(self, value: float) -> None:
         """Move the line (clamped to the values' range); emits thresholdChanged on change."""
-        c = self._canvas
+        c = self.canvas
         value = float(value)
         if c.counts.size:
             value = min(c.hi, max(c.lo, value))
@@ -220,7 +220,7 @@ class HistogramPanel(QWidget):
         self.thresholdChanged.emit(value)
 
     def above_below(self) -> tuple[int, int]:
-        t = self._canvas.threshold
+        t = self.canvas.threshold
         if not self._values.size or not math.isfinite(t):
             return 0, 0
         above = int(np.count_nonzero(self._values >= t))
@@ -231,6 +231,6 @@ class HistogramPanel(QWidget):
         self._title.setText(self._label or "Histogram")
         above, below = self.above_below()
         self._counts.setText(f"{above} above / {below} below" if has else "No values")
-        self._pick.setEnabled(has and above > 0)
-        self._reject.setEnabled(has and below > 0)
-        self._canvas.update()
+        self.pick_button.setEnabled(has and above > 0)
+        self.reject_button.setEnabled(has and below > 0)
+        self.canvas.update()
