@@ -298,8 +298,9 @@ def cmd_watch(args) -> int:
             _info(f"photosense: {msg}")
             _info("photosense: still watching: new photos are scanned and checked, and queued for scoring")
 
-        service = WatchService(lib, config, ServiceEvents(scanned=scanned, scored=scored,
-                                                          model_error=model_error),
+        service = WatchService(lib, config, ServiceEvents(
+                                   scanned=scanned, scored=scored, model_error=model_error,
+                                   error=lambda msg: _info(f"photosense: {msg}")),
                                debounce=args.debounce, score=not args.no_score)
         stop = threading.Event()
         previous = signal.getsignal(signal.SIGTERM)

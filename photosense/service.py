@@ -30,6 +30,7 @@ class ServiceEvents:
     scored: Callable[[ScoreReport], None] | None = None
     progress: Callable[[Progress], None] | None = None
     model_error: Callable[[str], None] | None = None
+    error: Callable[[str], None] | None = None  # anything else that went wrong in a thread
 
 
 class WatchService:
@@ -76,8 +77,19 @@ class WatchService:
             self.watcher.add(folder.path)
             self.watcher.pending.touch(folder.path)  # scanned by the watch thread
 
+    def _report_error(self, what: str, exc: BaseException) -> None:
+        if isinstance(exc, PhotosenseError):
+            log.error("%s: %s", what, exc)
+        else:
+            log.exception("%s", what)
+        if self.events.error:
+            self.events.error(f"{what}: {exc}")
+
     def _scan_loop(self) -> None:
-        self._emit_scan(self.scanner.scan_all(cancel=self.stop_event))
+        try:
+            self._emit_scan(self.scanner.scan_all(cancel=self.stop_event))
+        except Exception as exc:  # reported, and the watcher keeps going
+            self._report_error("scan failed", exc)
         self._wake.set()
         assert self.watcher is not None
         self.watcher.run(self._on_paths, self.stop_event, interval=min(0.5, self.debounce / 2))
@@ -85,8 +97,8 @@ class WatchService:
     def _on_paths(self, paths: list[str]) -> None:
         try:
             report = self.scanner.scan_paths(paths)
-        except PhotosenseError as exc:
-            log.error("scan failed: %s", exc)
+        except Exception as exc:
+            self._report_error("scan failed", exc)
             return
         self._emit_scan(report)
         if report.added or report.updated or report.moved:
@@ -114,10 +126,8 @@ class WatchService:
                 break
             try:
                 report = job.run(self.events.progress, self.stop_event)
-            except PhotosenseError as exc:
-                log.error("scoring failed: %s", exc)
-                if self.events.model_error:
-                    self.events.model_error(str(exc))
+            except Exception as exc:
+                self._report_error("scoring failed", exc)
                 continue
             if self.events.scored:
                 self.events.scored(report)

@@ -106,8 +106,8 @@ def analyse_file(path: str, size: int, mtime: float) -> ScanRecord:
     digest = None
     try:
         digest = file_digest(path)
-        meta = read_metadata(path)
         image = open_image(path, max_side=CHECK_SIDE)
+        meta = read_metadata(image)  # open_image keeps the source size and EXIF it needs
         checks = compute_checks(image).as_dict()
         return ScanRecord(path=path, size=size, mtime=mtime, content_hash=digest,
                           width=meta.width, height=meta.height, capture_time=meta.capture_time,

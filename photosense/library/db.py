@@ -68,8 +68,16 @@ def create_db_engine(path: Path) -> Engine:
     return engine
 
 
+WRITE_OPTION = "photosense_write"
+
+
 def _on_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
+    # reads and then writes fails at once with "database is locked" when another connection
+    # committed in between, without waiting for the busy timeout. Readers stay deferred, so
+    # in WAL mode they never wait for writers.
+    write = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def open_engine(path: Path) -> Engine:
@@ -102,7 +110,7 @@ def schema_version(conn: Connection) -> int:
 
 def migrate(engine: Engine, path: Path | str = "library") -> None:
     """Bring the schema to SCHEMA_VERSION, or refuse a database from a newer photosense."""
-    with engine.begin() as conn:
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
         version = schema_version(conn)
         has_tables = bool(
             conn.execute(text("SELECT count(*) FROM sqlite_master WHERE type='table'")).scalar()

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from photosense import settings
 from photosense.errors import LibraryError, PhotosenseError
-from photosense.library.db import describe_db_error, open_engine
+from photosense.library.db import WRITE_OPTION, describe_db_error, open_engine
 from photosense.library.models import (
     COLOR_LABELS,
     FLAG_NONE,
@@ -149,18 +149,22 @@ class Library:
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else settings.default_library_path()
         self.engine = open_engine(self.path)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(
+            self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
         self._seed_builtin_attributes()
 
     # -- plumbing -------------------------------------------------------------------------
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, write: bool = True) -> Iterator[Session]:
         """A short unit of work: committed on success, rolled back on any error.
 
-        Environmental SQLite failures (locked, read-only, disk full) become LibraryError."""
+        ``write=False`` for pure reads (never waits for writers). Environmental SQLite failures
+        (locked, read-only, disk full) become LibraryError."""
+        maker = self._write_sessions if write else self._read_sessions
         try:
-            with self._sessions() as s, s.begin():
+            with maker() as s, s.begin():
                 yield s
         except (OperationalError, DatabaseError) as exc:
             message = describe_db_error(exc, self.path)
@@ -180,7 +184,7 @@ class Library:
     # -- settings -------------------------------------------------------------------------
 
     def get_setting(self, key: str, default=None):
-        with self.session() as s:
+        with self.session(write=False) as s:
             row = s.get(Setting, key)
             return default if row is None else row.value
 
@@ -234,7 +238,7 @@ class Library:
         return s.scalar(select(func.count()).where(Photo.folder_id == folder_id)) or 0
 
     def folders(self) -> list[FolderInfo]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             counts = dict(
                 s.execute(select(Photo.folder_id, func.count()).group_by(Photo.folder_id)).all()
             )
@@ -260,12 +264,12 @@ class Library:
             s.merge(Setting(key="builtins_seeded", value=True))
 
     def attributes(self) -> list[AttributeInfo]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             rows = s.scalars(select(Attribute).order_by(Attribute.position, Attribute.id)).all()
             return [AttributeInfo(a.id, _spec(a)) for a in rows]
 
     def attribute(self, name: str) -> AttributeInfo:
-        with self.session() as s:
+        with self.session(write=False) as s:
             a = s.scalar(select(Attribute).where(Attribute.name == name))
             if a is None:
                 raise PhotosenseError(f"unknown attribute: {name}")
@@ -322,12 +326,12 @@ class Library:
             return ModelInfo(m.id, m.key, m.dim, m.logit_scale)
 
     def model(self, key: str) -> ModelInfo | None:
-        with self.session() as s:
+        with self.session(write=False) as s:
             m = s.scalar(select(Model).where(Model.key == key))
             return None if m is None else ModelInfo(m.id, m.key, m.dim, m.logit_scale)
 
     def models(self) -> list[ModelInfo]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return [ModelInfo(m.id, m.key, m.dim, m.logit_scale) for m in s.scalars(select(Model))]
 
     def active_model(self) -> ModelInfo | None:
@@ -337,7 +341,7 @@ class Library:
 
     def photos_needing_features(self, model_id: int) -> list[tuple[int, str]]:
         """(id, path) of present, readable photos without a feature for this model."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             has = select(Feature.photo_id).where(Feature.model_id == model_id)
             q = (
                 select(Photo.id, Photo.path)
@@ -395,7 +399,7 @@ class Library:
 
     def feature_matrix(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(photo ids, (N, dim) float32 matrix) of every stored feature for a model."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             dim = s.scalar(select(Model.dim).where(Model.id == model_id))
             rows = s.execute(
                 select(Feature.photo_id, Feature.vector)
@@ -417,7 +421,7 @@ class Library:
 
     def attributes_missing_scores(self, model_id: int) -> list[AttributeInfo]:
         """Attributes with fewer scores than the model has features (new or edited ones)."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             n_feat = s.scalar(select(func.count()).where(Feature.model_id == model_id)) or 0
             counts = dict(s.execute(
                 select(Score.attribute_id, func.count())
@@ -429,7 +433,7 @@ class Library:
 
     def text_features(self, model_id: int, prompts: Iterable[str]) -> dict[str, np.ndarray]:
         prompts = list(prompts)
-        with self.session() as s:
+        with self.session(write=False) as s:
             rows = s.execute(
                 select(TextFeature.prompt, TextFeature.vector)
                 .where(TextFeature.model_id == model_id, TextFeature.prompt.in_(prompts))
@@ -445,7 +449,7 @@ class Library:
 
     def known_files(self, folder_id: int) -> dict[str, tuple[int, int, float, bool, str | None]]:
         """path -> (id, size, mtime, missing, error) for a folder's photos."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             rows = s.execute(
                 select(Photo.path, Photo.id, Photo.size, Photo.mtime, Photo.missing, Photo.error)
                 .where(Photo.folder_id == folder_id)
@@ -513,7 +517,7 @@ class Library:
     def paths_under(self, directory: str) -> list[str]:
         """Known photo paths inside ``directory`` (for a folder deleted or moved away)."""
         prefix = directory.rstrip(os.sep) + os.sep
-        with self.session() as s:
+        with self.session(write=False) as s:
             paths = s.scalars(select(Photo.path)).all()
         return [p for p in paths if p.startswith(prefix)]
 
@@ -531,7 +535,7 @@ class Library:
     def resolve_paths(self, paths: Iterable[str]) -> dict[str, int]:
         """Map user-given paths (relative or absolute) to photo ids; unknown ones raise."""
         result = {}
-        with self.session() as s:
+        with self.session(write=False) as s:
             for p in paths:
                 cands = {os.path.abspath(p), os.path.realpath(p)}
                 pid = s.scalar(select(Photo.id).where(Photo.path.in_(list(cands))))
@@ -542,7 +546,7 @@ class Library:
 
     def states(self, ids: Iterable[int]) -> list[PhotoState]:
         ids = list(ids)
-        with self.session() as s:
+        with self.session(write=False) as s:
             rows = s.execute(
                 select(Photo.id, Photo.flag, Photo.rating, Photo.color_label).where(Photo.id.in_(ids))
             ).all()
@@ -586,7 +590,7 @@ class Library:
     def query_ids(self, query: PhotoQuery) -> list[int]:
         from photosense.library.queries import build_query
 
-        with self.session() as s:
+        with self.session(write=False) as s:
             stmt = build_query(s, query, self._model_id_for(s, query))
             return list(s.scalars(stmt))
 
@@ -606,7 +610,7 @@ class Library:
         ids = list(ids)
         if not ids:
             return []
-        with self.session() as s:
+        with self.session(write=False) as s:
             key = model or self._active_key(s)
             model_id = s.scalar(select(Model.id).where(Model.key == key)) if key else None
             names = dict(s.execute(select(Attribute.id, Attribute.name)).all())
@@ -635,7 +639,7 @@ class Library:
         return self.rows(self.query_ids(query), query.model)
 
     def photo_count(self) -> int:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return s.scalar(select(func.count()).select_from(Photo)) or 0
 
 
