@@ -1,0 +1,780 @@
+"""The CLIP-IQA engine: CLIP image/text features for antonym-prompt scoring.
+
+Follows Wang, Chan & Loy (AAAI 2023): open_clip ``RN50-quickgelu`` with the OpenAI weights, the
+ResNet attention pool run *without* its positional embedding, so images are encoded at their own
+size (no resize to 224, no crop). Scores are computed from the features in
+:mod:`photosense.scoring.maths`.
+
+torch and open_clip are imported inside functions: importing this module stays cheap, and
+:func:`model_id` never needs torch.
+
+Model-name choice for the OpenAI weights: open_clip's plain ``RN50`` (and other OpenAI
+architectures) builds a GELU text tower, which silently gives wrong text features with the OpenAI
+weights. Whenever the pretrained tag is ``openai``, photosense maps such a name to its
+``-quickgelu`` variant (logged at INFO) before building *and* before computing the model id, so
+``RN50`` + openai and ``RN50-quickgelu`` + openai are one model. For a local weights file the
+architecture is used as typed (photosense cannot tell which activation the file was trained with).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import socket
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from photosense.errors import PhotosenseError, WeightsUnavailable
+from photosense.settings import model_config_dirs
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from PIL import Image
+
+log = logging.getLogger("photosense.scoring")
+
+DEFAULT_MODEL = "RN50-quickgelu"
+DEFAULT_PRETRAINED = "openai"
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+MIN_SIDE = 32
+
+# OpenAI architectures whose open_clip name without "-quickgelu" builds the wrong activation.
+_OPENAI_ARCHS = frozenset(
+    {"RN50", "RN101", "RN50x4", "RN50x16", "RN50x64", "ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-L-14-336"}
+)
+_HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"
+_HF_SAFE_WEIGHTS_NAME = "open_clip_model.safetensors"
+_PROBE_TIMEOUT_S = 3.0
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass
+class EngineConfig:
+    """What to build: architecture, weights (None = the pretrained tag, a tag, or a file path)."""
+
+    model: str = DEFAULT_MODEL
+    weights: str | None = None
+    device: str = "auto"
+    max_side: int = 1024
+    batch_size: int = 8
+    allow_pickle: bool = False
+
+
+# --------------------------------------------------------------------------- names and ids
+
+
+_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz")
+
+
+def _is_weights_file(weights: str | None) -> bool:
+    """A ``weights`` value naming a file (vs. an open_clip pretrained tag such as 'openai')."""
+    if weights is None:
+        return False
+    return (
+        os.sep in weights
+        or "/" in weights
+        or weights.startswith("~")
+        or weights.lower().endswith(_CHECKPOINT_SUFFIXES)
+        or Path(weights).exists()
+    )
+
+
+def pretrained_tag(config: EngineConfig) -> str | None:
+    """The open_clip pretrained tag the config asks for, or None when it names a file."""
+    if config.weights is None:
+        return DEFAULT_PRETRAINED
+    return None if _is_weights_file(config.weights) else config.weights
+
+
+_mapped_names: set[str] = set()
+
+
+def model_name(config: EngineConfig) -> str:
+    """The open_clip architecture actually built (OpenAI weights always get ``-quickgelu``)."""
+    name = config.model.strip()
+    if pretrained_tag(config) == "openai" and name in _OPENAI_ARCHS:
+        if name not in _mapped_names:
+            _mapped_names.add(name)
+            log.info("using %s-quickgelu for the OpenAI weights (plain %s has the wrong activation)",
+                     name, name)
+        return f"{name}-quickgelu"
+    return name
+
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+_hash_lock = threading.Lock()
+
+
+def file_digest(path: Path) -> str:
+    """First 12 hex digits of the file's SHA-256, cached per (path, size, mtime)."""
+    resolved = path.expanduser().resolve()
+    st = resolved.stat()
+    key = (str(resolved), st.st_size, st.st_mtime_ns)
+    with _hash_lock:
+        cached = _hash_cache.get(key)
+    if cached is not None:
+        return cached
+    sha = hashlib.sha256()
+    with open(resolved, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            sha.update(chunk)
+    digest = sha.hexdigest()[:12]
+    with _hash_lock:
+        _hash_cache[key] = digest
+    return digest
+
+
+def model_id(config: EngineConfig) -> str:
+    """Stable id stored with every feature vector, e.g. ``RN50-quickgelu/openai`` or
+    ``RN50-quickgelu/file:rn50.safetensors:1a2b3c4d5e6f`` (content hash: a copy elsewhere keeps
+    the id, new weights change it). No torch needed."""
+    tag = pretrained_tag(config)
+    name = model_name(config)
+    if tag is not None:
+        return f"{name}/{tag}"
+    path = Path(config.weights).expanduser()  # type: ignore[arg-type]
+    try:
+        digest = file_digest(path)
+    except OSError as exc:
+        raise WeightsUnavailable(f"weights file {path} cannot be read: {exc.strerror or exc}") from exc
+    return f"{name}/file:{path.name}:{digest}"
+
+
+def weights_cache_location() -> Path:
+    """Where open_clip / Hugging Face keep downloaded weights (read from the environment now)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface" / "hub"
+
+
+def _env_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pretrained_is_cached(cfg: dict[str, Any], cache: Path) -> bool:
+    """Whether open_clip would find the weights of a pretrained config without a download."""
+    if cfg.get("file"):
+        return Path(cfg["file"]).is_file()
+    hub = cfg.get("hf_hub") or ""
+    if hub:
+        repo, filename = os.path.split(hub)
+        filename = filename or _HF_WEIGHTS_NAME
+        names = [filename]
+        if filename == _HF_WEIGHTS_NAME:
+            names.append(_HF_SAFE_WEIGHTS_NAME)
+        elif filename.endswith((".bin", ".pth")):
+            names.append(filename[:-4] + ".safetensors")
+        snapshots = cache / ("models--" + repo.replace("/", "--")) / "snapshots"
+        return any(any(snapshots.glob(f"*/{n}")) for n in names)
+    url = cfg.get("url") or ""
+    return bool(url) and (cache / os.path.basename(urlparse(url).path)).is_file()
+
+
+# --------------------------------------------------------------------------- torch helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` = cuda, then mps, then cpu; an explicit device that is not there is an error."""
+    import torch
+
+    wanted = (name or "auto").strip().lower()
+    if wanted == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(wanted)
+    except RuntimeError as exc:
+        raise PhotosenseError(f"unknown device {name!r}: use auto, cpu, cuda or mps") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PhotosenseError(f"device {name!r} requested but CUDA is not available here (use --device cpu or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise PhotosenseError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise PhotosenseError(f"device {name!r} requested but Apple MPS is not available here (use --device cpu or auto)")
+    elif device.type != "cpu":
+        raise PhotosenseError(f"unsupported device {name!r}: use auto, cpu, cuda or mps")
+    return device
+
+
+_registered: set[Path] = set()
+_register_lock = threading.Lock()
+
+
+def register_model_configs() -> list[str]:
+    """Register every ``*.json`` in :func:`photosense.settings.model_config_dirs` with open_clip
+    (idempotent; a file is re-read when a folder is registered again). Returns the names found."""
+    import open_clip
+
+    names: list[str] = []
+    with _register_lock:
+        for folder in model_config_dirs():
+            if not folder.is_dir():
+                continue
+            files = sorted(folder.glob("*.json"))
+            names.extend(f.stem for f in files)
+            resolved = folder.resolve()
+            if resolved in _registered:
+                if not all(f.stem in open_clip.list_models() for f in files):
+                    open_clip.add_model_config(resolved)  # a new file appeared: rescan
+                continue
+            if files:
+                open_clip.add_model_config(resolved)
+                _registered.add(resolved)
+    return names
+
+
+def _no_pos_attnpool_class():
+    """AttentionPool2d subclass that skips the positional embedding (CLIP-IQA), any input size."""
+    import torch
+    import torch.nn.functional as F
+    from open_clip.modified_resnet import AttentionPool2d
+
+    class NoPosAttentionPool2d(AttentionPool2d):
+        """CLIP's attention pool without the positional embedding: only token 0 (the mean) queries.
+
+        Parameters and state-dict keys are those of ``AttentionPool2d`` (the unused
+        ``positional_embedding`` stays, so checkpoints load unchanged).
+        """
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            n, c, h, w = x.shape
+            tokens = x.reshape(n, c, h * w).transpose(1, 2)  # (N, HW, C)
+            tokens = torch.cat([tokens.mean(dim=1, keepdim=True), tokens], dim=1)  # (N, HW+1, C)
+            heads = self.num_heads
+            head_dim = c // heads
+            q = self.q_proj(tokens[:, :1])  # (N, 1, C): the mean token only
+            k = self.k_proj(tokens)
+            v = self.v_proj(tokens)
+            q = q.view(n, 1, heads, head_dim).transpose(1, 2)  # (N, heads, 1, d)
+            k = k.view(n, h * w + 1, heads, head_dim).transpose(1, 2)
+            v = v.view(n, h * w + 1, heads, head_dim).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q, k, v)  # (N, heads, 1, d)
+            out = out.transpose(1, 2).reshape(n, c)
+            return self.c_proj(out)
+
+    return NoPosAttentionPool2d
+
+
+def _vit_embeds_interpolated(self, x):
+    """VisionTransformer._embeds with the positional embedding resized (bicubic) to the input grid."""
+    import torch
+    import torch.nn.functional as F
+    from open_clip.transformer import _expand_token
+
+    x = self.conv1(x)
+    gh, gw = x.shape[-2:]
+    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+    x = torch.cat([_expand_token(self.class_embedding, x.shape[0]).to(x.dtype), x], dim=1)
+    pos = self.positional_embedding
+    old_h, old_w = self.grid_size
+    if (gh, gw) != (old_h, old_w):
+        tok, img = pos[:1], pos[1:]
+        img = img.reshape(1, old_h, old_w, -1).permute(0, 3, 1, 2).float()
+        img = F.interpolate(img, size=(gh, gw), mode="bicubic", align_corners=False, antialias=False)
+        img = img.permute(0, 2, 3, 1).reshape(gh * gw, -1).to(pos.dtype)
+        pos = torch.cat([tok, img], dim=0)
+    x = x + pos.to(x.dtype)
+    x = self.patch_dropout(x)
+    return self.ln_pre(x)
+
+
+def adapt_visual_for_any_size(model) -> str:
+    """Patch the image tower so images are encoded at their own size; returns the tower kind.
+
+    ResNet: the attention pool drops the positional embedding (the paper's CLIP-IQA).
+    ViT: the positional embedding is interpolated to the input grid. Others: left as built.
+    """
+    import types
+
+    from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
+    from open_clip.transformer import VisionTransformer
+
+    visual = model.visual
+    if isinstance(visual, ModifiedResNet):
+        pool = visual.attnpool
+        if type(pool) is AttentionPool2d:
+            pool.__class__ = _no_pos_attnpool_class()
+        return "resnet"
+    if isinstance(visual, VisionTransformer):
+        if getattr(visual, "attn_pool", None) is not None:
+            log.warning("%s has a custom attention pool; position embeddings interpolated anyway",
+                        type(visual).__name__)
+        visual._embeds = types.MethodType(_vit_embeds_interpolated, visual)
+        return "vit"
+    return "other"
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first if len(first) <= 200 else first[:197] + "..."
+
+
+def _is_torchscript(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(n.endswith("constants.pkl") for n in zf.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _read_state_dict(path: Path, allow_pickle: bool) -> dict[str, Any] | None:
+    """The tensors of a checkpoint file; None means "an OpenAI TorchScript file, let open_clip load
+    it". Raises WeightsUnavailable with one line on any problem."""
+    import pickle
+
+    import torch
+
+    with open(path, "rb") as f:
+        head = f.read(16)
+    looks_safetensors = path.suffix == ".safetensors" or (
+        len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 32)
+    )
+    if looks_safetensors:
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:  # safetensors raises its own error types
+            raise WeightsUnavailable(f"{path.name} is not a valid safetensors file ({_one_line(exc)})") from exc
+
+    if _is_torchscript(path):
+        if not allow_pickle:
+            raise WeightsUnavailable(
+                f"{path.name} is an OpenAI TorchScript file, which runs pickled code: convert it to "
+                "safetensors, or allow pickle explicitly (--allow-pickle) if you trust it"
+            )
+        return None
+
+    try:
+        if allow_pickle:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                checkpoint = torch.load(str(path), map_location="cpu", weights_only=False)
+        else:
+            checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            raise WeightsUnavailable(
+                f"{path.name} contains pickled objects beyond tensors: use a safetensors file, or allow "
+                "pickle explicitly (--allow-pickle) if you trust it"
+            ) from exc
+        raise WeightsUnavailable(f"{path.name} is not a PyTorch or safetensors checkpoint") from exc
+    except Exception as exc:  # torch raises RuntimeError/EOFError/ValueError... for garbage
+        raise WeightsUnavailable(
+            f"{path.name} is not a PyTorch or safetensors checkpoint ({_one_line(exc)})"
+        ) from exc
+
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, dict) or not checkpoint:
+        raise WeightsUnavailable(f"{path.name} holds no state dict (found {type(checkpoint).__name__})")
+    state = {}
+    for key, value in checkpoint.items():
+        if not isinstance(key, str) or not torch.is_tensor(value):
+            continue
+        state[key[len("module.") :] if key.startswith("module.") else key] = value
+    if not state:
+        raise WeightsUnavailable(f"{path.name} holds no tensors")
+    return state
+
+
+def _load_into(model, state: dict[str, Any], model_name_: str, file_name: str) -> None:
+    """Strictly load ``state``; a mismatch becomes one line listing a few offending keys."""
+    from open_clip.model import resize_pos_embed
+
+    expected = model.state_dict()
+    if "logit_scale" in state and "logit_scale" in expected:
+        state["logit_scale"] = state["logit_scale"].reshape(expected["logit_scale"].shape)
+    resize_pos_embed(state, model)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+            if items:
+                more = f", +{len(items) - 3} more" if len(items) > 3 else ""
+                parts.append(f"{len(items)} {label} ({', '.join(items[:3])}{more})")
+        raise WeightsUnavailable(
+            f"{file_name} does not fit model {model_name_} (wrong architecture?): {'; '.join(parts)}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def build_random_model(name: str):
+    """An open_clip model of architecture ``name`` with random weights, downloading nothing.
+
+    Mirrors ``open_clip.create_model(name, pretrained=None)`` (CLIP / CustomTextCLIP / CoCa,
+    no base-tower downloads) without its root-logger warning that "no pretrained weights were
+    loaded": photosense loads its own checkpoint right after.
+    """
+    import open_clip
+
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        raise WeightsUnavailable(
+            f"unknown model architecture {name!r} (add its open_clip config as "
+            f"{model_config_dirs()[0]}/{name}.json)"
+        )
+    vision_cfg, text_cfg = cfg["vision_cfg"], cfg["text_cfg"]
+    if "timm_model_name" in vision_cfg:
+        vision_cfg["timm_model_pretrained"] = False
+    is_hf_text = "hf_model_name" in text_cfg
+    if is_hf_text:
+        text_cfg["hf_model_pretrained"] = False
+    custom_text = cfg.pop("custom_text", False) or is_hf_text
+    if custom_text:
+        cls = open_clip.CoCa if "multimodal_cfg" in cfg else open_clip.CustomTextCLIP
+    else:
+        cls = open_clip.CLIP
+    return cls(**cfg)
+
+
+def _calibrate_batch_norm(clip) -> None:
+    """Set BatchNorm running statistics from a few synthetic images.
+
+    Random convolutions shrink the signal layer after layer; with the default running stats
+    (mean 0, var 1) the image features end up dominated by the pool's biases and every image
+    looks alike. Re-estimating the statistics keeps activations at unit scale.
+    """
+    import torch
+    from torch import nn
+
+    from open_clip.modified_resnet import ModifiedResNet
+
+    visual = clip.visual
+    norms = [m for m in visual.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or not isinstance(visual, ModifiedResNet):
+        return
+    # Smooth random colour fields + noise: varied low- and high-frequency content.
+    low = torch.rand(16, 3, 6, 6)
+    images = torch.nn.functional.interpolate(low, size=(96, 96), mode="bicubic", align_corners=False)
+    images = (images + 0.3 * torch.randn_like(images) * torch.rand(16, 1, 1, 1)).clamp(0, 1)
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    images = (images - mean) / std
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration pass
+    visual.train()
+    x = visual.stem(images)  # the attention pool has no BatchNorm (and is size-bound as built)
+    for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+        x = layer(x)
+    visual.eval()
+    for m in norms:
+        m.momentum = 0.1
+
+
+def make_random_checkpoint(
+    model: str,
+    path: Path,
+    *,
+    logit_scale: float = 100.0,
+    seed: int = 0,
+    perturb_bn: bool = True,
+) -> Path:
+    """Save random weights of open_clip architecture ``model`` as safetensors (tests, benchmarks).
+
+    ``logit_scale`` is stored as ``ln(logit_scale)`` (random init gives 14.3; OpenAI's is 100).
+    ResNet ``bn3.weight`` start at zero, which makes every image score alike: ``perturb_bn`` fills
+    them with small random values and re-estimates the BatchNorm statistics on synthetic images,
+    so features depend on the image.
+    """
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    register_model_configs()
+    path = Path(path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clip = build_random_model(model)
+        with torch.no_grad():
+            clip.logit_scale.fill_(math.log(logit_scale))
+            if perturb_bn:
+                for name, param in clip.named_parameters():
+                    if name.endswith("bn3.weight"):
+                        param.normal_(0.0, 0.25)
+                _calibrate_batch_norm(clip)
+    state = {k: v.detach().cpu().contiguous() for k, v in clip.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One metadata key only: safetensors writes several in random order, and the file's bytes
+    # (hence its model id) must not change when the same weights are saved again.
+    save_file(state, str(path), metadata={"format": "pt"})
+    return path
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class ClipIQAEngine:
+    """Builds one CLIP model lazily and turns images and prompts into unit feature vectors."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self._lock = threading.RLock()
+        self._model = None
+        self._tokenizer = None
+        self._device = None
+        self._dtype = None
+        self._tower = ""
+        self._logit_scale = 0.0
+        self._dim = 0
+        self._text_cache: dict[str, np.ndarray] = {}
+        self._id: str | None = None
+
+    # ---- properties
+
+    @property
+    def id(self) -> str:
+        if self._id is None:
+            self._id = model_id(self.config)
+        return self._id
+
+    @property
+    def model_name(self) -> str:
+        return model_name(self.config)
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def device(self) -> torch.device:
+        self.load()
+        return self._device
+
+    @property
+    def logit_scale(self) -> float:
+        """λ = ``model.logit_scale.exp()`` (100 for the OpenAI weights)."""
+        self.load()
+        return self._logit_scale
+
+    @property
+    def dim(self) -> int:
+        """Embedding size of image and text features."""
+        self.load()
+        return self._dim
+
+    @property
+    def model(self):
+        """The open_clip model (built on first use)."""
+        self.load()
+        return self._model
+
+    # ---- building
+
+    def load(self) -> ClipIQAEngine:
+        """Build the model and load its weights (once; thread-safe). Raises WeightsUnavailable."""
+        if self._model is not None:
+            return self
+        with self._lock:
+            if self._model is not None:
+                return self
+            import open_clip
+            import torch
+
+            device = resolve_device(self.config.device)
+            register_model_configs()
+            name = model_name(self.config)
+            if open_clip.get_model_config(name) is None:
+                raise WeightsUnavailable(
+                    f"unknown model architecture {name!r} (add its open_clip config as "
+                    f"{model_config_dirs()[0]}/{name}.json, or see open_clip.list_models())"
+                )
+            model = self._build(name)
+            self._tower = adapt_visual_for_any_size(model)
+            model.eval()
+            self._logit_scale = float(model.logit_scale.detach().float().exp().item())
+            self._dim = int(open_clip.get_model_config(name)["embed_dim"])
+            dtype = torch.float16 if device.type == "cuda" else torch.float32
+            model.to(device=device, dtype=dtype)
+            self._tokenizer = open_clip.get_tokenizer(name)
+            self._device, self._dtype = device, dtype
+            self._id = model_id(self.config)
+            log.info("loaded %s on %s (%s, λ=%.1f)", self._id, device, str(dtype).removeprefix("torch."),
+                     self._logit_scale)
+            self._model = model
+        return self
+
+    def _build(self, name: str):
+        import open_clip
+
+        tag = pretrained_tag(self.config)
+        if tag is not None:
+            return self._build_pretrained(name, tag)
+        path = Path(self.config.weights).expanduser()  # type: ignore[arg-type]
+        if not path.is_file():
+            raise WeightsUnavailable(f"weights file not found: {path}")
+        try:
+            state = _read_state_dict(path, self.config.allow_pickle)
+        except OSError as exc:
+            raise WeightsUnavailable(f"weights file {path} cannot be read: {exc.strerror or exc}") from exc
+        if state is None:  # OpenAI TorchScript, pickle explicitly allowed
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*TorchScript archive.*", category=UserWarning)
+                    return open_clip.create_model(name, pretrained=str(path), weights_only=False)
+            except Exception as exc:
+                raise WeightsUnavailable(f"cannot load {path.name} into {name}: {_one_line(exc)}") from exc
+        model = build_random_model(name)
+        _load_into(model, state, name, path.name)
+        return model
+
+    def _build_pretrained(self, name: str, tag: str):
+        import open_clip
+
+        cfg = open_clip.get_pretrained_cfg(name, tag)
+        if not cfg:
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            raise WeightsUnavailable(
+                f"open_clip has no pretrained weights {tag!r} for {name}"
+                + (f" (known: {', '.join(tags)})" if tags else "")
+                + "; pass --weights FILE"
+            )
+        cache = weights_cache_location()
+        if not _pretrained_is_cached(cfg, cache):
+            if _env_offline():
+                reason = "HF_HUB_OFFLINE is set"
+            elif not _hub_reachable():
+                reason = "huggingface.co cannot be reached"
+            else:
+                reason = ""
+            if reason:
+                raise WeightsUnavailable(
+                    f"weights {name}/{tag} are not downloaded and {reason}: connect once to download "
+                    f"them into {cache}, or pass --weights FILE (a local checkpoint)"
+                )
+            log.info("downloading %s/%s weights into %s", name, tag, cache)
+        try:
+            return open_clip.create_model(name, pretrained=tag, cache_dir=str(cache))
+        except Exception as exc:
+            raise WeightsUnavailable(
+                f"cannot get weights {name}/{tag} ({_one_line(exc)}); pass --weights FILE or check {cache}"
+            ) from exc
+
+    # ---- encoding
+
+    def preprocess(self, img: Image.Image) -> torch.Tensor:
+        """PIL image -> normalised (3, H, W) float32 tensor at its own size.
+
+        The caller has applied EXIF orientation and the max-side downscale; images with a side
+        under ``MIN_SIDE`` are upscaled (bicubic). No other resize, no crop (CLIP-IQA).
+        """
+        import torch
+        from PIL import Image as PILImage
+
+        rgb = img.convert("RGB") if img.mode != "RGB" else img
+        w, h = rgb.size
+        if w == 0 or h == 0:
+            raise PhotosenseError(f"image has an empty side ({w}x{h})")
+        if min(w, h) < MIN_SIDE:
+            scale = MIN_SIDE / min(w, h)
+            size = (max(MIN_SIDE, round(w * scale)), max(MIN_SIDE, round(h * scale)))
+            rgb = rgb.resize(size, PILImage.Resampling.BICUBIC)
+        arr = np.asarray(rgb, dtype=np.float32) / 255.0
+        mean = np.asarray(CLIP_MEAN, dtype=np.float32)
+        std = np.asarray(CLIP_STD, dtype=np.float32)
+        arr = (arr - mean) / std
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+    def encode_images(self, tensors: list[torch.Tensor]) -> np.ndarray:
+        """(N, D) float32 unit image features, in input order; same-size tensors share batches."""
+        import torch
+
+        self.load()
+        if not tensors:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        out = np.empty((len(tensors), self._dim), dtype=np.float32)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, t in enumerate(tensors):
+            if t.ndim != 3 or t.shape[0] != 3:
+                raise ValueError(f"image tensor {i} must be (3, H, W), got {tuple(t.shape)}")
+            groups.setdefault(tuple(t.shape), []).append(i)
+        step = max(1, int(self.config.batch_size))
+        with torch.inference_mode():
+            for shape, indices in groups.items():
+                for start in range(0, len(indices), step):
+                    chunk = indices[start : start + step]
+                    batch = torch.stack([tensors[i] for i in chunk]).to(self._device, self._dtype)
+                    feats = self._encode_batch(batch, shape)
+                    out[chunk] = feats
+        return out
+
+    def _encode_batch(self, batch, shape) -> np.ndarray:
+        import torch.nn.functional as F
+
+        try:
+            feats = self._model.encode_image(batch)
+        except RuntimeError as exc:
+            if self._tower == "other":
+                raise PhotosenseError(
+                    f"model {self.model_name} cannot encode {shape[2]}x{shape[1]} images (its image "
+                    f"tower needs a fixed size): use an RN50 or ViT model"
+                ) from exc
+            raise
+        return F.normalize(feats.float(), dim=-1).cpu().numpy()
+
+    def encode_texts(self, prompts: list[str]) -> np.ndarray:
+        """(N, D) float32 unit text features of full prompt texts (cached in memory per prompt)."""
+        import torch
+        import torch.nn.functional as F
+
+        self.load()
+        prompts = list(prompts)
+        with self._lock:
+            todo = list(dict.fromkeys(p for p in prompts if p not in self._text_cache))
+        if todo:
+            with torch.inference_mode():
+                tokens = self._tokenizer(todo).to(self._device)
+                feats = F.normalize(self._model.encode_text(tokens).float(), dim=-1).cpu().numpy()
+            with self._lock:
+                for p, f in zip(todo, feats):
+                    self._text_cache[p] = f
+        if not prompts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        with self._lock:
+            return np.stack([self._text_cache[p] for p in prompts]).astype(np.float32, copy=False)

@@ -1,0 +1,490 @@
+"""The CLIP-IQA engine: position-free attention pool, any input size, checkpoints, ids, errors.
+
+Random weights only (fixtures in tests/fixtures/models.py); nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+
+from photosense.errors import PhotosenseError, WeightsUnavailable
+from photosense.scoring import clipiqa
+from photosense.scoring.clipiqa import (
+    CLIP_MEAN,
+    CLIP_STD,
+    DEFAULT_MODEL,
+    MIN_SIDE,
+    ClipIQAEngine,
+    EngineConfig,
+    build_random_model,
+    make_random_checkpoint,
+    model_id,
+    model_name,
+    register_model_configs,
+    resolve_device,
+    weights_cache_location,
+)
+from photosense.scoring.maths import attribute_scores
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _photo(w: int, h: int, seed: int) -> Image.Image:
+    """A small synthetic 'photo': colour gradient, shapes and some noise; differs per seed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    arr = np.stack(
+        [
+            255 * xx / max(w - 1, 1),
+            255 * yy / max(h - 1, 1),
+            np.full((h, w), rng.integers(0, 255)),
+        ],
+        axis=-1,
+    )
+    arr += rng.normal(0, 20, arr.shape)
+    img = Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(3):
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        draw.ellipse([x0, y0, x0 + w // 3, y0 + h // 3], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    return img
+
+
+def _naive_attnpool(pool, fmap: torch.Tensor) -> torch.Tensor:
+    """CLIP-IQA's pool written out per head and per token with plain matmuls (float64)."""
+    w = {n: p.detach().double() for n, p in pool.state_dict().items()}
+    heads = pool.num_heads
+    out = []
+    for img in fmap.double():  # (C, H, W)
+        c = img.shape[0]
+        d = c // heads
+        z = img.reshape(c, -1).T  # (HW, C)
+        tokens = torch.cat([z.mean(dim=0, keepdim=True), z])  # (HW+1, C)
+        q = tokens[0] @ w["q_proj.weight"].T + w["q_proj.bias"]  # query from the mean token only
+        k = tokens @ w["k_proj.weight"].T + w["k_proj.bias"]
+        v = tokens @ w["v_proj.weight"].T + w["v_proj.bias"]
+        per_head = []
+        for h in range(heads):
+            sl = slice(h * d, (h + 1) * d)
+            logits = torch.stack([q[sl] @ k[i, sl] for i in range(k.shape[0])]) / math.sqrt(d)
+            attn = torch.softmax(logits, dim=0)
+            per_head.append((attn[:, None] * v[:, sl]).sum(dim=0))
+        out.append(torch.cat(per_head) @ w["c_proj.weight"].T + w["c_proj.bias"])
+    return torch.stack(out)
+
+
+def _layer4(visual, batch: torch.Tensor) -> torch.Tensor:
+    x = visual.stem(batch)
+    for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+        x = layer(x)
+    return x
+
+
+@pytest.fixture(scope="module")
+def rn50_engine(rn50_weights):
+    return ClipIQAEngine(EngineConfig(model=DEFAULT_MODEL, weights=str(rn50_weights), device="cpu")).load()
+
+
+@pytest.fixture
+def tiny_engine(tiny_config):
+    return ClipIQAEngine(tiny_config).load()
+
+
+# --------------------------------------------------------------------------- attention pool
+
+
+@pytest.mark.parametrize(("w", "h"), [(224, 224), (320, 160), (97, 203)])
+def test_rn50_pool_matches_naive_reference(rn50_engine, w, h):
+    """Any size works (the original pool only takes 224x224) and matches the written-out maths."""
+    engine = rn50_engine
+    visual = engine.model.visual
+    assert visual.attnpool.num_heads == 32
+    captured = []
+    hook = visual.layer4.register_forward_hook(lambda mod, inp, out: captured.append(out.clone()))
+    try:
+        got = engine.encode_images([engine.preprocess(_photo(w, h, seed=w))])
+    finally:
+        hook.remove()
+    assert got.shape == (1, 1024)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    (fmap,) = captured
+    assert fmap.shape[1] == 2048
+    expected = torch.nn.functional.normalize(_naive_attnpool(visual.attnpool, fmap), dim=-1)
+    np.testing.assert_allclose(got, expected.float().numpy(), atol=2e-5)
+
+
+@pytest.mark.parametrize(("w", "h"), [(64, 64), (40, 130), (33, 33)])
+def test_tiny_pool_matches_naive_reference(tiny_engine, w, h):
+    visual = tiny_engine.model.visual
+    tensor = tiny_engine.preprocess(_photo(w, h, seed=h))
+    with torch.inference_mode():
+        expected = _naive_attnpool(visual.attnpool, _layer4(visual, tensor[None]))
+    expected = torch.nn.functional.normalize(expected, dim=-1).float().numpy()
+    np.testing.assert_allclose(tiny_engine.encode_images([tensor]), expected, atol=2e-5)
+
+
+def test_pool_ignores_positional_embedding_and_keeps_state_dict(tiny_engine):
+    from open_clip.modified_resnet import AttentionPool2d
+
+    pool = tiny_engine.model.visual.attnpool
+    assert isinstance(pool, AttentionPool2d)  # subclass: same parameters, same keys
+    assert "visual.attnpool.positional_embedding" in tiny_engine.model.state_dict()
+    fmap = torch.randn(2, 256, 3, 5)
+    with torch.inference_mode():
+        before = pool(fmap).clone()
+        saved = pool.positional_embedding.detach().clone()
+        pool.positional_embedding.data.normal_()
+        after = pool(fmap)
+        pool.positional_embedding.data.copy_(saved)
+    torch.testing.assert_close(before, after)
+
+
+def test_original_pool_breaks_off_its_native_size(tiny_engine):
+    """Why the replacement exists: CLIP's own pool only accepts its 224-equivalent grid."""
+    from open_clip.modified_resnet import AttentionPool2d
+
+    ours = tiny_engine.model.visual.attnpool
+    original = AttentionPool2d(2, 256, ours.num_heads, 32)  # the tiny model's 64 px = 2x2 grid
+    original.load_state_dict(ours.state_dict())
+    with torch.inference_mode():
+        original(torch.randn(1, 256, 2, 2))  # its native grid works
+        with pytest.raises(RuntimeError):
+            original(torch.randn(1, 256, 5, 3))
+        assert ours(torch.randn(1, 256, 5, 3)).shape == (1, 32)
+
+
+# --------------------------------------------------------------------------- ViT towers
+
+
+TINY_VIT = {
+    "embed_dim": 16,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def test_vit_position_embedding_is_interpolated(tmp_path, model_configs_dir, monkeypatch):
+    vit_dir = tmp_path / "vit_configs"
+    vit_dir.mkdir()
+    (vit_dir / "photosense-tiny-vit.json").write_text(json.dumps(TINY_VIT))
+    monkeypatch.setenv("PHOTOSENSE_MODEL_CONFIGS", f"{model_configs_dir}{clipiqa.os.pathsep}{vit_dir}")
+    weights = make_random_checkpoint("photosense-tiny-vit", tmp_path / "vit.safetensors")
+    engine = ClipIQAEngine(EngineConfig(model="photosense-tiny-vit", weights=str(weights), device="cpu"))
+    native = engine.preprocess(_photo(32, 32, seed=3))
+    feats = engine.encode_images([native, engine.preprocess(_photo(80, 48, seed=4))])
+    assert feats.shape == (2, 16)
+    # At the native size the interpolation is a no-op: same as the unmodified tower.
+    plain = build_random_model("photosense-tiny-vit")
+    from safetensors.torch import load_file
+
+    plain.load_state_dict(load_file(str(weights)))
+    plain.eval()
+    with torch.inference_mode():
+        ref = torch.nn.functional.normalize(plain.encode_image(native[None]), dim=-1).numpy()
+        with pytest.raises(RuntimeError):
+            plain.encode_image(engine.preprocess(_photo(80, 48, seed=4))[None])
+    np.testing.assert_allclose(feats[:1], ref, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_reproduces_in_memory_model(tmp_path, model_configs_dir):
+    from safetensors.torch import save_file
+
+    register_model_configs()
+    torch.manual_seed(123)
+    model = build_random_model("photosense-tiny")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bn3.weight"):
+                p.normal_(0, 0.5)
+    model.eval()
+    path = tmp_path / "mine.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+
+    clipiqa.adapt_visual_for_any_size(model)
+    engine = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=str(path), device="cpu"))
+    images = [engine.preprocess(_photo(w, h, seed=w)) for w, h in [(64, 64), (90, 50)]]
+    tokens = engine.load()._tokenizer(["Good photo."])
+    with torch.inference_mode():
+        ref_img = [torch.nn.functional.normalize(model.encode_image(t[None]), dim=-1)[0].numpy() for t in images]
+        ref_txt = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1).numpy()
+    np.testing.assert_array_equal(engine.encode_images(images), np.stack(ref_img))
+    np.testing.assert_array_equal(engine.encode_texts(["Good photo."]), ref_txt)
+
+
+def test_torch_state_dict_files_load_too(tmp_path, tiny_weights, tiny_config):
+    """A .pt holding {"state_dict": {"module.<key>": ...}} loads like the safetensors file."""
+    from safetensors.torch import load_file
+
+    state = {f"module.{k}": v for k, v in load_file(str(tiny_weights)).items()}
+    pt = tmp_path / "wrapped.pt"
+    torch.save({"state_dict": state, "epoch": 3}, pt)
+    image = ClipIQAEngine(tiny_config).preprocess(_photo(64, 48, seed=9))
+    a = ClipIQAEngine(tiny_config).encode_images([image])
+    b = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=str(pt), device="cpu")).encode_images([image])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_logit_scale_from_checkpoint(tiny_engine, rn50_engine, tmp_path):
+    assert tiny_engine.logit_scale == pytest.approx(100.0, rel=1e-5)
+    assert rn50_engine.logit_scale == pytest.approx(100.0, rel=1e-5)
+    other = make_random_checkpoint("photosense-tiny", tmp_path / "s50.safetensors", logit_scale=50.0)
+    engine = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=str(other), device="cpu"))
+    assert engine.logit_scale == pytest.approx(50.0, rel=1e-5)
+
+
+def test_random_checkpoint_is_deterministic_and_image_sensitive(tmp_path, tiny_weights, tiny_engine):
+    again = make_random_checkpoint("photosense-tiny", tmp_path / "again.safetensors")
+    assert clipiqa.file_digest(again) == clipiqa.file_digest(tiny_weights)
+    state = tiny_engine.model.state_dict()
+    bn3 = [v for k, v in state.items() if k.endswith("bn3.weight")]
+    assert bn3 and all(v.abs().sum() > 0 for v in bn3)
+    sharp = _photo(96, 96, seed=5)
+    images = [sharp, sharp.filter(ImageFilter.GaussianBlur(3)), Image.new("RGB", (96, 96), (10, 10, 10))]
+    feats = tiny_engine.encode_images([tiny_engine.preprocess(i) for i in images])
+    text = tiny_engine.encode_texts(["Sharp photo.", "Blurry photo."])
+    scores = attribute_scores(feats, text[:1], text[1:], tiny_engine.logit_scale)
+    assert np.ptp(scores) > 0.01  # random weights, yet the score depends on the image
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def test_encode_images_keeps_order_with_mixed_sizes(tiny_config):
+    tiny_config.batch_size = 2
+    engine = ClipIQAEngine(tiny_config)
+    sizes = [(64, 64), (50, 90), (64, 64), (33, 40), (64, 64), (50, 90), (64, 64)]
+    tensors = [engine.preprocess(_photo(w, h, seed=i)) for i, (w, h) in enumerate(sizes)]
+    feats = engine.encode_images(tensors)
+    one_by_one = np.concatenate([engine.encode_images([t]) for t in tensors])
+    assert feats.shape == (len(sizes), 32) and feats.dtype == np.float32
+    np.testing.assert_allclose(feats, one_by_one, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
+    # All images differ, so a reordering would show.
+    gram = feats @ feats.T
+    assert np.all(gram[~np.eye(len(sizes), dtype=bool)] < 0.9999)
+    assert engine.encode_images([]).shape == (0, 32)
+
+
+def test_encode_texts_unit_norm_and_cached(tiny_engine, monkeypatch):
+    feats = tiny_engine.encode_texts(["Good photo.", "Bad photo.", "Good photo."])
+    assert feats.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(feats[0], feats[2])
+    assert not np.allclose(feats[0], feats[1])
+
+    def boom(*args, **kwargs):
+        raise AssertionError("text tower ran for a cached prompt")
+
+    monkeypatch.setattr(tiny_engine.model, "encode_text", boom)
+    np.testing.assert_array_equal(tiny_engine.encode_texts(["Bad photo."]), feats[1:2])
+
+
+def test_preprocess_no_resize_normalised(tiny_engine):
+    img = Image.new("RGB", (70, 45), (255, 255, 255))
+    t = tiny_engine.preprocess(img)
+    assert t.shape == (3, 45, 70) and t.dtype == torch.float32
+    expected = [(1 - m) / s for m, s in zip(CLIP_MEAN, CLIP_STD)]
+    torch.testing.assert_close(t[:, 0, 0], torch.tensor(expected))
+    # Other modes become RGB.
+    assert tiny_engine.preprocess(Image.new("L", (40, 40), 0)).shape == (3, 40, 40)
+    assert tiny_engine.preprocess(Image.new("RGBA", (40, 40), (0, 0, 0, 0))).shape == (3, 40, 40)
+
+
+def test_preprocess_upscales_tiny_images(tiny_engine):
+    t = tiny_engine.preprocess(Image.new("RGB", (100, 10)))
+    assert t.shape == (3, MIN_SIDE, 320)
+    assert tiny_engine.encode_images([t]).shape == (1, 32)
+
+
+def test_load_is_idempotent_and_thread_safe(tiny_config):
+    engine = ClipIQAEngine(tiny_config)
+    models = []
+    threads = [threading.Thread(target=lambda: models.append(engine.load().model)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(models) == 4 and all(m is models[0] for m in models)
+    assert engine.dim == 32 and engine.id.startswith("photosense-tiny/file:")
+
+
+# --------------------------------------------------------------------------- weights errors
+
+
+def _assert_one_line(exc_info, *needles):
+    msg = str(exc_info.value)
+    assert "\n" not in msg and msg
+    for needle in needles:
+        assert needle in msg
+
+
+def test_missing_weights_file(tmp_path):
+    engine = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=str(tmp_path / "nope.safetensors")))
+    with pytest.raises(WeightsUnavailable) as exc:
+        engine.load()
+    _assert_one_line(exc, "not found", "nope.safetensors")
+
+
+@pytest.mark.parametrize("name", ["garbage.safetensors", "garbage.pt", "garbage.bin", "empty.safetensors"])
+def test_garbage_weights_file(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"" if name.startswith("empty") else np.random.default_rng(0).bytes(5000))
+    engine = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=str(path), device="cpu"))
+    with pytest.raises(WeightsUnavailable) as exc:
+        engine.load()
+    _assert_one_line(exc, name)
+
+
+def test_checkpoint_of_wrong_architecture(tiny_weights):
+    engine = ClipIQAEngine(EngineConfig(model=DEFAULT_MODEL, weights=str(tiny_weights), device="cpu"))
+    with pytest.raises(WeightsUnavailable) as exc:
+        engine.load()
+    _assert_one_line(exc, "does not fit", DEFAULT_MODEL, "wrong shape")
+
+
+def test_pickle_needs_explicit_permission(tmp_path, tiny_weights):
+    from safetensors.torch import load_file
+
+    path = tmp_path / "pickled.pt"
+    torch.save({"state_dict": load_file(str(tiny_weights)), "opts": threading.Lock}, path)
+    with pytest.raises(WeightsUnavailable) as exc:
+        ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=str(path), device="cpu")).load()
+    _assert_one_line(exc, "pickle")
+    allowed = EngineConfig(model="photosense-tiny", weights=str(path), device="cpu", allow_pickle=True)
+    assert ClipIQAEngine(allowed).load().logit_scale == pytest.approx(100.0, rel=1e-5)
+
+
+def test_unknown_architecture():
+    with pytest.raises(WeightsUnavailable) as exc:
+        ClipIQAEngine(EngineConfig(model="no-such-model", weights="x.safetensors", device="cpu")).load()
+    _assert_one_line(exc, "no-such-model")
+
+
+def test_default_weights_offline_fail_fast(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailable) as exc:
+        ClipIQAEngine(EngineConfig(device="cpu")).load()
+    assert time.perf_counter() - start < 5
+    _assert_one_line(exc, "--weights", str(tmp_path / "hf" / "hub"), "RN50-quickgelu/openai")
+
+
+def test_default_weights_unreachable_hub_fail_fast(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    probes = []
+
+    def no_network(address, timeout=None, *args, **kwargs):
+        probes.append((address, timeout))
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(clipiqa.socket, "create_connection", no_network)
+    with pytest.raises(WeightsUnavailable) as exc:
+        ClipIQAEngine(EngineConfig(device="cpu")).load()
+    _assert_one_line(exc, "--weights", "cannot be reached")
+    assert probes == [(("huggingface.co", 443), 3.0)]
+
+
+def test_cached_pretrained_weights_are_detected(tmp_path):
+    cfg = {"hf_hub": "timm/resnet50_clip.openai/"}
+    assert not clipiqa._pretrained_is_cached(cfg, tmp_path)
+    snap = tmp_path / "models--timm--resnet50_clip.openai" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "open_clip_model.safetensors").write_bytes(b"x")
+    assert clipiqa._pretrained_is_cached(cfg, tmp_path)
+
+
+def test_weights_cache_location_follows_env(tmp_path, monkeypatch):
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert weights_cache_location() == tmp_path / "home" / ".cache" / "huggingface" / "hub"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert weights_cache_location() == tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "direct"))
+    assert weights_cache_location() == tmp_path / "direct"
+
+
+# --------------------------------------------------------------------------- ids, names, devices
+
+
+def test_model_id_of_pretrained_and_name_mapping():
+    assert model_id(EngineConfig()) == "RN50-quickgelu/openai"
+    assert model_name(EngineConfig(model="RN50")) == "RN50-quickgelu"
+    assert model_id(EngineConfig(model="RN50")) == "RN50-quickgelu/openai"
+    assert model_id(EngineConfig(model="ViT-B-32", weights="laion2b_s34b_b79k")) == "ViT-B-32/laion2b_s34b_b79k"
+    assert clipiqa.pretrained_tag(EngineConfig(weights="missing.safetensors")) is None  # a file, not a tag
+
+
+def test_unknown_pretrained_tag():
+    with pytest.raises(WeightsUnavailable) as exc:
+        ClipIQAEngine(EngineConfig(model="photosense-tiny", weights="no_such_tag", device="cpu")).load()
+    _assert_one_line(exc, "no_such_tag", "--weights")
+
+
+def test_model_id_follows_file_content(tmp_path, tiny_weights):
+    a = tmp_path / "a" / "tiny.safetensors"
+    b = tmp_path / "b" / "tiny.safetensors"
+    a.parent.mkdir()
+    b.parent.mkdir()
+    shutil.copy(tiny_weights, a)
+    shutil.copy(tiny_weights, b)
+    id_a = model_id(EngineConfig(model="photosense-tiny", weights=str(a)))
+    assert id_a == model_id(EngineConfig(model="photosense-tiny", weights=str(b)))
+    assert id_a.startswith("photosense-tiny/file:tiny.safetensors:")
+    assert len(id_a.rsplit(":", 1)[1]) == 12
+    make_random_checkpoint("photosense-tiny", b, seed=1)  # new weights, same path
+    assert model_id(EngineConfig(model="photosense-tiny", weights=str(b))) != id_a
+
+
+def test_model_id_needs_no_torch(tiny_weights):
+    code = (
+        "import sys; from photosense.scoring.clipiqa import model_id, EngineConfig;"
+        f"print(model_id(EngineConfig(weights={str(tiny_weights)!r})));"
+        "print('torch' in sys.modules, 'open_clip' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[1] == "False False"
+    assert out.splitlines()[0].startswith("RN50-quickgelu/file:tiny.safetensors:")
+
+
+def test_register_model_configs_is_idempotent():
+    import open_clip
+
+    assert "photosense-tiny" in register_model_configs()
+    n = len(open_clip.list_models())
+    register_model_configs()
+    assert len(open_clip.list_models()) == n
+    assert "photosense-tiny" in open_clip.list_models()
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(PhotosenseError, match="device"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_resolve_device_cuda_unavailable():
+    with pytest.raises(PhotosenseError) as exc:
+        resolve_device("cuda")
+    _assert_one_line(exc, "CUDA is not available")
