@@ -288,3 +288,14 @@ def test_report_summary_is_one_line():
     report = ExportReport(copied=2, linked=1, renamed=1, skipped=[("a", "b")], dest=Path("/x"))
     text = report.summary()
     assert "\n" not in text and "2 copied" in text and "1 linked" in text and "1 skipped" in text
+
+
+def test_export_module_does_not_import_qt():
+    import subprocess
+    import sys
+
+    code = ("import sys, photosense.curation.export; "
+            "bad = [m for m in sys.modules if m.startswith(('PySide6', 'photosense.gui'))]; "
+            "assert not bad, bad")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
