@@ -117,7 +117,7 @@ class ExportReport:
             parts.append(f"{self.unranked} without a score not ranked")
         if self.errors:
             parts.append(f"{len(self.errors)} failed")
-        text = "Export: " + ", ".join(parts)
+        text = ", ".join(parts)
         return text + " (cancelled)" if self.cancelled else text
 
 

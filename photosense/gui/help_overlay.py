@@ -38,9 +38,13 @@ class HelpOverlay(QWidget):
         return list(self._shortcuts)
 
     def show_overlay(self) -> None:
+        """Show over the whole parent and take the keyboard (plain ``show()`` does the same)."""
+        self.show()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
         self.setGeometry(self.parentWidget().rect())
         self.raise_()
-        self.show()
         self.setFocus(Qt.FocusReason.PopupFocusReason)
 
     def toggle(self) -> None:

@@ -354,8 +354,9 @@ def test_help_overlay_shows_follows_and_closes(qtbot):
     with qtbot.waitSignal(overlay.closed):
         qtbot.keyClick(overlay, Qt.Key.Key_A)
     assert not overlay.isVisible()
-    overlay.toggle()
-    assert overlay.isVisible()
+    overlay.show()  # a plain show() also covers the parent and takes the keyboard
+    assert overlay.isVisible() and overlay.geometry() == window.rect()
+    assert window.focusWidget() is overlay
     with qtbot.waitSignal(overlay.closed):
         qtbot.mouseClick(overlay, Qt.MouseButton.LeftButton, pos=QPoint(10, 10))
     assert not overlay.isVisible()
