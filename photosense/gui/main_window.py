@@ -1,0 +1,1173 @@
+"""The main window: sidebar, thumbnail grid, loupe/compare, info and histogram panels,
+background scoring with progress, keyboard culling with undo.
+
+Threads: the GUI thread only paints and reacts. Library reads and culling writes go through
+one serial "library" thread (``SerialExecutor``), so they stay ordered; the CLIP engine runs
+on one "model" thread (scoring, re-scoring new attributes); exports and histogram values on
+the background pool; thumbnails on their own pool; folder watching and scanning on the
+``WatchService``'s threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+import numpy as np
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, QObject, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from photosense.errors import WeightsUnavailable
+from photosense.library import (
+    CHECK_NAMES,
+    COLOR_LABELS,
+    FLAG_NONE,
+    FLAG_PICK,
+    FLAG_REJECT,
+    AttributeInfo,
+    FolderInfo,
+    Library,
+    PhotoQuery,
+    PhotoRow,
+)
+from photosense.library.queries import ASCENDING_BY_DEFAULT, BASIC_SORTS
+from photosense.pipeline import Progress, ScoringJob, format_duration, load_engine_config, save_engine_config
+from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
+from photosense.gui.delegate import PhotoDelegate, cell_size
+from photosense.gui.info_panel import InfoPanel
+from photosense.gui.jobs import Job, JobContext, JobRunner, SerialExecutor
+from photosense.gui.photo_model import PhotoIdRole, PhotoListModel, RowRole, ThumbnailRole, value_of
+from photosense.gui.settings_dialog import THUMB_MAX, THUMB_MIN, SettingsDialog, UiPrefs
+from photosense.gui.sidebar import Sidebar
+from photosense.gui.thumbnails import ThumbnailLoader
+from photosense.gui.undo import CullingController
+from photosense.gui.welcome import WelcomeView
+
+log = logging.getLogger("photosense.gui")
+
+LABEL_KEYS = {"6": "red", "7": "yellow", "8": "green", "9": "blue"}
+SHORTCUTS = [
+    ("← → ↑ ↓", "Move between photos"),
+    ("P", "Flag as pick"),
+    ("X", "Flag as reject"),
+    ("U", "Remove flag"),
+    ("0 – 5", "Set star rating"),
+    ("6 7 8 9", "Colour label red, yellow, green, blue (again to remove)"),
+    ("Space / Enter", "Loupe: view the photo full size"),
+    ("Z or click", "Zoom to 100 % and back (loupe, compare)"),
+    ("C", "Compare the selected photos side by side"),
+    ("Esc", "Back to the grid"),
+    ("Ctrl+Z", "Undo"),
+    ("Ctrl+Shift+Z", "Redo"),
+    ("Ctrl+A", "Select all"),
+    ("? or F1", "Show this help"),
+]
+PAGE_GRID, PAGE_LOUPE, PAGE_COMPARE = 0, 1, 2
+
+
+class ServiceBridge(QObject):
+    """Turns WatchService callbacks (worker threads) into queued Qt signals."""
+
+    scanned = Signal(object)
+
+
+class WeightsBanner(QFrame):
+    """A dismissible note shown while scoring is off because the weights are unavailable."""
+
+    settingsRequested = Signal()
+    retryRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("weightsBanner")
+        self.setStyleSheet("#weightsBanner { background: #4a3b1c; border: 1px solid #7a6230; border-radius: 4px; }"
+                           "#weightsBanner QLabel { color: #f2e3c0; }")
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextFormat(Qt.TextFormat.PlainText)
+        settings = QPushButton("Settings…")
+        retry = QPushButton("Retry")
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        settings.clicked.connect(self.settingsRequested)
+        retry.clicked.connect(self.retryRequested)
+        close.clicked.connect(self.hide)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 6, 6, 6)
+        lay.addWidget(self.text, 1)
+        lay.addWidget(settings)
+        lay.addWidget(retry)
+        lay.addWidget(close, alignment=Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_problem(self, message: str) -> None:
+        self.text.setText(
+            "Scoring is off: the model weights are not available.\n"
+            f"({message})\n"
+            "photosense downloads the weights on first use when this computer is online, or you "
+            "can choose a local weights file in Settings. Sharpness, exposure and noise checks, "
+            "flags, ratings and export already work.")
+        self.show()
+
+
+class GridView(QListView):
+    """The thumbnail grid (icon mode, uniform cells, batched layout)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setMovement(QListView.Movement.Static)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(400)
+        self.setUniformItemSizes(True)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setWrapping(True)
+        self.setSpacing(0)
+        self.setMouseTracking(False)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.verticalScrollBar().setSingleStep(40)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, library: Library, *, engine_config: EngineConfig | None = None,
+                 prefs: UiPrefs | None = None, start_services: bool = True):
+        super().__init__()
+        self.library = library
+        self.prefs = prefs or UiPrefs.load()
+        # One small settings read while the window is built (before it shows).
+        self.engine_config = engine_config or load_engine_config(library)
+        self.engine = ClipIQAEngine(self.engine_config)
+        self.attributes: list[AttributeInfo] = []
+        self.folders: list[FolderInfo] | None = None
+        self.problems: list[str] = []
+        self.last_message: QMessageBox | None = None
+        self.service = None
+        self._score_job: Job | None = None
+        self._score_again = False
+        self._progress_job: Job | None = None
+        self._last_row_refresh = 0.0
+        self._restore_selection: tuple[list[int], int | None] | None = None
+        self._histogram_job: Job | None = None
+        self._histogram_data: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
+        self._compare_ids: list[int] = []
+        self.stalls: list[float] = []
+
+        self.setWindowTitle(f"photosense — {library.path}")
+        self.resize(1400, 880)
+        self.db = SerialExecutor("library", self)
+        self.db.error.connect(self.report_error)
+        self.jobs = JobRunner(self)
+        self.thumbnails = ThumbnailLoader(self, side=self.prefs.thumb_size)
+        self.model = PhotoListModel(library, self.db, self.thumbnails, self)
+        self.culling = CullingController(library, self.db, self.model, self)
+        self.culling.failed.connect(self.report_error)
+        self.culling.changed.connect(self._on_culling_changed)
+
+        self._build_central()
+        self._build_docks()
+        self._build_actions()
+        self._build_toolbar()
+        self._build_status_bar()
+        self._connect()
+
+        self.model.query = PhotoQuery(sort=self.prefs.sort, descending=self.prefs.descending)
+        self.set_thumb_size(self.prefs.thumb_size)
+        self.reload_library_info(requery=True)
+        if start_services:
+            self.start_services()
+
+    # ------------------------------------------------------------------ building the window
+
+    def _build_central(self) -> None:
+        self.view = GridView()
+        self.view.setModel(self.model)
+        self.delegate = PhotoDelegate(self.view, self.prefs.thumb_size)
+        self.view.setItemDelegate(self.delegate)
+        self.banner = WeightsBanner()
+        self.empty_label = QLabel("No photos match the filters.")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setStyleSheet("color: #8a8a8a; font-size: 14pt;")
+        self.empty_label.hide()
+
+        grid_page = QWidget()
+        lay = QVBoxLayout(grid_page)
+        lay.setContentsMargins(4, 4, 4, 0)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(self.empty_label, 1)
+
+        from photosense.gui.compare import CompareView
+        from photosense.gui.loupe import LoupeView
+
+        self.loupe = LoupeView()
+        self.compare = CompareView()
+        self.pages = QStackedWidget()
+        self.pages.addWidget(grid_page)
+        self.pages.addWidget(self.loupe)
+        self.pages.addWidget(self.compare)
+
+        self.welcome = WelcomeView()
+        self.central = QStackedWidget()
+        self.central.addWidget(self.welcome)
+        self.central.addWidget(self.pages)
+        self.central.setCurrentWidget(self.pages)
+        self.setCentralWidget(self.central)
+
+    def _build_docks(self) -> None:
+        from photosense.gui.histogram import HistogramPanel
+
+        self.sidebar = Sidebar()
+        self.sidebar_dock = self._dock("Library", self.sidebar, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.info = InfoPanel()
+        self.info_dock = self._dock("Info", self.info, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.histogram = HistogramPanel()
+        self.histogram.setMinimumHeight(190)
+        self.histogram_dock = self._dock("Histogram", self.histogram, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([self.sidebar_dock, self.info_dock], [260, 290], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.info_dock, self.histogram_dock], [520, 230], Qt.Orientation.Vertical)
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.lower() + "Dock")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcuts=(), tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcuts:
+            action.setShortcuts([QKeySequence(s) for s in shortcuts])
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        action.triggered.connect(lambda _checked=False: slot())
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        a = self._action
+        self.pick_action = a("Pick", lambda: self.set_flag(FLAG_PICK), ["P"], "Flag as pick (P)")
+        self.reject_action = a("Reject", lambda: self.set_flag(FLAG_REJECT), ["X"], "Flag as reject (X)")
+        self.unflag_action = a("Unflag", lambda: self.set_flag(FLAG_NONE), ["U"], "Remove the flag (U)")
+        self.rating_actions = [a(f"{n} star{'s' if n != 1 else ''}" if n else "No rating",
+                                 lambda n=n: self.set_rating(n), [str(n)]) for n in range(6)]
+        self.label_actions = [a(name.capitalize(), lambda name=name: self.toggle_label(name), [key])
+                              for key, name in LABEL_KEYS.items()]
+        self.loupe_action = a("Loupe", self.toggle_loupe, ["Space", "Return", "Enter"],
+                              "View the photo full size (Space)")
+        self.compare_action = a("Compare", self.show_compare, ["C"], "Compare the selected photos (C)")
+        self.grid_action = a("Grid", self.show_grid, ["Escape"], "Back to the grid (Esc)")
+        self.zoom_action = a("Zoom", self.toggle_zoom, ["Z"], "Zoom to 100 % and back (Z)")
+        self.next_action = a("Next photo", lambda: self.move_current(1), ["Right"])
+        self.prev_action = a("Previous photo", lambda: self.move_current(-1), ["Left"])
+        self.help_action = a("Keyboard shortcuts", self.toggle_help, ["?", "Shift+?", "F1"])
+        self.undo_action = self.culling.stack.createUndoAction(self, "Undo")
+        self.undo_action.setShortcuts([QKeySequence.StandardKey.Undo])
+        self.redo_action = self.culling.stack.createRedoAction(self, "Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.addAction(self.undo_action)
+        self.addAction(self.redo_action)
+        self.add_folder_action = a("Add folder…", self.choose_folder, [], "Add a folder of photos")
+        self.score_action = a("Score now", self.start_scoring, [], "Score photos that have no scores yet")
+        self.export_action = a("Export…", self.show_export_dialog, ["Ctrl+E"], "Export the best picks")
+        self.settings_action = a("Settings…", self.show_settings, ["Ctrl+,"])
+        self.problems_action = a("Problems…", self.show_problems, [], "Errors reported so far")
+        # Left/Right only navigate in loupe and compare; the grid's own keys work in the grid.
+        self.next_action.setEnabled(False)
+        self.prev_action.setEnabled(False)
+        self.zoom_action.setEnabled(False)
+
+    def _build_toolbar(self) -> None:
+        tb = self.addToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        tb.setMovable(False)
+        tb.addAction(self.add_folder_action)
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Sort "))
+        self.sort_combo = QComboBox()
+        self.sort_combo.setMinimumContentsLength(14)
+        self.sort_combo.setToolTip("Sort photos by an attribute, a check, capture time or file name")
+        tb.addWidget(self.sort_combo)
+        self.direction_button = QToolButton()
+        self.direction_button.setToolTip("Reverse the order")
+        tb.addWidget(self.direction_button)
+        tb.addSeparator()
+        tb.addAction(self.pick_action)
+        tb.addAction(self.reject_action)
+        tb.addAction(self.unflag_action)
+        tb.addSeparator()
+        tb.addAction(self.loupe_action)
+        tb.addAction(self.compare_action)
+        tb.addAction(self.undo_action)
+        tb.addAction(self.redo_action)
+        tb.addSeparator()
+        tb.addAction(self.score_action)
+        tb.addAction(self.export_action)
+        tb.addAction(self.settings_action)
+        spacer = QWidget()
+        spacer.setSizePolicy(spacer.sizePolicy().Policy.Expanding, spacer.sizePolicy().Policy.Preferred)
+        tb.addWidget(spacer)
+        tb.addWidget(QLabel("Size "))
+        self.size_slider = QSlider(Qt.Orientation.Horizontal)
+        self.size_slider.setRange(THUMB_MIN, THUMB_MAX)
+        self.size_slider.setFixedWidth(140)
+        self.size_slider.setToolTip("Thumbnail size")
+        tb.addWidget(self.size_slider)
+        tb.addAction(self.help_action)
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.count_label = QLabel()
+        self.job_label = QLabel()
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setFixedWidth(220)
+        self.progress_bar.setTextVisible(True)
+        self.pause_button = QToolButton()
+        self.pause_button.setText("Pause")
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel")
+        self.problems_button = QToolButton()
+        self.problems_button.setAutoRaise(True)
+        self.problems_button.setStyleSheet("color: #ff8a7a;")
+        self.problems_button.clicked.connect(self.show_problems)
+        for w in (self.job_label, self.progress_bar, self.pause_button, self.cancel_button):
+            sb.addPermanentWidget(w)
+            w.hide()
+        sb.addPermanentWidget(self.problems_button)
+        self.problems_button.hide()
+        sb.addPermanentWidget(self.count_label)
+        self.pause_button.clicked.connect(self._toggle_pause)
+        self.cancel_button.clicked.connect(self._cancel_progress_job)
+
+    def _connect(self) -> None:
+        self.model.queryFinished.connect(self._on_query_finished)
+        self.model.queryFailed.connect(self.report_error)
+        self.model.dataChanged.connect(self._on_data_changed)
+        self.view.selectionModel().currentChanged.connect(self._on_current_changed)
+        self.view.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        self.view.customContextMenuRequested.connect(self._context_menu)
+        self.view.doubleClicked.connect(lambda _index: self.show_loupe())
+        self.view.verticalScrollBar().valueChanged.connect(lambda _v: self.thumbnails.drop_pending())
+        self.sidebar.filtersChanged.connect(self.apply_filters)
+        self.sidebar.addFolderRequested.connect(self.choose_folder)
+        self.sidebar.removeFolderRequested.connect(self.remove_folder)
+        self.sidebar.rescanRequested.connect(self.rescan)
+        self.sidebar.addAttributeRequested.connect(self.show_add_attribute)
+        self.sidebar.editAttributeRequested.connect(self.show_edit_attribute)
+        self.sidebar.removeAttributeRequested.connect(self.remove_attribute)
+        self.sidebar.sortRequested.connect(self.set_sort)
+        self.welcome.addFolderRequested.connect(self.choose_folder)
+        self.sort_combo.activated.connect(lambda _i: self.set_sort(self.sort_combo.currentData()))
+        self.direction_button.clicked.connect(self.reverse_order)
+        self.size_slider.valueChanged.connect(self.set_thumb_size)
+        self.histogram.pickAbove.connect(self.pick_above)
+        self.histogram.rejectBelow.connect(self.reject_below)
+        self.banner.settingsRequested.connect(self.show_settings)
+        self.banner.retryRequested.connect(self._retry_scoring)
+        self.compare.currentChanged.connect(lambda _i: self._update_info())
+
+    # ------------------------------------------------------------------ services
+
+    def start_services(self) -> None:
+        """Watch and scan the library's folders in the background, then score what is new."""
+        from photosense.service import ServiceEvents, WatchService
+
+        self.bridge = ServiceBridge(self)
+        self.bridge.scanned.connect(self._on_scanned)
+        events = ServiceEvents(scanned=self.bridge.scanned.emit)
+        self.service = WatchService(self.library, self.engine_config, events, score=False)
+        self.service.start()
+        self.statusBar().showMessage("Looking for new and changed photos…", 5000)
+        self.start_scoring()
+
+    @Slot(object)
+    def _on_scanned(self, report) -> None:
+        changed = report.added or report.updated or report.moved or report.missing or report.restored
+        for path, error in report.errors[:20]:
+            self.report_error(f"{path}: {error}", quiet=True)
+        if changed:
+            self.statusBar().showMessage(f"Scan: {report.summary()}", 8000)
+            self.reload_library_info(requery=True)
+        if report.added or report.updated or report.moved:
+            self.start_scoring()
+
+    # ------------------------------------------------------------------ library info, queries
+
+    def reload_library_info(self, requery: bool = False) -> None:
+        """Re-read folders and attributes (library thread), then update sidebar and sorts."""
+        def read():
+            return self.library.folders(), self.library.attributes()
+
+        def done(result) -> None:
+            folders, attributes = result
+            self.folders = folders
+            self.attributes = attributes
+            self.sidebar.set_folders(folders)
+            self.sidebar.set_attributes(attributes)
+            self._fill_sort_combo()
+            self.central.setCurrentWidget(self.pages if folders else self.welcome)
+            if requery:
+                self.requery()
+
+        self.db.submit(read, done)
+
+    def sort_keys(self) -> list[tuple[str, str]]:
+        keys = [("name", "File name"), ("capture_time", "Capture time")]
+        keys += [(a.name, a.name) for a in self.attributes]
+        keys += [(c, f"{c} (check)") for c in CHECK_NAMES]
+        return keys
+
+    def _fill_sort_combo(self) -> None:
+        current = self.model.query.sort
+        self.sort_combo.blockSignals(True)
+        self.sort_combo.clear()
+        for key, text in self.sort_keys():
+            self.sort_combo.addItem(text, key)
+        idx = self.sort_combo.findData(current)
+        if idx < 0:  # the sort attribute was removed
+            idx = 0
+            self.model.query = replace(self.model.query, sort="name", descending=None)
+        self.sort_combo.setCurrentIndex(idx)
+        self.sort_combo.blockSignals(False)
+        self._update_direction_button()
+
+    def natural_descending(self, key: str) -> bool:
+        if key in BASIC_SORTS:
+            return BASIC_SORTS[key]
+        return key not in ASCENDING_BY_DEFAULT
+
+    def _update_direction_button(self) -> None:
+        q = self.model.query
+        desc = self.natural_descending(q.sort) if q.descending is None else q.descending
+        if q.sort in BASIC_SORTS:
+            self.direction_button.setText("A→Z" if not desc else "Z→A")
+            if q.sort == "capture_time":
+                self.direction_button.setText("Oldest first" if not desc else "Newest first")
+        else:
+            self.direction_button.setText("Highest first" if desc else "Lowest first")
+
+    def set_sort(self, key: str, descending: bool | None = None) -> None:
+        if key not in dict(self.sort_keys()):
+            return
+        self.sort_combo.setCurrentIndex(max(0, self.sort_combo.findData(key)))
+        self.requery(replace(self.model.query, sort=key, descending=descending))
+
+    def reverse_order(self) -> None:
+        q = self.model.query
+        desc = self.natural_descending(q.sort) if q.descending is None else q.descending
+        self.requery(replace(q, descending=not desc))
+
+    def apply_filters(self) -> None:
+        self.requery(self.sidebar.apply_to(self.model.query))
+
+    def requery(self, query: PhotoQuery | None = None) -> None:
+        """Run a query, keeping the selection and the current photo when they are still shown."""
+        query = self.sidebar.apply_to(query or self.model.query)
+        if self._restore_selection is None:
+            self._restore_selection = (self.selected_ids(), self.current_id())
+        self.model.set_query(query)
+        self._update_direction_button()
+        self.prefs.sort, self.prefs.descending = query.sort, query.descending
+
+    @Slot(int)
+    def _on_query_finished(self, count: int) -> None:
+        total = sum(f.photo_count for f in self.folders or [])
+        self.count_label.setText(f"{count} of {total} photos" if count != total else f"{count} photos")
+        self.view.setVisible(count > 0)
+        self.empty_label.setVisible(count == 0 and bool(self.folders))
+        selected, current = self._restore_selection or ([], None)
+        self._restore_selection = None
+        self._select_ids(selected, current)
+        self.update_histogram()
+        self._update_info()
+
+    def _select_ids(self, ids: list[int], current: int | None) -> None:
+        sm = self.view.selectionModel()
+        rows = [r for r in (self.model.row_of(i) for i in ids) if r is not None]
+        cur_row = self.model.row_of(current) if current is not None else None
+        if cur_row is None:
+            cur_row = rows[0] if rows else (0 if self.model.total() else None)
+        if cur_row is None:
+            return
+        if rows:
+            self.model.ensure_exposed(max(rows + [cur_row]))
+        else:
+            self.model.ensure_exposed(cur_row)
+        selection = QItemSelection()
+        for r in rows:
+            idx = self.model.index(r)
+            selection.select(idx, idx)
+        cur = self.model.index(cur_row)
+        sm.setCurrentIndex(cur, QItemSelectionModel.SelectionFlag.NoUpdate)
+        if rows:
+            sm.select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        else:
+            sm.select(cur, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.view.scrollTo(cur, QAbstractItemView.ScrollHint.PositionAtCenter if ids else
+                           QAbstractItemView.ScrollHint.EnsureVisible)
+
+    # ------------------------------------------------------------------ selection & info
+
+    def current_id(self) -> int | None:
+        if self.pages.currentIndex() == PAGE_COMPARE and self._compare_ids:
+            return self._compare_ids[min(self.compare.current_index(), len(self._compare_ids) - 1)]
+        idx = self.view.currentIndex()
+        return idx.data(PhotoIdRole) if idx.isValid() else None
+
+    def selected_ids(self) -> list[int]:
+        rows = sorted(i.row() for i in self.view.selectionModel().selectedIndexes())
+        return [self.model.ids[r] for r in rows]
+
+    def target_ids(self) -> list[int]:
+        """The photos a culling key acts on: the shown one in loupe/compare, else the selection."""
+        if self.pages.currentIndex() != PAGE_GRID:
+            cid = self.current_id()
+            return [cid] if cid is not None else []
+        ids = self.selected_ids()
+        if not ids and self.current_id() is not None:
+            ids = [self.current_id()]
+        return ids
+
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self._update_info()
+        if self.pages.currentIndex() == PAGE_LOUPE:
+            self._show_in_loupe()
+
+    def _on_selection_changed(self, *_args) -> None:
+        self._update_info()
+
+    def _on_data_changed(self, top: QModelIndex, bottom: QModelIndex, roles=()) -> None:
+        if roles and list(roles) == [ThumbnailRole]:
+            return
+        cur = self.view.currentIndex()
+        if cur.isValid() and top.row() <= cur.row() <= bottom.row():
+            self._update_info()
+
+    def _update_info(self) -> None:
+        cid = self.current_id()
+        count = len(self.view.selectionModel().selectedIndexes())
+        row = self.model.photo_row(cid) if cid is not None else None
+        if row is None and cid is not None:
+            # not loaded yet: fetch it (the info panel waits, the GUI does not)
+            self.db.submit(lambda: self.library.rows([cid]),
+                           lambda rows: rows and self.current_id() == cid and self.info.set_row(rows[0], count))
+            return
+        self.info.set_row(row, max(count, 1) if row is not None else count)
+
+    def _on_culling_changed(self, ids: list[int]) -> None:
+        if self.current_id() in ids:
+            self._update_info()
+        self.statusBar().showMessage(self.culling.stack.undoText() or "Saved", 2500)
+
+    # ------------------------------------------------------------------ culling
+
+    def set_flag(self, flag: int) -> None:
+        ids = self.target_ids()
+        names = {FLAG_PICK: "Pick", FLAG_REJECT: "Reject", FLAG_NONE: "Unflag"}
+        if self.culling.apply(ids, f"{names[flag]} {_photos(len(ids))}", flag=flag):
+            self._auto_advance(ids)
+
+    def set_rating(self, rating: int) -> None:
+        ids = self.target_ids()
+        text = f"Rate {_photos(len(ids))} {rating}★" if rating else f"Clear rating of {_photos(len(ids))}"
+        if self.culling.apply(ids, text, rating=rating):
+            self._auto_advance(ids)
+
+    def toggle_label(self, label: str) -> None:
+        """Set a colour label; pressing the same label again on a labelled photo removes it."""
+        ids = self.target_ids()
+        rows = [self.model.photo_row(i) for i in ids]
+        all_have = bool(rows) and all(r is not None and r.color_label == label for r in rows)
+        value = None if all_have else label
+        text = f"Label {_photos(len(ids))} {label}" if value else f"Remove label of {_photos(len(ids))}"
+        if self.culling.apply(ids, text, color_label=value):
+            self._auto_advance(ids)
+
+    def _auto_advance(self, ids: list[int]) -> None:
+        if self.prefs.auto_advance and len(ids) == 1:
+            self.move_current(1)
+
+    def move_current(self, step: int) -> None:
+        if self.pages.currentIndex() == PAGE_COMPARE:
+            self.compare.set_current((self.compare.current_index() + step) % max(1, self.compare.count()))
+            return
+        cur = self.view.currentIndex()
+        row = (cur.row() if cur.isValid() else -1) + step
+        if 0 <= row < self.model.total():
+            self.model.ensure_exposed(row)
+            idx = self.model.index(row)
+            self.view.selectionModel().setCurrentIndex(idx, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            self.view.scrollTo(idx)
+
+    def pick_above(self, threshold: float) -> None:
+        ids, values = self._histogram_data
+        chosen = [int(i) for i in ids[values >= threshold]]
+        self.culling.apply(chosen, f"Pick {_photos(len(chosen))} at or above {threshold:.2f}", flag=FLAG_PICK)
+
+    def reject_below(self, threshold: float) -> None:
+        ids, values = self._histogram_data
+        chosen = [int(i) for i in ids[values < threshold]]
+        self.culling.apply(chosen, f"Reject {_photos(len(chosen))} below {threshold:.2f}", flag=FLAG_REJECT)
+
+    def _context_menu(self, pos) -> None:
+        if not self.view.indexAt(pos).isValid():
+            return
+        menu = QMenu(self)
+        for action in (self.pick_action, self.reject_action, self.unflag_action):
+            menu.addAction(action)
+        rating = menu.addMenu("Rating")
+        for action in self.rating_actions:
+            rating.addAction(action)
+        label = menu.addMenu("Colour label")
+        for action in self.label_actions:
+            label.addAction(action)
+        menu.addSeparator()
+        menu.addAction(self.loupe_action)
+        menu.addAction(self.compare_action)
+        menu.exec(self.view.viewport().mapToGlobal(pos))
+
+    # ------------------------------------------------------------------ loupe, compare, help
+
+    def _set_page(self, page: int) -> None:
+        self.pages.setCurrentIndex(page)
+        in_grid = page == PAGE_GRID
+        self.next_action.setEnabled(not in_grid)
+        self.prev_action.setEnabled(not in_grid)
+        self.zoom_action.setEnabled(not in_grid)
+        self.sidebar_dock.setVisible(in_grid)
+        self.histogram_dock.setVisible(in_grid)
+        if in_grid:
+            self.view.setFocus()
+        else:
+            self.pages.currentWidget().setFocus()
+        self._update_info()
+
+    def toggle_loupe(self) -> None:
+        if self.pages.currentIndex() == PAGE_GRID:
+            self.show_loupe()
+        else:
+            self.show_grid()
+
+    def show_loupe(self) -> None:
+        if self.current_id() is None:
+            return
+        self._set_page(PAGE_LOUPE)
+        self._show_in_loupe()
+
+    def _show_in_loupe(self) -> None:
+        row = self.view.currentIndex().data(RowRole)
+        if row is not None:
+            self.loupe.set_photo(row.path, self._title(row))
+        else:
+            cid = self.current_id()
+            self.db.submit(lambda: self.library.rows([cid]),
+                           lambda rows: rows and self.loupe.set_photo(rows[0].path, self._title(rows[0])))
+
+    def _title(self, row: PhotoRow) -> str:
+        key = self.model.query.sort
+        value = value_of(row, key)
+        return row.name if value is None else f"{row.name}   {key} {value:.2f}"
+
+    def show_grid(self) -> None:
+        if self.help_overlay_visible():
+            self.toggle_help()
+            return
+        if self.pages.currentIndex() != PAGE_GRID:
+            self._set_page(PAGE_GRID)
+            cur = self.view.currentIndex()
+            if cur.isValid():
+                self.view.scrollTo(cur)
+
+    def show_compare(self) -> None:
+        from photosense.gui.compare import MAX_PANES
+
+        ids = self.selected_ids()[:MAX_PANES]
+        if len(ids) < 2:
+            self.statusBar().showMessage("Select 2 to 4 photos to compare (Ctrl+click or Shift+click)", 4000)
+            return
+
+        def done(rows: list[PhotoRow]) -> None:
+            self._compare_ids = [r.id for r in rows]
+            self.compare.set_photos([(r.path, self._title(r)) for r in rows])
+            self._set_page(PAGE_COMPARE)
+
+        self.db.submit(lambda: self.library.rows(ids), done)
+
+    def toggle_zoom(self) -> None:
+        if self.pages.currentIndex() == PAGE_LOUPE:
+            self.loupe.toggle_zoom()
+        elif self.pages.currentIndex() == PAGE_COMPARE:
+            self.compare.toggle_zoom()
+
+    def help_overlay_visible(self) -> bool:
+        return getattr(self, "help_overlay", None) is not None and self.help_overlay.isVisible()
+
+    def toggle_help(self) -> None:
+        from photosense.gui.help_overlay import HelpOverlay
+
+        if getattr(self, "help_overlay", None) is None:
+            self.help_overlay = HelpOverlay(self, SHORTCUTS)
+        if self.help_overlay.isVisible():
+            self.help_overlay.hide()
+        else:
+            self.help_overlay.show()
+            self.help_overlay.raise_()
+
+    # ------------------------------------------------------------------ thumbnails
+
+    def set_thumb_size(self, side: int) -> None:
+        side = max(THUMB_MIN, min(THUMB_MAX, int(side)))
+        self.prefs.thumb_size = side
+        if self.size_slider.value() != side:
+            self.size_slider.blockSignals(True)
+            self.size_slider.setValue(side)
+            self.size_slider.blockSignals(False)
+        self.delegate.thumb_side = side
+        self.view.setGridSize(cell_size(side))
+        self.thumbnails.set_side(side)
+        self.view.scheduleDelayedItemsLayout()
+        self.view.viewport().update()
+
+    # ------------------------------------------------------------------ background jobs
+
+    def _track(self, job: Job, label: str, cancellable: bool = True, pausable: bool = False) -> None:
+        """Show a job's progress in the status bar (the latest tracked job wins)."""
+        job.progress.connect(self._on_job_progress)
+        job.finished.connect(self._on_job_finished)
+        self._progress_job = job
+        job.setProperty("label", label)
+        self.job_label.setText(label)
+        self.progress_bar.setRange(0, 0)
+        for w in (self.job_label, self.progress_bar):
+            w.show()
+        self.cancel_button.setVisible(cancellable)
+        self.pause_button.setVisible(pausable)
+        self.pause_button.setText("Pause")
+
+    @Slot(object)
+    def _on_job_progress(self, value) -> None:
+        job = self.sender()
+        if isinstance(value, Progress) and job is self._score_job:
+            now = time.monotonic()
+            if value.stage == "encoding" and now - self._last_row_refresh > 1.0:
+                self._last_row_refresh = now
+                self.model.refresh_rows()  # show new scores in place
+        if job is not self._progress_job:
+            return
+        if isinstance(value, Progress):
+            text = {"loading": "Loading the model…", "encoding": "Scoring",
+                    "rescoring": "Scoring new attributes", "done": "Scored"}.get(value.stage, value.stage)
+            if value.total:
+                self.progress_bar.setRange(0, value.total)
+                self.progress_bar.setValue(value.done)
+                self.progress_bar.setFormat(f"{value.done} / {value.total}")
+                eta = "" if value.eta is None else f", {format_duration(value.eta)} left"
+                rate = f" — {value.rate:.1f} photos/s{eta}" if value.stage == "encoding" else ""
+                self.job_label.setText(f"{text}{rate}")
+            else:
+                self.progress_bar.setRange(0, 0)
+                self.job_label.setText(text)
+        elif isinstance(value, tuple) and len(value) == 2:
+            done, total = value
+            self.progress_bar.setRange(0, max(1, total))
+            self.progress_bar.setValue(done)
+            self.progress_bar.setFormat(f"{done} / {total}")
+
+    @Slot()
+    def _on_job_finished(self) -> None:
+        if self.sender() is self._progress_job:
+            self._progress_job = None
+            for w in (self.job_label, self.progress_bar, self.pause_button, self.cancel_button):
+                w.hide()
+
+    def _toggle_pause(self) -> None:
+        job = self._progress_job
+        if job is None:
+            return
+        if job.paused:
+            job.resume()
+            self.pause_button.setText("Pause")
+        else:
+            job.pause()
+            self.pause_button.setText("Resume")
+
+    def _cancel_progress_job(self) -> None:
+        if self._progress_job is not None:
+            self._progress_job.cancel()
+            self.job_label.setText("Cancelling…")
+
+    def start_scoring(self) -> Job | None:
+        """Score photos that lack scores for the configured model (one job at a time)."""
+        if self._score_job is not None:
+            self._score_again = True
+            return self._score_job
+        self._score_again = False
+        library, config, engine = self.library, self.engine_config, self.engine
+
+        def work(ctx: JobContext):
+            return ScoringJob(library, config, engine=engine).run(ctx.progress, ctx.cancel)
+
+        job = Job(work, "scoring")
+        job.result.connect(self._on_scored)
+        job.error.connect(self._on_scoring_error)
+        job.finished.connect(self._on_scoring_finished)
+        self._score_job = job
+        self._track(job, "Scoring", pausable=True)
+        self.jobs.start(job, "model")
+        return job
+
+    @Slot(object)
+    def _on_scored(self, report) -> None:
+        self.banner.hide()
+        if report.cancelled:
+            self.statusBar().showMessage(f"Scoring cancelled after {report.encoded} photos", 6000)
+        elif report.encoded or report.rescored_attributes:
+            failed = f", {report.failed} unreadable" if report.failed else ""
+            self.statusBar().showMessage(
+                f"Scored {report.encoded} photos in {format_duration(report.seconds)}{failed}", 8000)
+        if report.failed:
+            self.report_error(f"{report.failed} photos could not be read for scoring "
+                              "(see the files marked with “!”)", quiet=True)
+        if report.encoded or report.rescored_attributes:
+            self._after_new_scores()
+
+    def _after_new_scores(self) -> None:
+        q = self.model.query
+        if q.sort in BASIC_SORTS and not q.ranges:
+            self.model.refresh_rows()  # order unchanged: update in place
+            self.update_histogram()
+        else:
+            self.requery()  # the order depends on the scores; selection is kept
+
+    @Slot(str)
+    def _on_scoring_error(self, message: str) -> None:
+        job = self.sender()
+        if isinstance(getattr(job, "exception", None), WeightsUnavailable):
+            self.banner.show_problem(message)
+            self.report_error(f"Scoring is off: {message}", quiet=True)
+        else:
+            self.report_error(f"Scoring failed: {message}")
+
+    @Slot()
+    def _on_scoring_finished(self) -> None:
+        self._score_job = None
+        if self._score_again:
+            QTimer.singleShot(0, self.start_scoring)
+
+    def _retry_scoring(self) -> None:
+        self.banner.hide()
+        self.engine = ClipIQAEngine(self.engine_config)
+        self.start_scoring()
+
+    # ------------------------------------------------------------------ histogram
+
+    def update_histogram(self) -> None:
+        """Values of the sort key over the shown photos (background), then the histogram."""
+        key = self.model.query.sort
+        if self._histogram_job is not None:
+            self._histogram_job.cancel()
+        if key in BASIC_SORTS:
+            self._histogram_data = (np.zeros(0, np.int64), np.zeros(0))
+            self.histogram.set_values(np.zeros(0), "Sort by a score or check to see its histogram")
+            return
+        ids = list(self.model.ids)
+        library = self.library
+
+        def work(ctx: JobContext):
+            out_ids, out_values = [], []
+            for start in range(0, len(ids), 2000):
+                ctx.check()
+                for row in library.rows(ids[start:start + 2000]):
+                    v = value_of(row, key)
+                    if v is not None:
+                        out_ids.append(row.id)
+                        out_values.append(v)
+            return np.asarray(out_ids, dtype=np.int64), np.asarray(out_values, dtype=np.float64)
+
+        job = Job(work, "histogram")
+        job.result.connect(self._on_histogram_values)
+        job.error.connect(self.report_error)
+        job.setProperty("key", key)
+        self._histogram_job = job
+        self.jobs.start(job, "background")
+
+    @Slot(object)
+    def _on_histogram_values(self, data) -> None:
+        job = self.sender()
+        if job is not self._histogram_job:
+            return
+        self._histogram_job = None
+        self._histogram_data = data
+        key = job.property("key")
+        self.histogram.set_values(data[1], f"{key} — {len(data[1])} photos")
+
+    # ------------------------------------------------------------------ folders
+
+    def choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Add a folder of photos")
+        if path:
+            self.add_folder(path)
+
+    def add_folder(self, path: str) -> None:
+        """Add a folder; it is scanned in the background and its photos appear as they come."""
+        if self.service is not None:
+            service = self.service
+            self.db.submit(lambda: service.add_folder(path),
+                           lambda _r: (self.statusBar().showMessage(f"Added {path}; scanning…", 6000),
+                                       self.reload_library_info()),
+                           self.report_error)
+            return
+        library = self.library
+
+        def work(ctx: JobContext):
+            from photosense.ingest.scan import Scanner
+
+            folder = library.add_folder(path)
+            return Scanner(library).scan_folder(folder, lambda d, t: ctx.progress((d, t)), ctx.cancel)
+
+        self.run_scan_job(work, f"Scanning {path}")
+
+    def rescan(self) -> None:
+        if self.service is not None and self.service.watcher is not None:
+            for f in self.folders or []:
+                self.service.watcher.pending.touch(f.path)
+            self.statusBar().showMessage("Looking for new and changed photos…", 5000)
+            return
+        library = self.library
+
+        def work(ctx: JobContext):
+            from photosense.ingest.scan import Scanner
+
+            return Scanner(library).scan_all(lambda d, t: ctx.progress((d, t)), ctx.cancel)
+
+        self.run_scan_job(work, "Scanning folders")
+
+    def run_scan_job(self, work, label: str) -> Job:
+        job = Job(work, "scan")
+        job.result.connect(self._on_scanned)
+        job.error.connect(self.report_error)
+        job.finished.connect(lambda: self.reload_library_info(requery=True))
+        self._track(job, label)
+        self.jobs.start(job, "background")
+        return job
+
+    def remove_folder(self, folder_id: int) -> None:
+        folder = next((f for f in self.folders or [] if f.id == folder_id), None)
+        if folder is None:
+            return
+        answer = QMessageBox.question(
+            self, "Remove folder",
+            f"Remove {folder.path} from the library?\n\nIts {folder.photo_count} photos, their "
+            "scores, flags and ratings are forgotten. The files themselves are not touched.")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self.db.submit(lambda: self.library.remove_folder(folder_id),
+                       lambda _r: self.reload_library_info(requery=True), self.report_error)
+
+    # ------------------------------------------------------------------ attributes
+
+    def show_add_attribute(self) -> None:
+        from photosense.gui.attribute_dialog import AttributeDialog
+
+        dlg = AttributeDialog(self, None, {a.name for a in self.attributes})
+        if dlg.exec() == QDialog.DialogCode.Accepted:
+            self.add_attribute(dlg.spec())
+
+    def show_edit_attribute(self, name: str) -> None:
+        from photosense.gui.attribute_dialog import AttributeDialog
+
+        info = next((a for a in self.attributes if a.name == name), None)
+        if info is None:
+            return
+        dlg = AttributeDialog(self, info.spec, {a.name for a in self.attributes if a.name != name})
+        if dlg.exec() == QDialog.DialogCode.Accepted:
+            self.edit_attribute(name, dlg.spec())
+
+    def add_attribute(self, spec) -> None:
+        """Add an attribute; its scores for the whole library come from stored features."""
+        self.db.submit(lambda: self.library.add_attribute(spec), self._rescore_attribute, self.report_error)
+
+    def edit_attribute(self, name: str, spec) -> None:
+        self.db.submit(lambda: self.library.update_attribute(name, spec), self._rescore_attribute,
+                       self.report_error)
+
+    def _rescore_attribute(self, attr: AttributeInfo) -> Job:
+        from photosense.pipeline import rescore_attributes
+
+        self.reload_library_info()
+        self.statusBar().showMessage(f"Scoring “{attr.name}” for the whole library…", 5000)
+        library, engine, config = self.library, self.engine, self.engine_config
+
+        def work(ctx: JobContext):
+            if library.active_model() is None:  # nothing scored yet: score everything
+                return ScoringJob(library, config, engine=engine).run(ctx.progress, ctx.cancel)
+            ctx.progress(Progress("rescoring", 0, 1, 0.0, None))
+            n = rescore_attributes(library, [library.attribute(attr.name)], engine)
+            return n
+
+        job = Job(work, f"rescore {attr.name}")
+        job.result.connect(lambda _r: (self.statusBar().showMessage(f"“{attr.name}” scored", 5000),
+                                       self._after_new_scores()))
+        job.error.connect(self._on_scoring_error)
+        self._track(job, f"Scoring “{attr.name}”")
+        self.jobs.start(job, "model")
+        return job
+
+    def remove_attribute(self, name: str) -> None:
+        answer = QMessageBox.question(self, "Remove attribute",
+                                      f"Remove the attribute “{name}” and its scores?")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self.db.submit(lambda: self.library.remove_attribute(name),
+                       lambda _r: self.reload_library_info(requery=self.model.query.sort == name
+                                                           or name in self.model.query.ranges),
+                       self.report_error)
+
+    # ------------------------------------------------------------------ export
+
+    def show_export_dialog(self) -> None:
+        from photosense.gui.export_dialog import ExportDialog
+
+        dlg = ExportDialog(self, [a.name for a in self.attributes] + list(CHECK_NAMES))
+        if dlg.exec() == QDialog.DialogCode.Accepted:
+            self.export(dlg.options())
+
+    def export(self, options) -> Job:
+        from photosense.curation.export import export_photos
+
+        library = self.library
+
+        def work(ctx: JobContext):
+            return export_photos(library, options, progress=lambda d, t: ctx.progress((d, t)),
+                                 cancel=ctx.cancel)
+
+        job = Job(work, "export")
+        job.result.connect(self._on_exported)
+        job.error.connect(lambda msg: self.report_error(f"Export failed: {msg}"))
+        self._track(job, "Exporting")
+        self.jobs.start(job, "background")
+        return job
+
+    @Slot(object)
+    def _on_exported(self, report) -> None:
+        self.statusBar().showMessage(f"Export: {report.summary().splitlines()[0]}", 8000)
+        for path, message in report.errors:
+            self.report_error(f"export {path}: {message}", quiet=True)
+        self.notify("Export finished", report.summary())
+
+    # ------------------------------------------------------------------ settings
+
+    def show_settings(self) -> None:
+        dlg = SettingsDialog(self, self.engine_config, self.prefs)
+        if dlg.exec() == QDialog.DialogCode.Accepted:
+            self.apply_settings(dlg.engine_config(), dlg.prefs())
+
+    def apply_settings(self, engine_config: EngineConfig, prefs: UiPrefs) -> None:
+        engine_changed = engine_config != self.engine_config
+        self.prefs = prefs
+        self.set_thumb_size(prefs.thumb_size)
+        try:
+            prefs.save()
+        except OSError as exc:
+            self.report_error(f"Cannot save settings: {exc}")
+        if engine_changed:
+            self.engine_config = engine_config
+            self.engine = ClipIQAEngine(engine_config)
+            self.db.submit(lambda: save_engine_config(self.library, engine_config), None, self.report_error)
+            self.banner.hide()
+            if self._score_job is not None:
+                self._score_job.cancel()
+            self.start_scoring()
+
+    # ------------------------------------------------------------------ messages
+
+    def report_error(self, message: str, quiet: bool = False) -> None:
+        """Show a problem in the status bar and keep it in the problems log."""
+        log.warning("%s", message)
+        self.problems.append(message)
+        self.problems_button.setText(f"⚠ {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}")
+        self.problems_button.show()
+        if not quiet:
+            self.statusBar().showMessage(message, 10000)
+
+    def show_problems(self) -> None:
+        dlg = QDialog(self)
+        dlg.setWindowTitle("Problems")
+        dlg.resize(700, 360)
+        text = QPlainTextEdit("\n".join(self.problems) or "No problems so far.")
+        text.setReadOnly(True)
+        clear = QPushButton("Clear")
+        clear.clicked.connect(lambda: (self.problems.clear(), self.problems_button.hide(), dlg.accept()))
+        lay = QVBoxLayout(dlg)
+        lay.addWidget(text)
+        lay.addWidget(clear, alignment=Qt.AlignmentFlag.AlignRight)
+        dlg.open()
+
+    def notify(self, title: str, text: str) -> QMessageBox:
+        """A non-blocking message box (the window stays usable)."""
+        box = QMessageBox(QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.show()
+        self.last_message = box
+        return box
+
+    # ------------------------------------------------------------------ shutdown
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        try:
+            self.prefs.save()
+        except OSError as exc:
+            log.warning("cannot save settings: %s", exc)
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop every background thread (idempotent)."""
+        if getattr(self, "_shut_down", False):
+            return
+        self._shut_down = True
+        if self.service is not None:
+            self.service.stop()
+        self.jobs.shutdown()
+        self.thumbnails.shutdown()
+        self.db.shutdown()
+
+    def sizeHint(self) -> QSize:
+        return QSize(1400, 880)
+
+
+def _photos(n: int) -> str:
+    return f"{n} photo{'s' if n != 1 else ''}"
+
+
+__all__ = ["MainWindow", "SHORTCUTS", "COLOR_LABELS"]

@@ -1,0 +1,300 @@
+"""The grid's model: the current query's photo ids, rows loaded lazily per page.
+
+A query returns ordered ids in one SQL query (on the library thread). Rows are exposed to the
+view in batches (``canFetchMore``/``fetchMore``) and their data (``PhotoRow``) is read a page
+at a time on the library thread when the view first asks for it; until then a cell shows a
+placeholder, so painting never waits on the database. Changes (flags, new scores) update the
+cached rows and emit ``dataChanged`` for exactly the rows concerned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
+
+from photosense.library import CHECK_NAMES, Library, PhotoQuery, PhotoRow, PhotoState
+from photosense.gui.jobs import SerialExecutor
+from photosense.gui.thumbnails import ThumbnailLoader
+
+log = logging.getLogger("photosense.gui")
+
+_USER = Qt.ItemDataRole.UserRole.value
+PhotoIdRole = _USER + 1
+RowRole = _USER + 2  # PhotoRow | None (None until its page is loaded)
+ThumbnailRole = _USER + 3  # QPixmap | None
+BadgeRole = _USER + 4  # formatted value of the sort key, or None
+SortValueRole = _USER + 5  # float | None
+ThumbErrorRole = _USER + 6  # str | None
+
+CULLING_ROLES = [RowRole]
+
+PAGE_SIZE = 200  # rows read from the library at once
+FETCH_BATCH = 2000  # rows exposed to the view per fetchMore
+MAX_CACHED_PAGES = 60
+
+
+def value_of(row: PhotoRow, key: str) -> float | None:
+    """The value of a score or check on a row (None for basic sorts and missing values)."""
+    if key in CHECK_NAMES:
+        return row.checks.get(key)
+    return row.scores.get(key)
+
+
+def format_value(key: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if key == "exposure":
+        return f"{value:+.2f}"
+    if key == "noise":
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+class PhotoListModel(QAbstractListModel):
+    """Photos of one query, in order."""
+
+    queryStarted = Signal()
+    queryFinished = Signal(int)  # number of photos
+    queryFailed = Signal(str)
+
+    def __init__(self, library: Library, db: SerialExecutor, thumbnails: ThumbnailLoader,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.library = library
+        self.db = db
+        self.thumbnails = thumbnails
+        self.query = PhotoQuery()
+        self._ids: list[int] = []
+        self._pos: dict[int, int] = {}
+        self._exposed = 0
+        self._rows: dict[int, PhotoRow] = {}
+        self._pages: OrderedDict[int, list[int]] = OrderedDict()  # page number -> ids cached
+        self._loading: set[int] = set()
+        self._generation = 0
+        self._querying = False
+        thumbnails.ready.connect(self._on_thumbnail)
+
+    # -- queries --------------------------------------------------------------------------
+
+    def set_query(self, query: PhotoQuery) -> None:
+        """Run ``query`` on the library thread; the model resets when the ids arrive."""
+        self.query = query
+        self._generation += 1
+        generation = self._generation
+        self._querying = True
+        self.queryStarted.emit()
+        q = replace(query)
+        self.db.submit(lambda: self.library.query_ids(q),
+                       lambda ids: self._on_ids(generation, ids),
+                       lambda msg: self._on_query_error(generation, msg))
+
+    def refresh(self) -> None:
+        """Run the current query again (new photos, new order)."""
+        self.set_query(self.query)
+
+    def _on_query_error(self, generation: int, message: str) -> None:
+        if generation == self._generation:
+            self._querying = False
+            self.queryFailed.emit(message)
+
+    def _on_ids(self, generation: int, ids: list[int]) -> None:
+        if generation != self._generation:
+            return  # a newer query is on its way
+        self.beginResetModel()
+        self._ids = ids
+        self._pos = {pid: i for i, pid in enumerate(ids)}
+        self._exposed = min(len(ids), FETCH_BATCH)
+        self._rows.clear()
+        self._pages.clear()
+        self._loading.clear()
+        self.thumbnails.drop_pending()
+        self.endResetModel()
+        self._querying = False
+        self.queryFinished.emit(len(ids))
+
+    @property
+    def busy(self) -> bool:
+        return self._querying or bool(self._loading)
+
+    @property
+    def ids(self) -> list[int]:
+        """Every id of the query, in order (also those not exposed to the view yet)."""
+        return self._ids
+
+    def total(self) -> int:
+        return len(self._ids)
+
+    # -- Qt model API ---------------------------------------------------------------------
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else self._exposed
+
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> bool:
+        return not parent.isValid() and self._exposed < len(self._ids)
+
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> None:
+        if parent.isValid():
+            return
+        n = min(FETCH_BATCH, len(self._ids) - self._exposed)
+        if n <= 0:
+            return
+        self.beginInsertRows(QModelIndex(), self._exposed, self._exposed + n - 1)
+        self._exposed += n
+        self.endInsertRows()
+
+    def ensure_exposed(self, row: int) -> None:
+        """Expose rows up to ``row`` (to select or scroll to a photo far down the list)."""
+        if row >= self._exposed and row < len(self._ids):
+            self.beginInsertRows(QModelIndex(), self._exposed, row)
+            self._exposed = row + 1
+            self.endInsertRows()
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or index.row() >= self._exposed:
+            return None
+        pid = self._ids[index.row()]
+        if role == PhotoIdRole:
+            return pid
+        row = self._rows.get(pid)
+        if row is None:
+            self._request_page(index.row() // PAGE_SIZE)
+        if role == RowRole:
+            return row
+        if row is None:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return row.name
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.path if not row.error else f"{row.path}\n{row.error}"
+        if role == ThumbnailRole:
+            pm = self.thumbnails.pixmap(pid)
+            if pm is None and not row.missing:
+                self.thumbnails.request(pid, row.path, row.mtime, row.size)
+            return pm
+        if role == ThumbErrorRole:
+            return "file missing" if row.missing else self.thumbnails.error(pid)
+        if role in (BadgeRole, SortValueRole):
+            key = self.query.sort
+            if key in ("name", "capture_time", "mtime", "added"):
+                return None
+            value = value_of(row, key)
+            return value if role == SortValueRole else format_value(key, value)
+        return None
+
+    # -- lazy rows ------------------------------------------------------------------------
+
+    def _request_page(self, page: int) -> None:
+        if page in self._loading:
+            return
+        ids = self._ids[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
+        if not ids:
+            return
+        self._loading.add(page)
+        generation = self._generation
+        self.db.submit(lambda: self.library.rows(ids),
+                       lambda rows: self._on_page(generation, page, rows),
+                       lambda msg: self._on_page_error(generation, page, msg))
+
+    def _on_page_error(self, generation: int, page: int, message: str) -> None:
+        if generation == self._generation:
+            self._loading.discard(page)
+            self.queryFailed.emit(message)
+
+    def _on_page(self, generation: int, page: int, rows: list[PhotoRow]) -> None:
+        if generation != self._generation:
+            return
+        self._loading.discard(page)
+        for r in rows:
+            self._rows[r.id] = r
+        self._pages[page] = [r.id for r in rows]
+        self._pages.move_to_end(page)
+        while len(self._pages) > MAX_CACHED_PAGES:
+            _old, old_ids = self._pages.popitem(last=False)
+            for pid in old_ids:
+                self._rows.pop(pid, None)
+        first = page * PAGE_SIZE
+        last = min(first + PAGE_SIZE, self._exposed) - 1
+        if last >= first:
+            self.dataChanged.emit(self.index(first), self.index(last))
+
+    def row_of(self, photo_id: int) -> int | None:
+        return self._pos.get(photo_id)
+
+    def photo_row(self, photo_id: int) -> PhotoRow | None:
+        """The cached row of a photo (None when its page is not loaded)."""
+        return self._rows.get(photo_id)
+
+    def loaded_ids(self) -> list[int]:
+        return list(self._rows)
+
+    # -- updates ----------------------------------------------------------------------------
+
+    def apply_states(self, states: Iterable[PhotoState]) -> None:
+        """Show new flags/ratings/labels at once (the write goes to the library separately)."""
+        changed = []
+        for st in states:
+            row = self._rows.get(st.photo_id)
+            if row is None:
+                continue
+            if (row.flag, row.rating, row.color_label) != (st.flag, st.rating, st.color_label):
+                row.flag, row.rating, row.color_label = st.flag, st.rating, st.color_label
+                changed.append(st.photo_id)
+        self._emit_changed(changed, CULLING_ROLES)
+
+    def update_rows(self, rows: Sequence[PhotoRow]) -> None:
+        """Fresh rows from the library (e.g. new scores); only rows that differ are signalled."""
+        changed = []
+        for r in rows:
+            old = self._rows.get(r.id)
+            if old is None:
+                continue
+            if old != r:
+                self._rows[r.id] = r
+                changed.append(r.id)
+        self._emit_changed(changed, None)
+
+    def refresh_rows(self, ids: Iterable[int] | None = None) -> None:
+        """Re-read cached rows (all, or ``ids``) from the library and update what changed."""
+        wanted = [pid for pid in (self._rows if ids is None else ids) if pid in self._rows]
+        if not wanted:
+            return
+        generation = self._generation
+        self.db.submit(lambda: self.library.rows(wanted),
+                       lambda rows: generation == self._generation and self.update_rows(rows))
+
+    def _emit_changed(self, ids: Iterable[int], roles) -> None:
+        """dataChanged for exactly these photos, one signal per run of adjacent rows."""
+        rows = sorted(r for r in (self._pos.get(pid) for pid in ids) if r is not None and r < self._exposed)
+        start = prev = None
+        for r in rows + [None]:
+            if start is not None and (r is None or r != prev + 1):
+                args = (self.index(start), self.index(prev))
+                if roles:
+                    self.dataChanged.emit(*args, roles)
+                else:
+                    self.dataChanged.emit(*args)
+                start = None
+            if r is not None and start is None:
+                start = r
+            prev = r
+
+    def _on_thumbnail(self, photo_id: int) -> None:
+        r = self._pos.get(photo_id)
+        if r is not None and r < self._exposed:
+            idx = self.index(r)
+            self.dataChanged.emit(idx, idx, [ThumbnailRole])
+
+    def roleNames(self):
+        names = super().roleNames()
+        names.update({PhotoIdRole: b"photoId", RowRole: b"row", ThumbnailRole: b"thumbnail",
+                      BadgeRole: b"badge", SortValueRole: b"sortValue", ThumbErrorRole: b"thumbError"})
+        return names

@@ -1,0 +1,156 @@
+"""Settings: engine options (stored in the library) and window preferences (a JSON file)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from photosense import settings
+from photosense.scoring.clipiqa import DEFAULT_MODEL, EngineConfig
+
+log = logging.getLogger("photosense.gui")
+
+THUMB_MIN, THUMB_MAX = 96, 400
+
+
+@dataclass
+class UiPrefs:
+    """Window preferences, kept in ``settings.config_path()`` (JSON, section "gui")."""
+
+    thumb_size: int = 180
+    auto_advance: bool = False
+    sort: str = "name"
+    descending: bool | None = None
+    show_info: bool = True
+    show_histogram: bool = True
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> UiPrefs:
+        path = path or settings.config_path()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")).get("gui", {})
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("ignoring unreadable settings %s: %s", path, exc)
+            return cls()
+        known = {f.name for f in fields(cls)}
+        prefs = cls(**{k: v for k, v in data.items() if k in known})
+        prefs.thumb_size = max(THUMB_MIN, min(THUMB_MAX, int(prefs.thumb_size)))
+        return prefs
+
+    def save(self, path: Path | None = None) -> None:
+        """Write atomically, keeping other sections of the file."""
+        path = path or settings.config_path()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                data = {}
+        except (OSError, ValueError):
+            data = {}
+        data["gui"] = asdict(self)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+
+
+DEVICES = [("Automatic (GPU when available)", "auto"), ("CPU", "cpu"), ("NVIDIA GPU (cuda)", "cuda"),
+           ("Apple GPU (mps)", "mps")]
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, parent: QWidget | None, engine: EngineConfig, prefs: UiPrefs):
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setMinimumWidth(520)
+        self._engine = engine
+        self._prefs = prefs
+
+        form = QFormLayout()
+        self.device = QComboBox()
+        for text, value in DEVICES:
+            self.device.addItem(text, value)
+        idx = self.device.findData(engine.device)
+        self.device.setCurrentIndex(max(0, idx))
+        form.addRow("Device", self.device)
+
+        self.max_side = QSpinBox()
+        self.max_side.setRange(224, 4096)
+        self.max_side.setSingleStep(64)
+        self.max_side.setSuffix(" px")
+        self.max_side.setValue(engine.max_side)
+        self.max_side.setToolTip("Photos are scored at most this large (longer side). "
+                                 "Larger is slower and sees finer detail.")
+        form.addRow("Scoring size", self.max_side)
+
+        self.model = QLineEdit(engine.model)
+        self.model.setPlaceholderText(DEFAULT_MODEL)
+        form.addRow("Model", self.model)
+
+        weights_row = QHBoxLayout()
+        self.weights = QLineEdit(engine.weights or "")
+        self.weights.setPlaceholderText("download the OpenAI weights on first use")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        weights_row.addWidget(self.weights)
+        weights_row.addWidget(browse)
+        form.addRow("Weights file", weights_row)
+        note = QLabel("Leave empty to download the model's weights once, the first "
+                      "time photos are scored, or choose a local weights file (.safetensors). "
+                      "Changing the model re-scores the library.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color: #9a9a9a;")
+        form.addRow(note)
+
+        self.thumb_size = QSpinBox()
+        self.thumb_size.setRange(THUMB_MIN, THUMB_MAX)
+        self.thumb_size.setSuffix(" px")
+        self.thumb_size.setValue(prefs.thumb_size)
+        form.addRow("Thumbnail size", self.thumb_size)
+        self.auto_advance = QCheckBox("Move to the next photo after flagging or rating")
+        self.auto_advance.setChecked(prefs.auto_advance)
+        form.addRow("Culling", self.auto_advance)
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(buttons)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Model weights", "",
+                                              "Weights (*.safetensors *.pt *.bin);;All files (*)")
+        if path:
+            self.weights.setText(path)
+
+    def engine_config(self) -> EngineConfig:
+        return replace(self._engine, device=self.device.currentData(), max_side=self.max_side.value(),
+                       model=self.model.text().strip() or DEFAULT_MODEL,
+                       weights=self.weights.text().strip() or None)
+
+    def prefs(self) -> UiPrefs:
+        return replace(self._prefs, thumb_size=self.thumb_size.value(),
+                       auto_advance=self.auto_advance.isChecked())

@@ -1,0 +1,231 @@
+"""Thumbnails: made on worker threads, cached on disk, converted to QPixmap in the GUI thread.
+
+Disk cache: ``settings.thumbnail_dir()/<side>/<key>.jpg`` where the key hashes (path, mtime,
+size), so an edited file gets a new thumbnail and stale ones are never shown. Writes are
+atomic (temporary file + ``os.replace``). Files that cannot be decoded leave a ``.fail``
+marker with the reason, so they are not decoded again on every scroll.
+
+Requests are served newest first (what the user looks at now), and ``drop_pending()`` forgets
+queued requests when the view scrolls or changes: only what is painted is re-requested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtGui import QImage, QPixmap
+
+from photosense import settings
+from photosense.errors import DecodeError
+
+log = logging.getLogger("photosense.gui")
+
+# Thumbnails are made at one of these sizes (the smallest that covers the grid's cell) and
+# scaled down while painting.
+BUCKETS = (160, 320, 480)
+MEMORY_ITEMS = 1500
+
+
+def bucket_for(side: int) -> int:
+    for b in BUCKETS:
+        if side <= b:
+            return b
+    return BUCKETS[-1]
+
+
+def cache_key(path: str, mtime: float, size: int) -> str:
+    return hashlib.sha1(f"{path}\0{mtime!r}\0{size}".encode()).hexdigest()
+
+
+def pil_to_qimage(image) -> QImage:
+    """An RGB Pillow image as a QImage that owns its pixels (safe to pass between threads)."""
+    image = image.convert("RGB")
+    data = image.tobytes("raw", "RGB")
+    qimage = QImage(data, image.width, image.height, 3 * image.width, QImage.Format.Format_RGB888)
+    return qimage.copy()  # detach from the Python bytes
+
+
+class ThumbnailStore:
+    """The on-disk cache (no Qt objects beyond QImage; safe on any thread)."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else settings.thumbnail_dir()
+
+    def _paths(self, key: str, side: int) -> tuple[Path, Path]:
+        folder = self.root / str(side) / key[:2]
+        return folder / f"{key}.jpg", folder / f"{key}.fail"
+
+    def load_or_make(self, path: str, mtime: float, size: int, side: int) -> QImage:
+        """The cached thumbnail, or a new one (decoded with Pillow, saved atomically).
+
+        Raises DecodeError for an unreadable file (also when a failure is cached)."""
+        from photosense.ingest.decode import open_image
+
+        key = cache_key(path, mtime, size)
+        thumb, fail = self._paths(key, side)
+        if thumb.exists():
+            image = QImage(str(thumb))
+            if not image.isNull():
+                return image
+        if fail.exists():
+            raise DecodeError(fail.read_text(encoding="utf-8", errors="replace") or "unreadable")
+        try:
+            pil = open_image(path, max_side=side)
+        except DecodeError as exc:
+            self._write_atomic(fail, str(exc).encode())
+            raise
+        except OSError as exc:  # vanished file, unplugged drive: worth retrying later
+            raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
+        image = pil_to_qimage(pil)
+        try:
+            buf = _jpeg_bytes(pil)
+            self._write_atomic(thumb, buf)
+        except OSError as exc:
+            log.warning("cannot write thumbnail cache %s: %s", thumb, exc)
+        return image
+
+    @staticmethod
+    def _write_atomic(target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+
+def _jpeg_bytes(pil) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    pil.save(out, format="JPEG", quality=88)
+    return out.getvalue()
+
+
+class ThumbnailLoader(QObject):
+    """Serves thumbnails to the model: ``pixmap(id)`` or None plus a request in the background;
+    ``ready(photo_id)`` when one arrives."""
+
+    ready = Signal(int)
+    failed = Signal(int, str)
+    _made = Signal(int, int, object)  # generation, photo id, QImage | str (error)
+
+    def __init__(self, parent: QObject | None = None, workers: int = 2, side: int = 160,
+                 store: ThumbnailStore | None = None):
+        super().__init__(parent)
+        self.store = store or ThumbnailStore()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="photosense-thumb")
+        self._lock = threading.Lock()
+        # photo id -> (path, mtime, size, side, generation), newest last
+        self._queue: OrderedDict[int, tuple[str, float, int, int, int]] = OrderedDict()
+        self._in_flight: set[int] = set()
+        self._pixmaps: OrderedDict[int, QPixmap] = OrderedDict()
+        self._errors: dict[int, str] = {}
+        self._generation = 0
+        self.side = bucket_for(side)
+        self._closed = False
+        self._made.connect(self._on_made)
+
+    # -- GUI thread ---------------------------------------------------------------------
+
+    def set_side(self, side: int) -> None:
+        """Cell size changed: thumbnails of another bucket are needed from now on."""
+        b = bucket_for(side)
+        if b != self.side:
+            self.side = b
+            self.clear()
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._pixmaps.clear()
+        self._errors.clear()
+        self.drop_pending()
+
+    def pixmap(self, photo_id: int) -> QPixmap | None:
+        pm = self._pixmaps.get(photo_id)
+        if pm is not None:
+            self._pixmaps.move_to_end(photo_id)
+        return pm
+
+    def error(self, photo_id: int) -> str | None:
+        return self._errors.get(photo_id)
+
+    def request(self, photo_id: int, path: str, mtime: float, size: int) -> None:
+        if self._closed or photo_id in self._pixmaps or photo_id in self._errors:
+            return
+        with self._lock:
+            if photo_id in self._in_flight:
+                return
+            fresh = photo_id not in self._queue
+            self._queue[photo_id] = (path, mtime, size, self.side, self._generation)
+            self._queue.move_to_end(photo_id)
+        if fresh:
+            self._pool.submit(self._work)
+
+    def drop_pending(self) -> None:
+        """Forget queued (not started) requests: the view moved on."""
+        with self._lock:
+            self._queue.clear()
+
+    def invalidate(self, photo_id: int) -> None:
+        self._pixmaps.pop(photo_id, None)
+        self._errors.pop(photo_id, None)
+
+    @Slot(int, int, object)
+    def _on_made(self, generation: int, photo_id: int, image) -> None:
+        if generation != self._generation:
+            return  # made for a cleared view or another size
+        if isinstance(image, str):
+            self._errors[photo_id] = image
+            self.failed.emit(photo_id, image)
+            self.ready.emit(photo_id)
+            return
+        self._pixmaps[photo_id] = QPixmap.fromImage(image)  # QPixmap only in the GUI thread
+        while len(self._pixmaps) > MEMORY_ITEMS:
+            self._pixmaps.popitem(last=False)
+        self.ready.emit(photo_id)
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self.drop_pending()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._queue or self._in_flight)
+
+    # -- worker threads -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        with self._lock:
+            if not self._queue:
+                return  # dropped: the view moved on
+            photo_id, (path, mtime, size, side, generation) = self._queue.popitem(last=True)
+            self._in_flight.add(photo_id)
+        try:
+            result: QImage | str = self.store.load_or_make(path, mtime, size, side)
+        except DecodeError as exc:
+            result = str(exc)
+        except Exception as exc:  # noqa: BLE001 - shown on the cell, logged with traceback
+            log.exception("thumbnail of %s failed", path)
+            result = f"thumbnail failed: {exc}"
+        finally:
+            with self._lock:
+                self._in_flight.discard(photo_id)
+        if not self._closed:
+            self._made.emit(generation, photo_id, result)
