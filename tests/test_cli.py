@@ -1,0 +1,200 @@
+"""The command line end to end, on real photos with degraded copies."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from photosense.cli import main
+from photosense.library import Library
+
+PY = sys.executable
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def lib_path(tmp_path):
+    return str(tmp_path / "lib.sqlite3")
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = ("import sys, time; t=time.perf_counter(); "
+            "from photosense.cli import main; "
+            "import contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try: main(['--help'])\n"
+            "    except SystemExit: pass\n"
+            "heavy = [m for m in ('torch', 'open_clip', 'PySide6', 'sqlalchemy') if m in sys.modules]\n"
+            "print(heavy)")
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_python_dash_m_and_console_script_agree(tmp_path):
+    out = subprocess.run([PY, "-m", "photosense", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("photosense ")
+    helped = subprocess.run([PY, "-m", "photosense", "list", "--help"], capture_output=True, text=True)
+    assert "--sort" in helped.stdout and "--format" in helped.stdout
+
+
+def test_end_to_end_add_score_list_flag(capsys, lib_path, photo_folder, tiny_weights):
+    code, _, err = run(capsys, "add", str(photo_folder), "--library", lib_path)
+    assert code == 0 and "15 added" in err
+    # Checks are listed before any model ran.
+    code, out, _ = run(capsys, "list", "--sort", "sharpness", "--format", "json", "--library", lib_path)
+    rows = json.loads(out)
+    assert len(rows) == 15 and all(r["scores"] == {} for r in rows)
+    sharp = [r["checks"]["sharpness"] for r in rows]
+    assert sharp == sorted(sharp, reverse=True)
+    names = [os.path.basename(r["path"]) for r in rows]
+    for base in ("astronaut", "coffee", "chelsea"):
+        assert names.index(f"{base}.jpg") < names.index(f"{base}_blur.jpg")
+
+    code, _, err = run(capsys, "score", "--model", "photosense-tiny", "--weights", str(tiny_weights),
+                       "--device", "cpu", "--max-side", "256", "--library", lib_path)
+    assert code == 0 and "scored 15 photos" in err
+
+    code, out, _ = run(capsys, "list", "--sort", "quality", "--format", "json", "--library", lib_path)
+    rows = json.loads(out)
+    assert {"path", "flag", "rating", "scores", "checks", "error", "missing"} <= rows[0].keys()
+    q = [r["scores"]["quality"] for r in rows]
+    assert q == sorted(q, reverse=True) and all(0 < v < 1 for v in q)
+    assert len(rows[0]["scores"]) == 12 and set(rows[0]["checks"]) == {"sharpness", "exposure", "noise"}
+    code, out, _ = run(capsys, "list", "--sort", "quality", "--asc", "--limit", "3", "--format", "json",
+                       "--library", lib_path)
+    assert [r["scores"]["quality"] for r in json.loads(out)] == sorted(q)[:3]
+
+    # Flag the top two, reject the worst by sharpness; filter on them.
+    top = [r["path"] for r in rows[:2]]
+    assert run(capsys, "flag", *top, "--pick", "--rating", "4", "--library", lib_path)[0] == 0
+    code, out, _ = run(capsys, "list", "--flag", "pick", "--format", "json", "--library", lib_path)
+    picks = json.loads(out)
+    assert sorted(p["path"] for p in picks) == sorted(top) and all(p["rating"] == 4 for p in picks)
+    assert run(capsys, "flag", top[0], "--clear", "--library", lib_path)[0] == 0
+    code, out, _ = run(capsys, "list", "--flag", "pick", "--format", "json", "--library", lib_path)
+    assert [p["path"] for p in json.loads(out)] == [top[1]]
+
+    # Range filters and CSV / table output.
+    code, out, _ = run(capsys, "list", "--min", f"quality={q[4]}", "--format", "csv", "--library", lib_path)
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("path,flag,rating") and len(lines) == 1 + 5
+    code, out, _ = run(capsys, "list", "--sort", "quality", "--library", lib_path)
+    assert code == 0 and out.splitlines()[1].endswith(os.path.basename(rows[0]["path"]))
+
+
+def test_attribute_commands_rescore_from_stored_features(capsys, lib_path, photo_folder, tiny_weights):
+    run(capsys, "add", str(photo_folder), "--library", lib_path)
+    run(capsys, "score", "--model", "photosense-tiny", "--weights", str(tiny_weights), "--device", "cpu",
+        "--max-side", "256", "--library", lib_path)
+    code, _, err = run(capsys, "attr", "add", "warm", "warm", "cold", "--library", lib_path)
+    assert code == 0 and "'Warm photo.' vs 'Cold photo.'" in err and "scored 15 photos" in err
+    code, _, err = run(capsys, "attr", "add", "dog", "--prompts", "A photo of a dog.", "A photo of a cat.",
+                       "--library", lib_path)
+    assert code == 0 and "'A photo of a dog.'" in err
+    code, out, _ = run(capsys, "list", "--sort", "warm", "--format", "json", "--library", lib_path)
+    rows = json.loads(out)
+    assert all("warm" in r["scores"] and "dog" in r["scores"] for r in rows)
+    code, out, _ = run(capsys, "attr", "list", "--library", lib_path)
+    assert "warm" in out and "'Happy photo.' vs 'Sad photo.'" in out
+    assert run(capsys, "attr", "remove", "warm", "--library", lib_path)[0] == 0
+    code, out, _ = run(capsys, "list", "--format", "json", "--library", lib_path)
+    assert all("warm" not in r["scores"] for r in json.loads(out))
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["add", "/definitely/not/here"], "folder not found"),
+    (["list", "--sort", "nope"], "unknown attribute or check: nope"),
+    (["attr", "remove", "nope"], "unknown attribute"),
+    (["attr", "add", "x", "--prompts", "", "bad"], "empty"),
+    (["flag", "/no/such/photo.jpg", "--pick"], "not in the library"),
+    (["score", "--weights", "/no/such/weights.safetensors", "--device", "cpu"], "weights file not found"),
+    (["scan"], "no folders"),
+])
+def test_user_errors_are_one_line_without_traceback(capsys, lib_path, argv, fragment):
+    code, out, err = run(capsys, *argv, "--library", lib_path)
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("photosense:")]
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in err
+
+
+def test_bad_weights_file_is_one_line(capsys, lib_path, tmp_path, photo_folder):
+    bad = tmp_path / "garbage.safetensors"
+    bad.write_bytes(b"\x00garbage" * 100)
+    run(capsys, "add", str(photo_folder), "--library", lib_path)
+    code, _, err = run(capsys, "score", "--weights", str(bad), "--device", "cpu", "--library", lib_path)
+    assert code == 1 and err.count("\n") <= 2 and "photosense:" in err
+    # Photos stay queued: list still works and shows them unscored, without errors.
+    code, out, _ = run(capsys, "list", "--format", "json", "--library", lib_path)
+    assert all(r["error"] is None and r["scores"] == {} for r in json.loads(out))
+
+
+def test_newer_library_is_refused_on_the_command_line(capsys, lib_path):
+    import sqlite3
+
+    Library(lib_path).close()
+    con = sqlite3.connect(lib_path)
+    con.execute("PRAGMA user_version = 999")
+    con.close()
+    code, _, err = run(capsys, "list", "--library", lib_path)
+    assert code == 1 and "newer photosense" in err
+
+
+def test_library_env_var_and_default_location(capsys, photo_folder, tmp_path, monkeypatch):
+    env_lib = tmp_path / "from-env.sqlite3"
+    monkeypatch.setenv("PHOTOSENSE_LIBRARY", str(env_lib))
+    assert run(capsys, "add", str(photo_folder))[0] == 0
+    assert env_lib.exists()
+    monkeypatch.delenv("PHOTOSENSE_LIBRARY")
+    assert run(capsys, "folders")[0] == 0
+    data_dir = os.environ["PHOTOSENSE_DATA_DIR"]
+    assert os.path.exists(os.path.join(data_dir, "library.sqlite3"))
+
+
+def test_errors_and_missing_are_listed(capsys, lib_path, photo_folder):
+    (photo_folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    run(capsys, "add", str(photo_folder), "--library", lib_path)
+    (photo_folder / "rocket.jpg").unlink()
+    code, _, err = run(capsys, "scan", "--library", lib_path)
+    assert "1 missing" in err
+    code, out, _ = run(capsys, "list", "--format", "json", "--library", lib_path)
+    by_name = {os.path.basename(r["path"]): r for r in json.loads(out)}
+    assert by_name["rocket.jpg"]["missing"] is True
+    assert by_name["broken.jpg"]["error"] and by_name["astronaut.jpg"]["error"] is None
+    code, out, _ = run(capsys, "list", "--errors", "--format", "json", "--library", lib_path)
+    assert [os.path.basename(r["path"]) for r in json.loads(out)] == ["broken.jpg"]
+
+
+def test_watch_command_runs_until_interrupted(tmp_path, photo_folder, tiny_weights, model_configs_dir, real_photos):
+    lib_path = str(tmp_path / "lib.sqlite3")
+    env = {**os.environ, "PHOTOSENSE_MODEL_CONFIGS": str(model_configs_dir)}
+    subprocess.run([PY, "-m", "photosense", "add", str(photo_folder), "--library", lib_path], env=env, check=True,
+                   capture_output=True)
+    proc = subprocess.Popen(
+        [PY, "-m", "photosense", "watch", "--library", lib_path, "--model", "photosense-tiny",
+         "--weights", str(tiny_weights), "--device", "cpu", "--max-side", "128", "--debounce", "0.3"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        real_photos["coffee"].save(photo_folder / "fresh.jpg")
+        deadline = time.monotonic() + 120
+        found = False
+        while time.monotonic() < deadline and not found:
+            time.sleep(0.5)
+            with Library(lib_path) as lib:
+                found = any(r.path.endswith("fresh.jpg") and r.scores for r in lib.query(
+                    __import__("photosense.library", fromlist=["PhotoQuery"]).PhotoQuery()))
+        assert found
+    finally:
+        proc.send_signal(__import__("signal").SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "watching 1 folder" in err
