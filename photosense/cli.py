@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, metavar="N")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
 
+    for module in command_modules():
+        module.configure(sub.add_parser(module.NAME, parents=[common], help=module.HELP))
+
     p = sub.add_parser("flag", parents=[common], help="flag, rate or label photos")
     p.add_argument("paths", nargs="+", metavar="PATH")
     which = p.add_mutually_exclusive_group()
@@ -144,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rating", type=int, choices=range(0, 6), metavar="0-5")
     p.add_argument("--label", choices=["red", "yellow", "green", "blue", "purple", "none"])
     return parser
+
+
+def command_modules() -> list:
+    """The extra command modules in ``photosense.commands`` (see its docstring)."""
+    import pkgutil
+
+    import photosense.commands as pkg
+
+    return [importlib.import_module(f"{pkg.__name__}.{m.name}")
+            for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name)]
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -189,8 +202,12 @@ class TerminalProgress:
             self(p.done, p.total, f"{p.rate:.1f}/s {eta}")
 
 
-def _info(msg: str) -> None:
+def info(msg: str) -> None:
+    """A message for the user on stderr (stdout is for results)."""
     print(msg, file=sys.stderr, flush=True)
+
+
+_info = info
 
 
 def _engine_config(lib, args):
@@ -479,8 +496,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("photosense.ingest").setLevel(logging.ERROR)
         logging.getLogger("photosense.pipeline").setLevel(logging.ERROR)
     command = args.command or "gui"
+    handler = COMMANDS.get(command)
+    if handler is None:
+        handler = next(m.run for m in command_modules() if m.NAME == command)
     try:
-        return COMMANDS[command](args)
+        return handler(args)
     except PhotosenseError as exc:
         print(f"photosense: {exc}", file=sys.stderr)
         return EXIT_ERROR

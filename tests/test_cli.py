@@ -198,3 +198,22 @@ def test_watch_command_runs_until_interrupted(tmp_path, photo_folder, tiny_weigh
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "watching 1 folder" in err
+
+
+def test_export_command_copies_exactly_the_picks(capsys, lib_path, photo_folder, tmp_path):
+    run(capsys, "add", str(photo_folder), "--library", lib_path)
+    picks = [photo_folder / "astronaut.jpg", photo_folder / "coffee_dark.jpg"]
+    run(capsys, "flag", *map(str, picks), "--pick", "--library", lib_path)
+    dest = tmp_path / "out"
+    code, _, err = run(capsys, "export", str(dest), "--library", lib_path)
+    assert code == 0 and "2 copied" in err
+    assert sorted(p.name for p in dest.iterdir()) == ["astronaut.jpg", "coffee_dark.jpg"]
+    assert (dest / "astronaut.jpg").read_bytes() == picks[0].read_bytes()
+    # Top 3 by sharpness over the whole library, hard-linked.
+    code, out, _ = run(capsys, "list", "--sort", "sharpness", "--limit", "3", "--format", "json", "--library", lib_path)
+    best = sorted(os.path.basename(r["path"]) for r in json.loads(out))
+    dest2 = tmp_path / "sharpest"
+    code, _, err = run(capsys, "export", str(dest2), "--top", "3", "--by", "sharpness", "--link", "--library", lib_path)
+    assert code == 0
+    assert sorted(p.name for p in dest2.iterdir()) == best
+    assert all((dest2 / n).stat().st_ino == (photo_folder / n).stat().st_ino for n in best)
