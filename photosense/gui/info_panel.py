@@ -112,6 +112,7 @@ class InfoPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
         self.row: PhotoRow | None = None
+        self.order: list[str] = []  # attribute order of the library (built-ins first)
         self.set_row(None)
 
     def _clear(self, form: QFormLayout) -> None:
@@ -155,7 +156,8 @@ class InfoPanel(QWidget):
         self.error.setVisible(bool(problems))
 
         self.scores_header.show()
-        for name, value in row.scores.items():
+        rank = {n: i for i, n in enumerate(self.order)}
+        for name, value in sorted(row.scores.items(), key=lambda kv: rank.get(kv[0], len(rank))):
             bar = ValueBar()
             bar.set_value(value, format_value(name, value))
             self.bars.addRow(QLabel(name), bar)

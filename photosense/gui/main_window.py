@@ -157,7 +157,8 @@ class GridView(QListView):
 
 class MainWindow(QMainWindow):
     def __init__(self, library: Library, *, engine_config: EngineConfig | None = None,
-                 prefs: UiPrefs | None = None, start_services: bool = True):
+                 prefs: UiPrefs | None = None, start_services: bool = True,
+                 watch_debounce: float = 2.0):
         super().__init__()
         self.library = library
         self.prefs = prefs or UiPrefs.load()
@@ -177,7 +178,7 @@ class MainWindow(QMainWindow):
         self._histogram_job: Job | None = None
         self._histogram_data: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
         self._compare_ids: list[int] = []
-        self.stalls: list[float] = []
+        self.watch_debounce = watch_debounce
 
         self.setWindowTitle(f"photosense — {library.path}")
         self.resize(1400, 880)
@@ -405,7 +406,8 @@ class MainWindow(QMainWindow):
         self.bridge = ServiceBridge(self)
         self.bridge.scanned.connect(self._on_scanned)
         events = ServiceEvents(scanned=self.bridge.scanned.emit)
-        self.service = WatchService(self.library, self.engine_config, events, score=False)
+        self.service = WatchService(self.library, self.engine_config, events,
+                                    debounce=self.watch_debounce, score=False)
         self.service.start()
         self.statusBar().showMessage("Looking for new and changed photos…", 5000)
         self.start_scoring()
@@ -434,6 +436,7 @@ class MainWindow(QMainWindow):
             self.attributes = attributes
             self.sidebar.set_folders(folders)
             self.sidebar.set_attributes(attributes)
+            self.info.order = [a.name for a in attributes]
             self._fill_sort_combo()
             self.central.setCurrentWidget(self.pages if folders else self.welcome)
             if requery:

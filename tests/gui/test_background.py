@@ -1,0 +1,183 @@
+"""Background work: scoring with progress while the event loop keeps running, live folder
+watching, thumbnails cache, settings persistence, the model's lazy fetching."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from PySide6.QtCore import QTimer
+
+from photosense.errors import DecodeError
+from photosense.library import Library
+from tests.gui.conftest import open_window, wait_idle
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def unscored_library(tmp_path, shoot_folder):
+    from photosense.ingest.scan import Scanner
+
+    lib = Library(tmp_path / "unscored.sqlite3")
+    lib.add_folder(shoot_folder)
+    Scanner(lib).scan_all()
+    yield lib
+    lib.close()
+
+
+def test_scoring_reports_progress_while_the_event_loop_keeps_ticking(qtbot, unscored_library, tiny_config,
+                                                                    record_property):
+    from photosense.pipeline import Progress
+
+    window = open_window(qtbot, unscored_library, tiny_config)
+    try:
+        assert all(not r.scores for r in unscored_library.rows(window.model.ids))
+        gaps: list[float] = []
+        last = [time.perf_counter()]
+
+        def tick():
+            now = time.perf_counter()
+            gaps.append(now - last[0])
+            last[0] = now
+
+        timer = QTimer()
+        timer.setInterval(10)
+        timer.timeout.connect(tick)
+        timer.start()
+        progress: list[Progress] = []
+        job = window.start_scoring()
+        job.progress.connect(progress.append)
+        seen_bar = []
+        job.progress.connect(lambda _p: seen_bar.append(window.progress_bar.isVisible()))
+        with qtbot.waitSignal(job.finished, timeout=90000):
+            pass
+        wait_idle(qtbot, window)
+        timer.stop()
+        stall_ms = max(gaps) * 1000
+        print(f"\nevent loop during scoring: {len(gaps)} ticks, max gap {stall_ms:.1f} ms, "
+              f"median {sorted(gaps)[len(gaps) // 2] * 1000:.1f} ms")
+        record_property("max_event_loop_stall_ms", round(stall_ms, 1))
+        assert any(p.stage == "encoding" and p.done > 0 for p in progress)
+        assert progress[-1].stage == "done"
+        assert len(gaps) > 20 and all(seen_bar)
+        assert not window.progress_bar.isVisible()  # hidden when the job is over
+        rows = unscored_library.rows(window.model.ids)
+        assert all("quality" in r.scores for r in rows)
+        qtbot.waitUntil(lambda: window.model.photo_row(window.model.ids[0]) is not None
+                        and bool(window.model.photo_row(window.model.ids[0]).scores))
+    finally:
+        window.shutdown()
+
+
+def test_scoring_can_be_cancelled(qtbot, unscored_library, tiny_config):
+    window = open_window(qtbot, unscored_library, tiny_config)
+    try:
+        job = window.start_scoring()
+        results = []
+        job.result.connect(results.append)
+        window._cancel_progress_job()
+        with qtbot.waitSignal(job.finished, timeout=60000):
+            pass
+        assert results and (results[0].cancelled or results[0].encoded == 15)
+    finally:
+        window.shutdown()
+
+
+def test_watched_folder_adds_new_photos_live(qtbot, tmp_path, real_photos, tiny_config):
+    folder = tmp_path / "live"
+    folder.mkdir()
+    real_photos["coffee"].save(folder / "coffee.jpg", quality=90)
+    lib = Library(tmp_path / "live.sqlite3")
+    lib.add_folder(folder)
+    window = open_window(qtbot, lib, tiny_config, start_services=True, watch_debounce=0.3)
+    try:
+        qtbot.waitUntil(lambda: window.model.total() == 1, timeout=30000)
+        real_photos["chelsea"].save(folder / "tmp.part", quality=90, format="JPEG")
+        shutil.move(folder / "tmp.part", folder / "chelsea.jpg")
+        qtbot.waitUntil(lambda: window.model.total() == 2, timeout=30000)
+        assert "(2)" in window.sidebar.folder_list.item(1).text()
+    finally:
+        window.shutdown()
+        lib.close()
+
+
+def test_thumbnail_store_caches_atomically_and_remembers_failures(tmp_path, real_photos):
+    from photosense.gui.thumbnails import ThumbnailStore
+
+    src = tmp_path / "a.jpg"
+    real_photos["astronaut"].save(src, quality=90)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    store = ThumbnailStore(tmp_path / "thumbs")
+    st = src.stat()
+    image = store.load_or_make(str(src), st.st_mtime, st.st_size, 160)
+    assert max(image.width(), image.height()) == 160
+    cached = list((tmp_path / "thumbs").rglob("*.jpg"))
+    assert len(cached) == 1 and not list((tmp_path / "thumbs").rglob(".tmp-*"))
+    again = store.load_or_make(str(src), st.st_mtime, st.st_size, 160)
+    assert again.size() == image.size()
+    # another mtime is another key: an edited file gets a fresh thumbnail
+    store.load_or_make(str(src), st.st_mtime + 1, st.st_size, 160)
+    assert len(list((tmp_path / "thumbs").rglob("*.jpg"))) == 2
+    bst = bad.stat()
+    with pytest.raises(DecodeError):
+        store.load_or_make(str(bad), bst.st_mtime, bst.st_size, 160)
+    assert len(list((tmp_path / "thumbs").rglob("*.fail"))) == 1
+    with pytest.raises(DecodeError):  # from the failure cache
+        store.load_or_make(str(bad), bst.st_mtime, bst.st_size, 160)
+
+
+def test_settings_are_persisted(qtbot, scored_library, tiny_config):
+    from dataclasses import replace
+
+    from photosense.gui.settings_dialog import SettingsDialog, UiPrefs
+    from photosense.pipeline import load_engine_config
+
+    window = open_window(qtbot, scored_library, tiny_config)
+    try:
+        dlg = SettingsDialog(window, window.engine_config, window.prefs)
+        dlg.max_side.setValue(512)
+        dlg.thumb_size.setValue(240)
+        dlg.auto_advance.setChecked(True)
+        window.apply_settings(dlg.engine_config(), dlg.prefs())
+        if window._score_job is not None:
+            window._score_job.cancel()
+        wait_idle(qtbot, window, timeout=60000)
+        assert load_engine_config(scored_library).max_side == 512
+        prefs = UiPrefs.load()
+        assert prefs.thumb_size == 240 and prefs.auto_advance
+        assert window.view.gridSize().width() > 240
+        assert replace(prefs) == window.prefs
+    finally:
+        window.shutdown()
+
+
+def test_model_fetches_rows_lazily(qtbot, qtmodeltester, scored_library, monkeypatch):
+    """With small pages and batches the model exposes rows in steps and reads pages on demand."""
+    from photosense.gui import photo_model
+    from photosense.gui.jobs import SerialExecutor
+    from photosense.gui.photo_model import PhotoListModel, RowRole
+    from photosense.gui.thumbnails import ThumbnailLoader
+    from photosense.library import PhotoQuery
+
+    monkeypatch.setattr(photo_model, "FETCH_BATCH", 4)
+    monkeypatch.setattr(photo_model, "PAGE_SIZE", 3)
+    db = SerialExecutor("test")
+    thumbs = ThumbnailLoader()
+    model = PhotoListModel(scored_library, db, thumbs)
+    try:
+        with qtbot.waitSignal(model.queryFinished):
+            model.set_query(PhotoQuery(sort="quality"))
+        assert model.total() == 15 and model.rowCount() == 4
+        assert model.canFetchMore(model.index(-1))
+        model.fetchMore(model.index(-1))
+        assert model.rowCount() == 8
+        assert model.index(7).data(RowRole) is None  # page not read yet
+        qtbot.waitUntil(lambda: model.index(7).data(RowRole) is not None)
+        assert model.index(7).data(RowRole).id == model.ids[7]
+        qtmodeltester.check(model)
+    finally:
+        thumbs.shutdown()
+        db.shutdown()
