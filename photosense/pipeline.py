@@ -102,15 +102,23 @@ class AttributeScorer:
                 self._prompt_cache.update(fresh)
         return {p: self._prompt_cache[p] for p in prompts}
 
-    def score(self, attr: AttributeInfo, features: np.ndarray) -> np.ndarray:
+    def score(self, attr: AttributeInfo, features: np.ndarray,
+              photo_ids: np.ndarray | None = None) -> np.ndarray:
+        if attr.kind != "prompts":
+            from photosense.scoring.kinds import ScoringContext, scorer_for
+
+            ctx = ScoringContext(self.library, self.engine, self.model)
+            ids = photo_ids if photo_ids is not None else np.zeros(len(features), dtype=np.int64)
+            return scorer_for(attr.kind)(ctx, attr, features, ids)
         pos, neg = attr.spec.prompt_texts()
         feats = self.text_features(pos + neg)
         p = np.stack([feats[t] for t in pos])
         n = np.stack([feats[t] for t in neg])
         return attribute_scores(features, p, n, self.model.logit_scale)
 
-    def score_all(self, attrs: list[AttributeInfo], features: np.ndarray) -> dict[int, np.ndarray]:
-        return {a.id: self.score(a, features) for a in attrs}
+    def score_all(self, attrs: list[AttributeInfo], features: np.ndarray,
+                  photo_ids: np.ndarray | None = None) -> dict[int, np.ndarray]:
+        return {a.id: self.score(a, features, photo_ids) for a in attrs}
 
     def rescore(self, attrs: list[AttributeInfo]) -> int:
         """Scores of ``attrs`` for every stored feature: no image is decoded."""
@@ -118,7 +126,7 @@ class AttributeScorer:
             return 0
         ids, matrix = self.library.feature_matrix(self.model.id)
         for attr in attrs:
-            self.library.replace_scores(self.model.id, attr.id, ids, self.score(attr, matrix))
+            self.library.replace_scores(self.model.id, attr.id, ids, self.score(attr, matrix, ids))
         return len(ids)
 
 
@@ -206,7 +214,7 @@ class ScoringJob:
                     refill()  # keep decoders busy while the model runs
                 if ids:
                     feats = self.engine.encode_images(tensors)
-                    scores = scorer.score_all(attrs, feats)
+                    scores = scorer.score_all(attrs, feats, np.asarray(ids, dtype=np.int64))
                     items_out = [
                         (pid, feats[i], {aid: float(v[i]) for aid, v in scores.items()})
                         for i, pid in enumerate(ids)

@@ -74,11 +74,15 @@ def test_not_a_library_is_refused(tmp_path):
         Library(other)
 
 
-def test_saved_v1_library_opens_with_flags_intact(tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_saved_libraries_open_with_flags_intact(tmp_path, version):
     """Checked-in databases of every past schema version must open with the user's work."""
-    copy = tmp_path / "v1.sqlite3"
-    shutil.copy(FIXTURES / "v1.sqlite3", copy)
+    copy = tmp_path / f"v{version}.sqlite3"
+    shutil.copy(FIXTURES / f"v{version}.sqlite3", copy)
     lib = Library(copy)
+    with lib.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA user_version").scalar() == dbmod.SCHEMA_VERSION
+    assert all(a.kind == "prompts" for a in lib.attributes())
     rows = lib.query(PhotoQuery(sort="name"))
     assert [(r.name, r.flag_name, r.rating, r.color_label) for r in rows] == [
         ("a.jpg", "pick", 5, "red"), ("b.jpg", "reject", 0, None), ("c.jpg", "none", 3, "green")]

@@ -21,12 +21,22 @@ from photosense.library.models import Base
 
 log = logging.getLogger("photosense.library")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 5.0
 
+
+def _v1_to_v2(conn: Connection) -> None:
+    """RAW+JPEG pairs (photos.companion_path) and non-prompt attribute kinds."""
+    conn.exec_driver_sql("ALTER TABLE photos ADD COLUMN companion_path BLOB")
+    conn.exec_driver_sql(
+        "ALTER TABLE attributes ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT 'prompts'")
+    conn.exec_driver_sql("ALTER TABLE attributes ADD COLUMN extra JSON")
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Each step runs inside the one
-# transaction opened by ``migrate``; it must not commit.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+# transaction opened by ``migrate``; it must not commit. Keep a saved database of every past
+# version in tests/fixtures/libraries/ (vN.sqlite3) so the upgrade path stays tested.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 
 def describe_db_error(exc: BaseException, path: Path | str) -> str | None:

@@ -62,8 +62,14 @@ class FolderInfo:
 
 @dataclass(frozen=True)
 class AttributeInfo:
+    """An attribute as stored. ``kind`` "prompts" is scored from ``spec``'s antonym pairs;
+    other kinds ("taste", "learned") by the function registered in photosense.scoring.kinds,
+    from ``extra``; their ``spec`` pairs only describe them."""
+
     id: int
     spec: AttributeSpec
+    kind: str = "prompts"
+    extra: dict | None = None
 
     @property
     def name(self) -> str:
@@ -106,6 +112,7 @@ class PhotoRow:
     color_label: str | None
     checks: dict[str, float | None]
     scores: dict[str, float] = field(default_factory=dict)
+    companion_path: str | None = None  # the JPEG of a RAW+JPEG pair
 
     @property
     def flag_name(self) -> str:
@@ -266,16 +273,17 @@ class Library:
     def attributes(self) -> list[AttributeInfo]:
         with self.session(write=False) as s:
             rows = s.scalars(select(Attribute).order_by(Attribute.position, Attribute.id)).all()
-            return [AttributeInfo(a.id, _spec(a)) for a in rows]
+            return [_info(a) for a in rows]
 
     def attribute(self, name: str) -> AttributeInfo:
         with self.session(write=False) as s:
             a = s.scalar(select(Attribute).where(Attribute.name == name))
             if a is None:
                 raise PhotosenseError(f"unknown attribute: {name}")
-            return AttributeInfo(a.id, _spec(a))
+            return _info(a)
 
-    def add_attribute(self, spec: AttributeSpec) -> AttributeInfo:
+    def add_attribute(self, spec: AttributeSpec, kind: str = "prompts",
+                      extra: dict | None = None) -> AttributeInfo:
         name = _checked_name(spec.name)
         if name in CHECK_NAMES:
             raise PhotosenseError(f"'{name}' is the name of a check; choose another name")
@@ -285,13 +293,16 @@ class Library:
             if s.scalar(select(Attribute.id).where(Attribute.name == name)) is not None:
                 raise PhotosenseError(f"attribute '{name}' already exists")
             position = (s.scalar(select(func.max(Attribute.position))) or 0) + 1
-            a = Attribute(name=name, pairs=_pairs_json(spec), builtin=False, position=position)
+            a = Attribute(name=name, pairs=_pairs_json(spec), builtin=False, position=position,
+                          kind=kind, extra=extra)
             s.add(a)
             s.flush()
-            return AttributeInfo(a.id, _spec(a))
+            return _info(a)
 
-    def update_attribute(self, name: str, spec: AttributeSpec) -> AttributeInfo:
-        """Rename and/or change the prompts of an attribute; its old scores are dropped."""
+    def update_attribute(self, name: str, spec: AttributeSpec,
+                         extra: dict | None | object = ...) -> AttributeInfo:
+        """Rename and/or change the prompts (or ``extra`` data) of an attribute; when what
+        decides its scores changed, its old scores are dropped."""
         new_name = _checked_name(spec.name)
         with self.session() as s:
             a = s.scalar(select(Attribute).where(Attribute.name == name))
@@ -299,11 +310,13 @@ class Library:
                 raise PhotosenseError(f"unknown attribute: {name}")
             if new_name != name and s.scalar(select(Attribute.id).where(Attribute.name == new_name)):
                 raise PhotosenseError(f"attribute '{new_name}' already exists")
-            prompts_changed = a.pairs != _pairs_json(spec)
+            changed = a.pairs != _pairs_json(spec) or (extra is not ... and extra != a.extra)
             a.name, a.pairs = new_name, _pairs_json(spec)
-            if prompts_changed:
+            if extra is not ...:
+                a.extra = extra
+            if changed:
                 s.execute(delete(Score).where(Score.attribute_id == a.id))
-            return AttributeInfo(a.id, _spec(a))
+            return _info(a)
 
     def remove_attribute(self, name: str) -> None:
         with self.session() as s:
@@ -429,7 +442,7 @@ class Library:
                 .group_by(Score.attribute_id)
             ).all())
             attrs = s.scalars(select(Attribute).order_by(Attribute.position)).all()
-            return [AttributeInfo(a.id, _spec(a)) for a in attrs if counts.get(a.id, 0) < n_feat]
+            return [_info(a) for a in attrs if counts.get(a.id, 0) < n_feat]
 
     def text_features(self, model_id: int, prompts: Iterable[str]) -> dict[str, np.ndarray]:
         prompts = list(prompts)
@@ -651,6 +664,10 @@ def _spec(a: Attribute) -> AttributeSpec:
     return AttributeSpec(a.name, tuple(AntonymPair(p, n) for p, n in a.pairs), a.builtin)
 
 
+def _info(a: Attribute) -> AttributeInfo:
+    return AttributeInfo(a.id, _spec(a), a.kind or "prompts", a.extra)
+
+
 def _row(p: Photo) -> PhotoRow:
     return PhotoRow(
         id=p.id, path=p.path, folder_id=p.folder_id, size=p.size, mtime=p.mtime,
@@ -658,6 +675,7 @@ def _row(p: Photo) -> PhotoRow:
         missing=p.missing, error=p.error, flag=p.flag, rating=p.rating,
         color_label=p.color_label,
         checks={"sharpness": p.sharpness, "exposure": p.exposure, "noise": p.noise},
+        companion_path=p.companion_path,
     )
 
 

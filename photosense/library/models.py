@@ -77,6 +77,8 @@ class Photo(Base):
     flag: Mapped[int] = mapped_column(Integer, default=FLAG_NONE, index=True)
     rating: Mapped[int] = mapped_column(Integer, default=0)
     color_label: Mapped[str | None] = mapped_column(String(16))
+    # RAW+JPEG shot as one photo: ``path`` is the RAW, this is the JPEG beside it (same stem).
+    companion_path: Mapped[str | None] = mapped_column(FsPath)
 
 
 class Model(Base):
@@ -125,6 +127,10 @@ class Attribute(Base):
     pairs: Mapped[list] = mapped_column(JSON)  # [[positive, negative], ...] as typed
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # "prompts" (antonym pairs, the default), or another kind scored by the function that
+    # photosense.scoring.kinds registers for it ("taste", "learned"); ``extra`` is its data.
+    kind: Mapped[str] = mapped_column(String(16), default="prompts", server_default="prompts")
+    extra: Mapped[dict | None] = mapped_column(JSON)
 
 
 class Score(Base):
