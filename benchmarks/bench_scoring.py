@@ -1,0 +1,152 @@
+"""Scoring throughput and attribute-add cost. Not a test: prints figures, last line JSON.
+
+    python benchmarks/bench_scoring.py [--model RN50-quickgelu] [--photos 16] [--max-side 1024]
+                                       [--features 100000] [--weights FILE]
+
+Without --weights the model gets random weights (the real architecture, so the timing is real;
+the scores mean nothing). Photos are scikit-image's sample photos upscaled to camera-like
+3000x2000 JPEGs, so decoding (with JPEG draft mode) is part of end-to-end work.
+
+- model-only: preprocessed tensors already in memory, only ``encode_images``;
+- end-to-end: files on disk -> scan -> decode -> encode -> scores of 12 attributes -> SQLite;
+- attribute add: one new attribute scored for N stored features (text encode + matrix
+  product + score writes), no image decoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def make_photos(folder: Path, n: int) -> list[Path]:
+    from PIL import Image
+    from skimage import data
+
+    names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field"]
+    paths = []
+    for i in range(n):
+        arr = getattr(data, names[i % len(names)])()
+        img = Image.fromarray(arr).convert("RGB").resize((3000, 2000), Image.Resampling.BICUBIC)
+        if i >= len(names):  # distinct files, not exact duplicates
+            img = img.rotate(180) if (i // len(names)) % 2 else img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        p = folder / f"photo_{i:03d}.jpg"
+        img.save(p, quality=90)
+        paths.append(p)
+    return paths
+
+
+def bench_throughput(args, workdir: Path) -> dict:
+    import torch
+
+    from photosense.ingest.decode import open_image
+    from photosense.ingest.scan import Scanner
+    from photosense.library import Library
+    from photosense.pipeline import ScoringJob
+    from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig, make_random_checkpoint
+
+    weights = args.weights
+    if weights is None:
+        weights = str(make_random_checkpoint(args.model, workdir / "random.safetensors"))
+    config = EngineConfig(model=args.model, weights=weights, device=args.device,
+                          max_side=args.max_side, batch_size=args.batch)
+    folder = workdir / "shoot"
+    folder.mkdir()
+    paths = make_photos(folder, args.photos)
+    engine = ClipIQAEngine(config).load()
+    print(f"model {engine.id} on {engine.device}, {torch.get_num_threads()} torch threads, "
+          f"{args.photos} photos 3000x2000 JPEG, max side {args.max_side}", file=sys.stderr)
+
+    tensors = [engine.preprocess(open_image(p, max_side=args.max_side)) for p in paths]
+    engine.encode_images(tensors[:1])  # warm-up
+    t0 = time.perf_counter()
+    engine.encode_images(tensors)
+    model_s = time.perf_counter() - t0
+    model_tp = len(tensors) / model_s
+    print(f"model-only: {model_tp:.3f} photos/s ({model_s / len(tensors) * 1000:.0f} ms/photo)",
+          file=sys.stderr)
+
+    lib = Library(workdir / "lib.sqlite3")
+    lib.add_folder(folder)
+    t0 = time.perf_counter()
+    Scanner(lib).scan_all()
+    scan_s = time.perf_counter() - t0
+    report = ScoringJob(lib, config, engine=engine).run()
+    e2e_s = time.perf_counter() - t0
+    assert report.encoded == len(paths), report
+    e2e_tp = len(paths) / e2e_s
+    print(f"end-to-end: {e2e_tp:.3f} photos/s (scan+checks {scan_s:.1f}s, total {e2e_s:.1f}s)",
+          file=sys.stderr)
+    lib.close()
+    return {"model": engine.id.split("/")[0], "device": str(engine.device), "photos": len(paths),
+            "max_side": args.max_side, "model_only_photos_per_s": round(model_tp, 4),
+            "end_to_end_photos_per_s": round(e2e_tp, 4),
+            "end_to_end_over_model_only": round(e2e_tp / model_tp, 3), "engine": engine}
+
+
+def bench_attribute_add(args, workdir: Path, engine) -> dict:
+    from sqlalchemy import insert
+
+    from photosense.library import Library
+    from photosense.library.models import Feature, Folder, Photo
+    from photosense.pipeline import rescore_attributes
+    from photosense.scoring.prompts import AntonymPair, AttributeSpec
+
+    n = args.features
+    lib = Library(workdir / "big.sqlite3")
+    model = lib.ensure_model(engine.id, engine.dim, engine.logit_scale)
+    lib.set_setting("active_model", model.key)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    with lib.session() as s:
+        s.execute(insert(Folder).values(id=1, path="/bench", added_at=0.0, missing=False))
+        chunk = 20000
+        for start in range(0, n, chunk):
+            rows = range(start + 1, min(n, start + chunk) + 1)
+            s.execute(insert(Photo), [{"id": i, "folder_id": 1, "path": f"/bench/{i:06d}.jpg",
+                                       "size": 1, "mtime": 0.0, "content_hash": f"{i}"} for i in rows])
+            feats = rng.standard_normal((len(rows), engine.dim)).astype(np.float32)
+            feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+            s.execute(insert(Feature), [{"photo_id": i, "model_id": model.id, "vector": f.tobytes(),
+                                         "max_side": 1024} for i, f in zip(rows, feats)])
+    print(f"filled {n} features in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    attr = lib.add_attribute(AttributeSpec("warm", (AntonymPair("Warm", "Cold"),)))
+    t0 = time.perf_counter()
+    scored = rescore_attributes(lib, [attr], engine)
+    add_s = time.perf_counter() - t0
+    assert scored == n
+    print(f"add one attribute to {n} stored features: {add_s:.2f}s", file=sys.stderr)
+    lib.close()
+    return {"features": n, "attribute_add_s": round(add_s, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="RN50-quickgelu")
+    parser.add_argument("--weights", help="a real checkpoint (default: random weights)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--photos", type=int, default=16)
+    parser.add_argument("--max-side", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--features", type=int, default=100_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="photosense-bench-") as tmp:
+        os.environ.setdefault("PHOTOSENSE_DATA_DIR", os.path.join(tmp, "data"))
+        os.environ.setdefault("PHOTOSENSE_CACHE_DIR", os.path.join(tmp, "cache"))
+        result = bench_throughput(args, Path(tmp))
+        engine = result.pop("engine")
+        result.update(bench_attribute_add(args, Path(tmp), engine))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""The benchmark script runs and ends with its JSON line (figures are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_prints_json_last_line(model_configs_dir, tmp_path):
+    env = {**os.environ, "PHOTOSENSE_MODEL_CONFIGS": str(model_configs_dir),
+           "PHOTOSENSE_DATA_DIR": str(tmp_path / "d"), "PHOTOSENSE_CACHE_DIR": str(tmp_path / "c")}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_scoring.py"), "--model", "photosense-tiny",
+         "--photos", "3", "--features", "500", "--device", "cpu"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["photos"] == 3 and result["features"] == 500 and result["max_side"] == 1024
+    for key in ("model_only_photos_per_s", "end_to_end_photos_per_s", "end_to_end_over_model_only",
+                "attribute_add_s"):
+        assert result[key] > 0
