@@ -236,7 +236,16 @@ def _scan(lib, folders=None) -> int:
 
 # -- commands -----------------------------------------------------------------------------
 
+def _has_display() -> bool:
+    if sys.platform in ("win32", "darwin") or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def cmd_gui(args) -> int:
+    if not _has_display():
+        raise PhotosenseError("no display to open the window on (DISPLAY/WAYLAND_DISPLAY unset); "
+                              "use the commands in 'photosense --help', or set QT_QPA_PLATFORM")
     try:
         app = importlib.import_module("photosense.gui.app")
     except ImportError as exc:
@@ -286,7 +295,7 @@ def cmd_score(args) -> int:
             cancel.set()
             _info("interrupted: photos scored so far are saved; run 'photosense score' to resume")
             return 130
-        rate = report.encoded / report.seconds if report.seconds else 0.0
+        rate = report.encoded / report.encode_seconds if report.encode_seconds else 0.0
         _info(f"scored {report.encoded} photos in {report.seconds:.1f}s ({rate:.2f} photos/s)"
               + (f", {report.failed} unreadable" if report.failed else "")
               + (f", rescored {report.rescored_attributes} attributes" if report.rescored_attributes else ""))

@@ -63,7 +63,8 @@ class ScoreReport:
     failed: int = 0
     rescored_attributes: int = 0
     cancelled: bool = False
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole run, model loading included
+    encode_seconds: float = 0.0  # decoding and encoding only
 
 
 def save_engine_config(library: Library, config: EngineConfig) -> None:
@@ -157,7 +158,9 @@ class ScoringJob:
         model, scorer = self.prepare()
         todo = self.library.photos_needing_features(model.id)
         attrs = self.library.attributes()
+        t_encode = time.monotonic()
         self._encode(todo, model, scorer, attrs, report, emit, cancel, start)
+        report.encode_seconds = time.monotonic() - t_encode
         if not report.cancelled:
             stale = self.library.attributes_missing_scores(model.id)
             if stale:

@@ -217,3 +217,10 @@ def test_export_command_copies_exactly_the_picks(capsys, lib_path, photo_folder,
     assert code == 0
     assert sorted(p.name for p in dest2.iterdir()) == best
     assert all((dest2 / n).stat().st_ino == (photo_folder / n).stat().st_ino for n in best)
+
+
+def test_gui_without_a_display_is_one_line(capsys, lib_path, monkeypatch):
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    code, _, err = run(capsys, "--library", lib_path)
+    assert code == 1 and err.startswith("photosense: no display")
