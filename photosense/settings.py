@@ -51,3 +51,26 @@ def model_config_dirs() -> list[Path]:
     if env:
         dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
     return dirs
+
+
+_SHARE_DIRS = {
+    ".desktop": "applications",
+    ".svg": "icons/hicolor/scalable/apps",
+    ".png": "icons/hicolor/256x256/apps",
+}
+
+
+def resource_path(name: str) -> Path | None:
+    """A file from the repository's ``resources/`` (source checkout or editable install), or
+    where an installed wheel put it (``<prefix>/share/...``); None when neither has it."""
+    import sys
+
+    checkout = Path(__file__).resolve().parent.parent / "resources" / name
+    if checkout.is_file():
+        return checkout
+    sub = _SHARE_DIRS.get(Path(name).suffix)
+    if sub:
+        installed = Path(sys.prefix) / "share" / sub / name
+        if installed.is_file():
+            return installed
+    return None
