@@ -153,6 +153,23 @@ class GridView(QListView):
         self.setMouseTracking(False)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.verticalScrollBar().setSingleStep(40)
+        self._cell = QSize(200, 240)
+
+    def set_cell_size(self, size: QSize) -> None:
+        """Cells of at least ``size``; their width grows so the columns fill the view."""
+        self._cell = size
+        self._fit_grid()
+
+    def _fit_grid(self) -> None:
+        width = max(1, self.viewport().width() - 1)
+        columns = max(1, width // self._cell.width())
+        grid = QSize(max(self._cell.width(), width // columns), self._cell.height())
+        if grid != self.gridSize():
+            self.setGridSize(grid)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_grid()
 
     def visualRegionForSelection(self, selection: QItemSelection) -> QRegion:
         # Qt computes one rectangle per selected row; repainting the viewport is cheaper.
@@ -456,6 +473,9 @@ class MainWindow(QMainWindow):
             self.info.order = [a.name for a in attributes]
             self._fill_sort_combo()
             self.central.setCurrentWidget(self.pages if folders else self.welcome)
+            if self.pages.currentIndex() == PAGE_GRID:
+                self.info_dock.setVisible(bool(folders))
+                self.histogram_dock.setVisible(bool(folders))
             if requery:
                 self.requery()
 
@@ -783,7 +803,7 @@ class MainWindow(QMainWindow):
             self.size_slider.setValue(side)
             self.size_slider.blockSignals(False)
         self.delegate.thumb_side = side
-        self.view.setGridSize(cell_size(side))
+        self.view.set_cell_size(cell_size(side))
         self.thumbnails.set_side(side)
         self.view.scheduleDelayedItemsLayout()
         self.view.viewport().update()

@@ -82,7 +82,7 @@ class Sidebar(QWidget):
         lay.addLayout(head)
         self.folder_list = QListWidget()
         self.folder_list.setObjectName("folderList")
-        self.folder_list.setMaximumHeight(150)
+        self.folder_list.setMaximumHeight(120)
         lay.addWidget(self.folder_list)
 
         # attributes
@@ -146,12 +146,13 @@ class Sidebar(QWidget):
         lay.addLayout(row)
         self.range_list = QListWidget()
         self.range_list.setObjectName("rangeList")
-        self.range_list.setMaximumHeight(80)
+        self.range_list.setMaximumHeight(64)
         self.range_list.setToolTip("Active ranges; select one and press Delete to remove it")
         lay.addWidget(self.range_list)
         self.range_remove = QPushButton("Remove range")
         lay.addWidget(self.range_remove)
         lay.addStretch()
+        self._refresh_range_list()
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -341,7 +342,8 @@ class Sidebar(QWidget):
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, key)
             self.range_list.addItem(item)
-        self.range_remove.setEnabled(bool(self._ranges))
+        self.range_list.setVisible(bool(self._ranges))
+        self.range_remove.setVisible(bool(self._ranges))
 
     def keyPressEvent(self, event) -> None:
         if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.range_list.hasFocus():

@@ -24,7 +24,9 @@ class WelcomeView(QWidget):
         )
         text.setWordWrap(True)
         text.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        text.setMaximumWidth(560)
+        text.setFixedWidth(560)
+        # word-wrapped labels under an alignment get their one-line height: give them the real one
+        text.setMinimumHeight(text.heightForWidth(560) + 4)
         text.setStyleSheet("color: #b8b8b8;")
         self.add_button = QPushButton("Add folder…")
         self.add_button.setObjectName("welcomeAddFolder")
