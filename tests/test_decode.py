@@ -89,7 +89,7 @@ def test_image_extensions_are_lowercase_with_a_dot():
         ("notes.txt", False),
         ("jpg", False),
         ("archive.jpg.zip", False),
-        ("raw.CR2", False),
+        ("raw.CR2", True),  # camera RAW: decoded by photosense.ingest.raw
         (b"caf\xe9.JPG", True),
     ],
 )

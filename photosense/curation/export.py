@@ -196,6 +196,8 @@ def export_photos(
             break
         try:
             exporter.export(row.path)
+            if row.companion_path:  # the JPEG of a RAW+JPEG pair goes with it
+                exporter.export(row.companion_path)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 report.errors.append((row.path, f"destination is full; export stopped: {_reason(exc)}"))

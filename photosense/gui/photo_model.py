@@ -178,7 +178,8 @@ class PhotoListModel(QAbstractListModel):
         if role == ThumbnailRole:
             pm = self.thumbnails.pixmap(pid)
             if pm is None and not row.missing:
-                self.thumbnails.request(pid, row.path, row.mtime, row.size)
+                # A RAW+JPEG pair: the JPEG decodes faster than the RAW's preview.
+                self.thumbnails.request(pid, row.companion_path or row.path, row.mtime, row.size)
             return pm
         if role == ThumbErrorRole:
             return "file missing" if row.missing else self.thumbnails.error(pid)

@@ -45,10 +45,15 @@ MAX_PIXELS = 250_000_000
 _HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 _HEIF_INSTALLED = importlib.util.find_spec("pillow_heif") is not None
 
-#: Extensions (lowercase, with the dot) that scanning treats as photos.
+#: Camera RAW extensions (lowercase, with the dot), decoded by :mod:`photosense.ingest.raw`.
+RAW_EXTENSIONS: frozenset[str] = frozenset(
+    {".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".dng", ".pef", ".srw"}
+)
+
+#: Extensions (lowercase, with the dot) that scanning treats as photos, RAW included.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp"}
-) | (_HEIF_EXTENSIONS if _HEIF_INSTALLED else frozenset())
+) | (_HEIF_EXTENSIONS if _HEIF_INSTALLED else frozenset()) | RAW_EXTENSIONS
 
 # Formats Pillow may identify a file as. Restricting the list keeps random bytes from being
 # "recognised" by a permissive plugin (TGA, for one) and decoded as garbage.
@@ -135,6 +140,11 @@ def _heif_formats() -> tuple[str, ...]:
 def is_image_path(path: str | bytes | os.PathLike[str]) -> bool:
     """Whether ``path`` has one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
     return os.path.splitext(os.fsdecode(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def is_raw_path(path: str | bytes | os.PathLike[str]) -> bool:
+    """Whether ``path`` has one of :data:`RAW_EXTENSIONS` (case-insensitive)."""
+    return os.path.splitext(os.fsdecode(path))[1].lower() in RAW_EXTENSIONS
 
 
 def _one_line(error: BaseException) -> str:
@@ -266,6 +276,10 @@ def displayed_size(img: Image.Image) -> tuple[int, int]:
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(width, height) of the photo as displayed (EXIF orientation applied), from the header."""
+    if is_raw_path(path):
+        from photosense.ingest.raw import raw_image_size
+
+        return raw_image_size(path)
     with open_header(path) as img:
         return displayed_size(img)
 
@@ -332,9 +346,15 @@ def open_image(path: str | os.PathLike[str], max_side: int = 0) -> Image.Image:
     image carries the file's native displayed size and EXIF orientation in ``info`` (see
     :data:`INFO_SOURCE_SIZE`) so that :func:`~photosense.ingest.metadata.read_metadata` can
     describe the file from it. Raises :class:`DecodeError` for every kind of bad file.
+    Camera RAW files (:data:`~photosense.ingest.raw.RAW_EXTENSIONS`) are decoded from their
+    embedded preview by :func:`~photosense.ingest.raw.open_raw`.
     """
     if max_side < 0:
         raise ValueError(f"max_side must be >= 0, got {max_side}")
+    if is_raw_path(path):
+        from photosense.ingest.raw import open_raw
+
+        return open_raw(path, max_side)
     with open_header(path) as img:
         orientation = file_orientation(img)
         native = oriented_size(_stored_size(img), orientation)

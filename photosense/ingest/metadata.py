@@ -54,10 +54,15 @@ def read_metadata(img_or_path: Image.Image | str | os.PathLike[str]) -> PhotoMet
 
     The image may be one from ``PIL.Image.open`` (its header is read, pixels are not decoded)
     or one returned by :func:`~photosense.ingest.decode.open_image`, which keeps the file's
-    native size and EXIF, so a file decoded once need not be opened again.
+    native size and EXIF, so a file decoded once need not be opened again. A camera RAW path
+    is read by :func:`~photosense.ingest.raw.read_raw_metadata`.
     """
     if isinstance(img_or_path, Image.Image):
         return _from_image(img_or_path)
+    if decode.is_raw_path(img_or_path):
+        from photosense.ingest.raw import read_raw_metadata
+
+        return read_raw_metadata(img_or_path)
     with decode.open_header(img_or_path) as img:
         return _from_image(img)
 
