@@ -253,6 +253,17 @@ class Scanner:
     def _flush(self, batch: list[ScanRecord], folder_id: int, report: ScanReport) -> None:
         if not batch:
             return
-        for kind in self.library.upsert_scanned(folder_id, batch).values():
+        outcome = self.library.upsert_scanned(folder_id, batch)
+        for kind in outcome.values():
             setattr(report, kind, getattr(report, kind) + 1)
         batch.clear()
+        self._import_sidecars(list(outcome))
+
+    def _import_sidecars(self, paths: list[str]) -> None:
+        """Read existing XMP sidecars of new or changed photos (a bad one never stops a scan)."""
+        from photosense.curation.xmp import import_sidecars
+
+        try:
+            import_sidecars(self.library, paths)
+        except Exception:
+            log.exception("reading XMP sidecars failed")

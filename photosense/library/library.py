@@ -159,6 +159,7 @@ class Library:
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(
             self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
+        self.sidecar_errors: list[tuple[str, str]] = []  # from the last sync_sidecars
         self._seed_builtin_attributes()
 
     # -- plumbing -------------------------------------------------------------------------
@@ -566,11 +567,31 @@ class Library:
         by_id = {r[0]: PhotoState(*r) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
-    def set_states(self, states: Iterable[PhotoState]) -> None:
+    def set_states(self, states: Iterable[PhotoState], *, sync_sidecars: bool = True) -> None:
+        states = list(states)
         with self.session() as s:
             for st in states:
                 s.execute(update(Photo).where(Photo.id == st.photo_id).values(
                     flag=st.flag, rating=st.rating, color_label=st.color_label))
+        if sync_sidecars:
+            self.sync_sidecars([st.photo_id for st in states])
+
+    def sync_sidecars(self, ids: Sequence[int]) -> list[tuple[str, str]]:
+        """When the setting ``xmp_auto_write`` is on, rewrite these photos' XMP sidecars.
+
+        Never raises (the library change stands): failures are logged, kept in
+        ``sidecar_errors`` and returned as (photo path, message)."""
+        self.sidecar_errors = []
+        if not ids or not self.get_setting("xmp_auto_write", False):
+            return []
+        try:
+            from photosense.curation.xmp import write_sidecars
+
+            self.sidecar_errors = write_sidecars(self, list(ids)).errors
+        except Exception as exc:  # a sidecar problem must not undo or hide the library change
+            log.exception("writing XMP sidecars failed")
+            self.sidecar_errors = [("", str(exc))]
+        return self.sidecar_errors
 
     _UNSET = object()
 
@@ -596,6 +617,7 @@ class Library:
             with self.session() as s:
                 for start in range(0, len(ids), 500):
                     s.execute(update(Photo).where(Photo.id.in_(ids[start:start + 500])).values(**values))
+            self.sync_sidecars(ids)
         return before
 
     # -- queries --------------------------------------------------------------------------
