@@ -1,4 +1,5 @@
-"""``photosense export DEST``: copy (or hard-link) picks or the top photos to a folder."""
+"""``photosense export [DEST] [--report FILE]``: copy (or hard-link) picks or the top photos to a
+folder, and/or write a CSV/JSON report of every photo."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import argparse
 from pathlib import Path
 
 NAME = "export"
-HELP = "copy or hard-link picks, or the top N / top %% by an attribute, to a folder"
+HELP = "copy or hard-link picks, or the top N / top %% by an attribute, to a folder; or write a report"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dest", metavar="DEST", help="destination folder (created if needed)")
+    p.add_argument("dest", metavar="DEST", nargs="?", default=None,
+                   help="destination folder (created if needed); optional with --report")
     p.add_argument("--flag", choices=["pick", "reject", "none", "any"], default=None,
                    help="which photos (default: pick; 'any' with --top ranks the whole library)")
     top = p.add_mutually_exclusive_group()
@@ -19,10 +21,42 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", metavar="ATTR", help="... ranked by this attribute or check")
     p.add_argument("--link", action="store_true",
                    help="hard-link instead of copying (copies where links are impossible)")
+    p.add_argument("--report", metavar="FILE",
+                   help="also write every photo's path, flag, rating, label, scores and checks to "
+                        "FILE (.csv or .json); without DEST only the report is written")
 
 
 def run(args) -> int:
-    from photosense.cli import TerminalProgress, display_path, info, open_library
+    from photosense.cli import display_path, info, open_library
+    from photosense.errors import PhotosenseError
+
+    if args.dest is None and not args.report:
+        raise PhotosenseError("say what to export: a destination folder DEST, --report FILE, or both")
+    if args.dest is None:
+        chosen = [name for name, value in (("--flag", args.flag), ("--top", args.top),
+                                           ("--top-percent", args.top_percent), ("--by", args.by),
+                                           ("--link", args.link)) if value]
+        if chosen:
+            raise PhotosenseError(f"{', '.join(chosen)} choose photos to copy: give a destination "
+                                  "folder DEST (the report always lists every photo)")
+    if args.report:
+        from photosense.curation.report import report_format
+
+        report_format(args.report)  # a bad extension fails before any copying
+    code = 0
+    with open_library(args) as lib:
+        if args.dest is not None:
+            code = _export(lib, args)
+        if args.report:
+            from photosense.curation.report import write_report
+
+            n = write_report(lib, args.report)
+            info(f"report of {n} photo{'s' if n != 1 else ''} written to {display_path(args.report)}")
+    return code
+
+
+def _export(lib, args) -> int:
+    from photosense.cli import TerminalProgress, display_path, info
     from photosense.curation.export import ExportOptions, export_photos
 
     flag = args.flag
@@ -30,8 +64,7 @@ def run(args) -> int:
         flag = "any" if (args.top or args.top_percent) and args.by else "pick"
     options = ExportOptions(dest=Path(args.dest), flag=None if flag == "any" else flag,
                             top=args.top, top_percent=args.top_percent, by=args.by, link=args.link)
-    with open_library(args) as lib:
-        report = export_photos(lib, options, progress=TerminalProgress("export"))
+    report = export_photos(lib, options, progress=TerminalProgress("export"))
     for path, reason in report.skipped:
         info(f"  skipped {display_path(path)}: {reason}")
     for path, message in report.errors:

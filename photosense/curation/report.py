@@ -1,0 +1,96 @@
+"""A report of the library: every photo's path, flag, rating, label, scores and checks.
+
+The format follows the file extension: ``.csv`` (one row per photo, one column per check and
+per attribute) or ``.json`` (a list of objects, as ``photosense list --format json``). The file
+is written to a temporary name next to it and renamed into place, so a reader never sees half
+a report and a failed write leaves any previous report intact. Paths that are not valid UTF-8
+are written with U+FFFD in place of the undecodable bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from photosense.errors import PhotosenseError
+from photosense.library import CHECK_NAMES, Library, PhotoQuery, PhotoRow
+
+FORMATS = {".csv": "csv", ".json": "json"}
+_TEMP_PREFIX = ".photosense-report-"
+
+
+def report_format(path: str | os.PathLike) -> str:
+    """"csv" or "json" from the file extension; PhotosenseError for anything else."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return FORMATS[suffix]
+    except KeyError:
+        raise PhotosenseError(
+            f"unknown report format {suffix or '(no extension)'!r}: name the file .csv or .json") from None
+
+
+def display_path(path: str) -> str:
+    """A path as valid text (undecodable bytes shown as U+FFFD)."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+def _row_object(row: PhotoRow) -> dict:
+    return {
+        "path": display_path(row.path),
+        "flag": row.flag_name,
+        "rating": row.rating,
+        "label": row.color_label,
+        "scores": dict(row.scores),
+        "checks": {name: row.checks.get(name) for name in CHECK_NAMES},
+        "missing": row.missing,
+        "error": row.error,
+    }
+
+
+def _write_csv(f, rows: list[PhotoRow], attributes: list[str]) -> None:
+    w = csv.writer(f, lineterminator="\n")
+    w.writerow(["path", "flag", "rating", "label", *CHECK_NAMES, *attributes, "missing", "error"])
+    for r in rows:
+        checks = ["" if r.checks.get(c) is None else r.checks[c] for c in CHECK_NAMES]
+        scores = [r.scores.get(a, "") for a in attributes]
+        w.writerow([display_path(r.path), r.flag_name, r.rating, r.color_label or "", *checks, *scores,
+                    int(r.missing), r.error or ""])
+
+
+def write_report(library: Library, path: str | os.PathLike, query: PhotoQuery | None = None) -> int:
+    """Write a report of the photos ``query`` selects (default: every photo, by name) to
+    ``path``; the format follows the extension. Returns the number of photos written."""
+    fmt = report_format(path)
+    target = Path(path).expanduser()
+    rows = library.query(query or PhotoQuery(sort="name"))
+    attributes = [a.name for a in library.attributes()]
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise PhotosenseError(f"cannot write the report: folder not found: {display_path(str(directory))}")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise PhotosenseError(
+            f"cannot write the report in {display_path(str(directory))}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            if fmt == "csv":
+                _write_csv(f, rows, attributes)
+            else:
+                json.dump([_row_object(r) for r in rows], f, indent=2, ensure_ascii=False)
+                f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is an ordinary file
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise PhotosenseError(
+            f"cannot write the report {display_path(str(target))}: {exc.strerror or exc}") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return len(rows)
+
