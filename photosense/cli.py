@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"photosense {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("gui", parents=[common], help="open the desktop window (the default)")
+    p = sub.add_parser("gui", parents=[common], help="open the desktop window (the default)")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="folders (or photos in folders) to add and show; 'photosense PATH...' "
+                        "works too")
 
     p = sub.add_parser("add", parents=[common], help="add folders to the library and scan them")
     p.add_argument("folders", nargs="+", metavar="DIR")
@@ -250,7 +253,7 @@ def cmd_gui(args) -> int:
         app = importlib.import_module("photosense.gui.app")
     except ImportError as exc:
         raise PhotosenseError(f"the desktop window cannot start: {exc}") from exc
-    return app.run(args.library)
+    return app.run(args.library, [os.path.abspath(p) for p in getattr(args, "paths", [])])
 
 
 def cmd_add(args) -> int:
@@ -497,10 +500,30 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = set(COMMANDS) | {m.NAME for m in command_modules()}
+    args = parser.parse_args(_route_bare_paths(argv, commands))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
+def _route_bare_paths(argv: list[str], commands: set[str]) -> list[str]:
+    """``photosense PATH...`` (a desktop file's ``Exec=photosense %F``) means ``gui PATH...``."""
+    skip_next = False
+    for i, arg in enumerate(argv):
+        if skip_next:
+            skip_next = False
+            continue
+        if arg == "--library":
+            skip_next = True
+            continue
+        if arg.startswith("-"):
+            continue
+        if arg not in commands and os.path.exists(arg):
+            return [*argv[:i], "gui", *argv[i:]]
+        return argv
+    return argv
+
+
         # Per-file problems are reported by the commands themselves.
         logging.getLogger("photosense.ingest").setLevel(logging.ERROR)
         logging.getLogger("photosense.pipeline").setLevel(logging.ERROR)

@@ -224,3 +224,20 @@ def test_gui_without_a_display_is_one_line(capsys, lib_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     code, _, err = run(capsys, "--library", lib_path)
     assert code == 1 and err.startswith("photosense: no display")
+
+
+def test_bare_paths_open_the_window_on_them(monkeypatch, tmp_path, photo_folder):
+    """A desktop entry's 'Exec=photosense %F' passes folders or photos straight through."""
+    import types
+
+    calls = []
+    fake = types.SimpleNamespace(run=lambda library, paths: calls.append((library, paths)) or 0)
+    monkeypatch.setitem(sys.modules, "photosense.gui.app", fake)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    lib = str(tmp_path / "l.sqlite3")
+    assert main(["--library", lib, str(photo_folder), str(photo_folder / "coffee.jpg")]) == 0
+    assert main(["gui", str(photo_folder)]) == 0
+    assert calls == [(lib, [str(photo_folder), str(photo_folder / "coffee.jpg")]),
+                     (None, [str(photo_folder)])]
+    with pytest.raises(SystemExit):  # a typo is still an error, not a path
+        main(["lsit"])

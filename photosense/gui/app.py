@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import logging
 import sys
 
@@ -62,8 +64,11 @@ def apply_theme(app: QApplication) -> None:
                       "QDockWidget::title { padding: 4px; background: #2b2b2b; }")
 
 
-def run(library_path: str | None) -> int:
-    """Open the library (default location when None) in the main window; the exit code."""
+def run(library_path: str | None, paths: list[str] | tuple[str, ...] = ()) -> int:
+    """Open the library (default location when None) in the main window; the exit code.
+
+    ``paths`` (folders, or photos whose folders are meant; e.g. from a file manager's "Open
+    with") are added to the library and scanned in the background."""
     from photosense.library import Library
     from photosense.gui.main_window import MainWindow
 
@@ -76,6 +81,9 @@ def run(library_path: str | None) -> int:
         return 1
     window = MainWindow(library)
     window.show()
+    for path in paths:
+        folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        window.add_folder(folder)
     try:
         return app.exec()
     finally:
