@@ -498,14 +498,6 @@ COMMANDS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    commands = set(COMMANDS) | {m.NAME for m in command_modules()}
-    args = parser.parse_args(_route_bare_paths(argv, commands))
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
 def _route_bare_paths(argv: list[str], commands: set[str]) -> list[str]:
     """``photosense PATH...`` (a desktop file's ``Exec=photosense %F``) means ``gui PATH...``."""
     skip_next = False
@@ -524,6 +516,14 @@ def _route_bare_paths(argv: list[str], commands: set[str]) -> list[str]:
     return argv
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = set(COMMANDS) | {m.NAME for m in command_modules()}
+    args = parser.parse_args(_route_bare_paths(argv, commands))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
         # Per-file problems are reported by the commands themselves.
         logging.getLogger("photosense.ingest").setLevel(logging.ERROR)
         logging.getLogger("photosense.pipeline").setLevel(logging.ERROR)
