@@ -203,7 +203,7 @@ def test_width_mismatch_is_one_line_and_adds_nothing(capsys, lib_path, tmp_path)
         assert "plus" not in {a.name for a in lib.attributes()}
 
 
-def test_train_from_flags_then_use(capsys, lib_path, shoot):
+def test_train_from_flags_then_use(capsys, lib_path):
     with Library(lib_path) as lib:
         rows = lib.query(PhotoQuery())
         good = [r.id for r in rows if not any(s in r.name for s in ("_blur", "_dark", "_noisy"))]
