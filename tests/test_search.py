@@ -1,0 +1,136 @@
+"""Text search over stored features. With the tiny random-weight model the *ranking* is checked
+against the cosine computed by hand; semantic quality cannot be tested with random weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from photosense.cli import main
+from photosense.errors import PhotosenseError
+from photosense.ingest.scan import Scanner
+from photosense.library import FLAG_PICK, Library, PhotoQuery
+from photosense.pipeline import ScoringJob
+from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
+from photosense.scoring.search import rank_by_similarity, search
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_weights, model_configs_dir):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PHOTOSENSE_MODEL_CONFIGS", str(model_configs_dir))
+        cfg = EngineConfig(model="photosense-tiny", weights=str(tiny_weights), device="cpu", max_side=256)
+        return ClipIQAEngine(cfg).load()
+
+
+@pytest.fixture
+def scored(tmp_path, photo_folder, tiny_config, engine):
+    lib = Library(tmp_path / "lib.sqlite3")
+    lib.add_folder(photo_folder)
+    Scanner(lib).scan_all()
+    ScoringJob(lib, tiny_config, engine=engine).run()
+    yield lib
+    lib.close()
+
+
+def by_hand(lib, engine, text, ids=None):
+    feat_ids, matrix = lib.feature_matrix(lib.active_model().id)
+    t = engine.encode_texts([text])[0].astype(np.float64)
+    sims = matrix.astype(np.float64) @ t
+    pairs = [(int(i), float(s)) for i, s in zip(feat_ids, sims) if ids is None or int(i) in ids]
+    return sorted(pairs, key=lambda p: (-p[1], p[0]))
+
+
+def test_ranking_is_the_cosine_with_the_text_feature(scored, engine):
+    hits = search(scored, engine, "a cat sleeping on a sofa")
+    expected = by_hand(scored, engine, "a cat sleeping on a sofa")
+    assert [i for i, _ in hits] == [i for i, _ in expected]
+    assert np.allclose([s for _, s in hits], [s for _, s in expected], atol=1e-5)
+    assert len(hits) == 15 and all(-1 <= s <= 1 for _, s in hits)
+    assert search(scored, engine, "a cat sleeping on a sofa", limit=4) == hits[:4]
+    assert search(scored, engine, "a cat sleeping on a sofa", limit=0) == []
+
+
+def test_no_image_is_encoded_and_the_text_is_cached(scored, engine, monkeypatch):
+    monkeypatch.setattr(engine, "encode_images", lambda t: pytest.fail("encoded an image"))
+    first = search(scored, engine, "red rocket")
+    assert "red rocket" in scored.text_features(scored.active_model().id, ["red rocket"])
+    monkeypatch.setattr(engine, "encode_texts", lambda t: pytest.fail("encoded the text again"))
+    assert search(scored, engine, "red rocket") == first
+
+
+def test_filters_restrict_the_candidates(scored, engine):
+    rows = scored.query(PhotoQuery(sort="name"))
+    picked = [r.id for r in rows[::3]]
+    scored.set_culling(picked, flag=FLAG_PICK)
+    hits = search(scored, engine, "coffee", PhotoQuery(flag="pick", sort="quality", limit=1))
+    assert [i for i, _ in hits] == [i for i, _ in by_hand(scored, engine, "coffee", set(picked))]
+    # A range on a score and an explicit id list combine with it.
+    q = sorted(r.scores["quality"] for r in rows)[7]
+    allowed = {r.id for r in rows if r.scores["quality"] >= q}
+    hits = search(scored, engine, "coffee", PhotoQuery(ranges={"quality": (q, None)}))
+    assert {i for i, _ in hits} == allowed
+    few = [rows[0].id, rows[1].id]
+    assert {i for i, _ in search(scored, engine, "coffee", PhotoQuery(ids=few))} == set(few)
+
+
+def test_rank_by_similarity_with_ties_and_limits():
+    ids = np.array([5, 3, 9, 1])
+    matrix = np.array([[1, 0], [0, 1], [1, 0], [0.6, 0.8]], dtype=np.float32)
+    hits = rank_by_similarity(ids, matrix, np.array([1.0, 0.0]))
+    assert [i for i, _ in hits] == [5, 9, 1, 3]  # tie between 5 and 9: lower id first
+    assert [i for i, _ in rank_by_similarity(ids, matrix, np.array([1.0, 0.0]), limit=2)] == [5, 9]
+    assert rank_by_similarity(ids[:0], matrix[:0], np.array([1.0, 0.0])) == []
+
+
+def test_search_needs_a_scored_library_and_the_same_model(tmp_path, engine, scored):
+    empty = Library(tmp_path / "empty.sqlite3")
+    with pytest.raises(PhotosenseError, match="nothing scored"):
+        search(empty, engine, "dog")
+    empty.close()
+    with pytest.raises(PhotosenseError, match="give some text"):
+        search(scored, engine, "   ")
+    other = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=None, device="cpu"))
+    with pytest.raises(PhotosenseError, match="scored with"):
+        search(scored, other, "dog")
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_search_command(capsys, tmp_path, photo_folder, tiny_weights):
+    lib_path = str(tmp_path / "cli.sqlite3")
+    weights = tmp_path / "weights.safetensors"
+    shutil.copy(tiny_weights, weights)
+    code, _, err = run_cli(capsys, "search", "dog", "--library", lib_path)
+    assert code == 1 and "nothing scored" in err
+    run_cli(capsys, "add", str(photo_folder), "--library", lib_path)
+    assert run_cli(capsys, "score", "--model", "photosense-tiny", "--weights", str(weights), "--device",
+                   "cpu", "--max-side", "256", "--library", lib_path)[0] == 0
+    code, out, err = run_cli(capsys, "search", "dog on the beach", "--format", "json", "--limit", "5",
+                             "--library", lib_path)
+    assert code == 0 and "5 photos" in err
+    hits = json.loads(out)
+    sims = [h["similarity"] for h in hits]
+    assert len(hits) == 5 and sims == sorted(sims, reverse=True)
+    with Library(lib_path) as lib:
+        engine = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=str(weights), device="cpu"))
+        expected = by_hand(lib, engine, "dog on the beach")[:5]
+        paths = {r.id: r.path for r in lib.query(PhotoQuery())}
+        assert [h["path"] for h in hits] == [paths[i] for i, _ in expected]
+        lib.set_culling([expected[-1][0]], flag=FLAG_PICK)
+    code, out, _ = run_cli(capsys, "search", "dog on the beach", "--flag", "pick", "--library", lib_path)
+    assert code == 0 and out.splitlines()[1].startswith("P") and len(out.splitlines()) == 2
+    assert os.path.basename(paths[expected[-1][0]]) in out
+    # The remembered weights are gone: one line, no traceback.
+    weights.unlink()
+    code, _, err = run_cli(capsys, "search", "dog", "--library", lib_path)
+    assert code == 1 and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("photosense:")]) == 1
