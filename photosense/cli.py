@@ -410,6 +410,7 @@ def cmd_attr(args) -> int:
 def _row_object(row) -> dict:
     return {
         "path": display_path(row.path),
+        "companion": display_path(row.companion_path) if row.companion_path else None,
         "flag": row.flag_name,
         "rating": row.rating,
         "label": row.color_label,

@@ -24,6 +24,7 @@ import numpy as np
 
 from photosense.errors import DecodeError, PhotosenseError
 from photosense.ingest.decode import open_image
+from photosense.ingest.raw import best_image_path
 from photosense.library import AttributeInfo, Library, ModelInfo
 from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
 from photosense.scoring.maths import attribute_scores
@@ -156,7 +157,7 @@ class ScoringJob:
         emit = progress or (lambda p: None)
         emit(Progress("loading", 0, 0, 0.0, None))
         model, scorer = self.prepare()
-        todo = self.library.photos_needing_features(model.id)
+        todo = self.library.photos_needing_features(model.id, with_companion=True)
         attrs = self.library.attributes()
         t_encode = time.monotonic()
         self._encode(todo, model, scorer, attrs, report, emit, cancel, start)
@@ -171,8 +172,8 @@ class ScoringJob:
         emit(Progress("done", report.encoded, len(todo), report.encoded / max(report.seconds, 1e-9), 0.0))
         return report
 
-    def _decode(self, path: str):
-        image = open_image(path, max_side=self.config.max_side)
+    def _decode(self, path: str, companion: str | None = None):
+        image = open_image(best_image_path(path, companion), max_side=self.config.max_side)
         return self.engine.preprocess(image)
 
     def _encode(self, todo, model, scorer, attrs, report, emit, cancel, start) -> None:
@@ -193,7 +194,7 @@ class ScoringJob:
                     nxt = next(items, None)
                     if nxt is None:
                         return
-                    queue.append((nxt[0], nxt[1], pool.submit(self._decode, nxt[1])))
+                    queue.append((nxt[0], nxt[1], pool.submit(self._decode, nxt[1], nxt[2])))
 
             refill()
             while queue:

@@ -5,6 +5,12 @@ metadata read and the model-free checks computed (a thread pool: Pillow releases
 decoding). Results are written in batches. A new path whose content hash matches a photo whose
 file is gone is the same photo moved or renamed (see ``Library.upsert_scanned``). Files that
 disappear are marked missing, never forgotten: their flags stay.
+
+A RAW file and a JPEG (or other image) of the same shot, side by side with the same stem
+(``IMG_1.CR2`` + ``IMG_1.JPG``), are one photo: its path is the RAW, the JPEG its companion.
+Checks and metadata come from the JPEG (as the camera rendered it, and faster to decode), the
+content hash from the RAW. A JPEG known alone whose RAW appears becomes the pair; a pair whose
+RAW is deleted goes on as the JPEG alone; one whose JPEG is deleted as the RAW alone.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from photosense.errors import DecodeError
-from photosense.ingest.decode import file_digest, is_image_path, open_image
+from photosense.ingest.decode import file_digest, is_image_path, is_raw_path, open_image
 from photosense.ingest.metadata import read_metadata
 from photosense.library import FolderInfo, Library, ScanRecord
 
@@ -28,6 +34,14 @@ CHECK_SIDE = 1024  # checks run on a copy at most this large (they normalise siz
 WRITE_BATCH = 64
 
 ProgressFn = Callable[[int, int], None]
+
+# Which image beside a RAW is its companion, when there are several: the first of these.
+_COMPANION_PREFERENCE = (".jpg", ".jpeg", ".jpe", ".heic", ".heif", ".tif", ".tiff", ".png",
+                         ".webp")
+
+#: (path, size, mtime, companion path): one photo to scan. For a RAW+JPEG pair, ``path`` is the
+#: RAW, size both files' sizes added and mtime the newer of the two.
+ScanUnit = tuple[str, int, float, str | None]
 
 
 @dataclass
@@ -55,6 +69,29 @@ class ScanReport:
         if self.errors:
             parts.append(f"{len(self.errors)} unreadable")
         return ", ".join(parts)
+
+
+def _same_stem(path: str) -> list[tuple[str, int, float]]:
+    """(path, size, mtime) of the image files beside ``path`` with its stem, itself included."""
+    directory, name = os.path.split(path)
+    stem = os.path.splitext(name)[0].lower()
+    found = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.name.startswith(".") or os.path.splitext(entry.name)[0].lower() != stem:
+            continue
+        if not is_image_path(entry.name):
+            continue
+        try:
+            st = entry.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found.append((entry.path, st.st_size, st.st_mtime))
+    return found
 
 
 def walk_images(root: str) -> Iterator[tuple[str, int, float]]:
@@ -98,24 +135,65 @@ def walk_images(root: str) -> Iterator[tuple[str, int, float]]:
         stack.extend(sorted(subdirs, reverse=True))
 
 
-def analyse_file(path: str, size: int, mtime: float) -> ScanRecord:
-    """Hash, metadata and checks for one file. Never raises for a bad file: the problem is
-    returned as the record's ``error``."""
+def pair_files(files: Iterable[tuple[str, int, float]]) -> list[ScanUnit]:
+    """Group files into photos: a RAW and an image with the same stem (case-insensitive) in
+    the same folder are one pair; everything else is a photo of its own."""
+    groups: dict[tuple[str, str], list[tuple[str, int, float]]] = {}
+    for item in files:
+        directory, name = os.path.split(item[0])
+        groups.setdefault((directory, os.path.splitext(name)[0].lower()), []).append(item)
+    units: list[ScanUnit] = []
+    for members in groups.values():
+        raws = sorted((m for m in members if is_raw_path(m[0])), key=lambda m: m[0])
+        others = sorted((m for m in members if not is_raw_path(m[0])), key=_companion_rank)
+        if raws and others:
+            (raw, raw_size, raw_mtime), (jpeg, jpeg_size, jpeg_mtime) = raws[0], others[0]
+            units.append((raw, raw_size + jpeg_size, max(raw_mtime, jpeg_mtime), jpeg))
+            raws, others = raws[1:], others[1:]
+        units.extend((p, size, mtime, None) for p, size, mtime in raws + others)
+    return units
+
+
+def _companion_rank(item: tuple[str, int, float]) -> tuple[int, str]:
+    ext = os.path.splitext(item[0])[1].lower()
+    rank = _COMPANION_PREFERENCE.index(ext) if ext in _COMPANION_PREFERENCE else 99
+    return rank, item[0]
+
+
+def analyse_file(path: str, size: int, mtime: float,
+                 companion_path: str | None = None) -> ScanRecord:
+    """Hash, metadata and checks for one photo: one file, or a RAW with its JPEG companion.
+    Never raises for a bad file: the problem is returned as the record's ``error``."""
     from photosense.scoring.checks import compute_checks
 
     digest = None
+    base = {"path": path, "size": size, "mtime": mtime, "companion_path": companion_path}
     try:
         digest = file_digest(path)
-        image = open_image(path, max_side=CHECK_SIDE)
+        image = None
+        if companion_path is not None:
+            try:
+                image = open_image(companion_path, max_side=CHECK_SIDE)
+            except DecodeError as exc:  # a broken JPEG: the RAW still stands for the shot
+                log.warning("%s: %s", companion_path, exc)
+        if image is None:
+            image = open_image(path, max_side=CHECK_SIDE)
         meta = read_metadata(image)  # open_image keeps the source size and EXIF it needs
+        capture_time, camera = meta.capture_time, meta.camera
+        if companion_path is not None and (capture_time is None or camera is None):
+            try:  # the JPEG has no EXIF (an edit, an export): ask the RAW
+                raw_meta = read_metadata(path)
+                capture_time = capture_time or raw_meta.capture_time
+                camera = camera or raw_meta.camera
+            except DecodeError as exc:  # the JPEG still stands for the shot
+                log.warning("%s: %s", path, exc)
         checks = compute_checks(image).as_dict()
-        return ScanRecord(path=path, size=size, mtime=mtime, content_hash=digest,
-                          width=meta.width, height=meta.height, capture_time=meta.capture_time,
-                          camera=meta.camera, checks=checks)
+        return ScanRecord(**base, content_hash=digest, width=meta.width, height=meta.height,
+                          capture_time=capture_time, camera=camera, checks=checks)
     except DecodeError as exc:
-        return ScanRecord(path=path, size=size, mtime=mtime, content_hash=digest, error=str(exc))
+        return ScanRecord(**base, content_hash=digest, error=str(exc))
     except MemoryError:
-        return ScanRecord(path=path, size=size, mtime=mtime, content_hash=digest,
+        return ScanRecord(**base, content_hash=digest,
                           error="not enough memory to decode this image")
 
 
@@ -139,6 +217,7 @@ class Scanner:
                     cancel: threading.Event | None = None) -> ScanReport:
         report = ScanReport()
         known = self.library.known_files(folder.id)
+        companions = self.library.companion_paths(folder.id)
         if not os.path.isdir(folder.path):
             # Unmounted drive or deleted folder: keep everything, mark it missing.
             self.library.set_folder_missing(folder.id, True)
@@ -146,18 +225,21 @@ class Scanner:
             return report
         if folder.missing:
             self.library.set_folder_missing(folder.id, False)
-        todo: list[tuple[str, int, float]] = []
+        todo: list[ScanUnit] = []
         restored: list[str] = []
         seen: set[str] = set()
-        for path, size, mtime in walk_images(folder.path):
+        for path, size, mtime, companion in pair_files(walk_images(folder.path)):
             seen.add(path)
+            if companion is not None:
+                seen.add(companion)
             old = known.get(path)
-            if old is not None and old[1] == size and old[2] == mtime:
+            if (old is not None and old[1] == size and old[2] == mtime
+                    and companions.get(path) == companion):
                 report.unchanged += 1
                 if old[3]:
                     restored.append(path)
                 continue
-            todo.append((path, size, mtime))
+            todo.append((path, size, mtime, companion))
         if restored:
             report.restored = self.library.set_missing(restored, False)
         self._analyse(folder.id, todo, report, progress, cancel)
@@ -171,7 +253,7 @@ class Scanner:
         """Re-examine specific paths (from the folder watcher): new, changed or deleted files
         and folders."""
         report = ScanReport()
-        by_folder: dict[int, list[tuple[str, int, float]]] = {}
+        by_folder: dict[int, dict[str, tuple[str, int, float]]] = {}
         gone: list[str] = []
         for path in paths:
             folder = self.library.folder_for_path(path)
@@ -182,32 +264,35 @@ class Scanner:
                 found = set()
                 for p, size, mtime in walk_images(path):
                     found.add(p)
-                    by_folder.setdefault(folder.id, []).append((p, size, mtime))
+                    by_folder.setdefault(folder.id, {})[p] = (p, size, mtime)
                 gone.extend(known - found)
                 continue
             try:
-                st = os.stat(path)
+                os.stat(path)
             except OSError:
                 gone.append(path)
                 gone.extend(self.library.paths_under(path))  # a folder that was removed
-                continue
-            if stat.S_ISREG(st.st_mode) and is_image_path(path):
-                by_folder.setdefault(folder.id, []).append((path, st.st_size, st.st_mtime))
+            # The other half of a RAW+JPEG pair is scanned with it (it may pair or part now).
+            if is_image_path(path):
+                for item in _same_stem(path):
+                    by_folder.setdefault(folder.id, {})[item[0]] = item
         for folder_id, items in by_folder.items():
             known = self.library.known_files(folder_id)
+            companions = self.library.companion_paths(folder_id)
             todo = []
-            for path, size, mtime in items:
+            for path, size, mtime, companion in pair_files(items.values()):
                 old = known.get(path)
-                if old is not None and old[1] == size and old[2] == mtime and not old[3]:
+                if (old is not None and old[1] == size and old[2] == mtime and not old[3]
+                        and companions.get(path) == companion):
                     report.unchanged += 1
                 else:
-                    todo.append((path, size, mtime))
+                    todo.append((path, size, mtime, companion))
             self._analyse(folder_id, todo, report, None, None)
         if gone:
             report.missing += self.library.set_missing(gone, True)
         return report
 
-    def _analyse(self, folder_id: int, todo: list[tuple[str, int, float]], report: ScanReport,
+    def _analyse(self, folder_id: int, todo: list[ScanUnit], report: ScanReport,
                  progress: ProgressFn | None, cancel: threading.Event | None) -> None:
         total = len(todo)
         if progress:
@@ -222,7 +307,8 @@ class Scanner:
             pending = []
             items = iter(todo)
             for item in items:
-                pending.append(pool.submit(analyse_file, *item))
+                args = item if item[3] is not None else item[:3]  # a file alone: (path, size, mtime)
+                pending.append(pool.submit(analyse_file, *args))
                 if len(pending) < window:
                     continue
                 done = self._drain(pending.pop(0).result(), batch, folder_id, report, done)

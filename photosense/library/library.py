@@ -137,6 +137,9 @@ class ScanRecord:
     camera: str | None = None
     checks: dict[str, float] | None = None
     error: str | None = None
+    # A RAW+JPEG pair: ``path`` is the RAW, this the JPEG; ``size`` is then both files'
+    # sizes added and ``mtime`` the newer one, so that a change to either is noticed.
+    companion_path: str | None = None
 
 
 def _checked_name(name: str) -> str:
@@ -353,15 +356,19 @@ class Library:
         key = self.get_setting("active_model")
         return self.model(key) if key else None
 
-    def photos_needing_features(self, model_id: int) -> list[tuple[int, str]]:
-        """(id, path) of present, readable photos without a feature for this model."""
+    def photos_needing_features(self, model_id: int, with_companion: bool = False,
+                                ) -> list[tuple[int, str]] | list[tuple[int, str, str | None]]:
+        """(id, path) of present, readable photos without a feature for this model;
+        (id, path, companion path) with ``with_companion``."""
         with self.session(write=False) as s:
             has = select(Feature.photo_id).where(Feature.model_id == model_id)
             q = (
-                select(Photo.id, Photo.path)
+                select(Photo.id, Photo.path, Photo.companion_path)
                 .where(Photo.missing.is_(False), Photo.error.is_(None), Photo.id.not_in(has))
                 .order_by(Photo.id)
             )
+            if with_companion:
+                return [(r[0], r[1], r[2]) for r in s.execute(q)]
             return [(r[0], r[1]) for r in s.execute(q)]
 
     def store_features(
@@ -470,12 +477,25 @@ class Library:
             ).all()
             return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
+    def companion_paths(self, folder_id: int) -> dict[str, str]:
+        """path -> companion path of a folder's RAW+JPEG pairs."""
+        with self.session(write=False) as s:
+            rows = s.execute(
+                select(Photo.path, Photo.companion_path)
+                .where(Photo.folder_id == folder_id, Photo.companion_path.is_not(None))
+            ).all()
+            return {r[0]: r[1] for r in rows}
+
     def upsert_scanned(self, folder_id: int, records: Sequence[ScanRecord]) -> dict[str, str]:
         """Write scan results for one folder in one transaction.
 
         A new path whose content hash matches a photo whose file is gone is treated as that
         photo moved or renamed: it keeps its id, features, scores and flags. Returns
         {path: "added" | "updated" | "moved"}.
+
+        RAW+JPEG pairs (``rec.companion_path``) are one photo: a JPEG already known as a photo
+        of its own becomes the pair (its id, flags and features kept), and the JPEG of a pair
+        whose RAW is gone carries the photo on alone.
         """
         outcome: dict[str, str] = {}
         now = time.time()
@@ -483,6 +503,7 @@ class Library:
             for rec in records:
                 photo = s.scalar(select(Photo).where(Photo.path == rec.path))
                 kind = "updated"
+                photo, same_pixels = self._pair_photo(s, rec, photo)
                 if photo is None and rec.content_hash:
                     candidates = s.scalars(
                         select(Photo).where(Photo.content_hash == rec.content_hash)
@@ -494,8 +515,10 @@ class Library:
                 if photo is None:
                     photo, kind = Photo(path=rec.path, folder_id=folder_id), "added"
                     s.add(photo)
-                content_changed = kind == "updated" and photo.content_hash != rec.content_hash
+                content_changed = (kind == "updated" and not same_pixels
+                                   and photo.content_hash != rec.content_hash)
                 photo.path = rec.path
+                photo.companion_path = rec.companion_path
                 photo.folder_id = folder_id
                 photo.size, photo.mtime = rec.size, rec.mtime
                 photo.content_hash = rec.content_hash
@@ -514,6 +537,29 @@ class Library:
                     s.execute(delete(Score).where(Score.photo_id == photo.id))
                 outcome[rec.path] = kind
         return outcome
+
+    @staticmethod
+    def _pair_photo(s: Session, rec: ScanRecord, photo: Photo | None) -> tuple[Photo | None, bool]:
+        """The photo a scanned RAW+JPEG pair, or a JPEG left alone, continues; and whether
+        it was the JPEG's photo (its features, made from the JPEG, still hold)."""
+        if rec.companion_path:
+            alone = s.scalar(select(Photo).where(Photo.path == rec.companion_path))
+            if alone is not None and photo is None:
+                return alone, True  # the RAW appeared beside a known JPEG
+            if alone is not None and alone.id != photo.id:
+                # Both were photos of their own: one photo now, with the decisions of either.
+                if photo.flag == FLAG_NONE:
+                    photo.flag = alone.flag
+                photo.rating = photo.rating or alone.rating
+                photo.color_label = photo.color_label or alone.color_label
+                s.delete(alone)
+                s.flush()
+            return photo, False
+        if photo is None:
+            pair = s.scalar(select(Photo).where(Photo.companion_path == rec.path))
+            if pair is not None and (pair.missing or not os.path.lexists(pair.path)):
+                return pair, True  # the RAW of a pair is gone: the JPEG goes on alone
+        return photo, False
 
     def set_missing(self, paths: Iterable[str], missing: bool = True) -> int:
         """Mark photos whose files are gone (flags and scores are kept), or back again."""
@@ -553,6 +599,8 @@ class Library:
             for p in paths:
                 cands = {os.path.abspath(p), os.path.realpath(p)}
                 pid = s.scalar(select(Photo.id).where(Photo.path.in_(list(cands))))
+                if pid is None:  # the JPEG of a RAW+JPEG pair names the pair
+                    pid = s.scalar(select(Photo.id).where(Photo.companion_path.in_(list(cands))))
                 if pid is None:
                     raise PhotosenseError(f"not in the library: {p}")
                 result[p] = pid
