@@ -490,6 +490,11 @@ def cmd_flag(args) -> int:
             kwargs["color_label"] = label
         lib.set_culling(ids, **kwargs)
         _info(f"updated {len(ids)} photo(s)")
+        if flag is not None:
+            from photosense.scoring.taste import maybe_refit
+
+            if maybe_refit(lib):  # does nothing before scoring or with too few flags
+                _info("'my taste' updated from your picks and rejects")
     return EXIT_OK
 
 

@@ -433,6 +433,26 @@ class Library:
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return ids, mat
 
+    def features_for(self, model_id: int, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(photo ids, matrix) of the stored features of ``ids`` under a model, in id order;
+        photos without a feature are left out. Reads only those rows (not the whole table)."""
+        wanted = sorted(set(int(i) for i in ids))
+        rows: list = []
+        with self.session(write=False) as s:
+            dim = s.scalar(select(Model.dim).where(Model.id == model_id))
+            for start in range(0, len(wanted), 500):
+                rows.extend(s.execute(
+                    select(Feature.photo_id, Feature.vector)
+                    .where(Feature.model_id == model_id,
+                           Feature.photo_id.in_(wanted[start:start + 500]))
+                ).all())
+        rows.sort(key=lambda r: r[0])
+        out_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return out_ids, np.zeros((0, dim or 0), dtype=np.float32)
+        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return out_ids, mat
+
     def replace_scores(self, model_id: int, attribute_id: int, ids: np.ndarray, values: np.ndarray) -> None:
         with self.session() as s:
             self._upsert_scores(s, [
@@ -667,6 +687,45 @@ class Library:
                     s.execute(update(Photo).where(Photo.id.in_(ids[start:start + 500])).values(**values))
             self.sync_sidecars(ids)
         return before
+
+    def time_and_hash(self, ids: Iterable[int] | None = None, include_missing: bool = False,
+                      ) -> list[tuple[int, datetime | None, float, str | None]]:
+        """(id, capture time, mtime, content hash) of photos (all, or ``ids``), by id; photos
+        marked missing are left out unless ``include_missing``."""
+        with self.session(write=False) as s:
+            stmt = select(Photo.id, Photo.capture_time, Photo.mtime, Photo.content_hash)
+            if not include_missing:
+                stmt = stmt.where(Photo.missing.is_(False))
+            if ids is None:
+                rows = s.execute(stmt.order_by(Photo.id)).all()
+            else:
+                wanted = sorted(set(int(i) for i in ids))
+                rows = []
+                for start in range(0, len(wanted), 500):
+                    rows.extend(s.execute(stmt.where(Photo.id.in_(wanted[start:start + 500]))).all())
+                rows.sort(key=lambda r: r[0])
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def check_values(self, ids: Sequence[int]) -> np.ndarray:
+        """(len(ids), 3) float64 matrix of the checks (CHECK_NAMES order) of ``ids``, in the
+        given order; NaN where a check (or the photo) is unknown."""
+        ids = [int(i) for i in ids]
+        out = np.full((len(ids), len(CHECK_NAMES)), np.nan)
+        if not ids:
+            return out
+        found: dict[int, tuple] = {}
+        with self.session(write=False) as s:
+            unique = sorted(set(ids))
+            for start in range(0, len(unique), 500):
+                for pid, *vals in s.execute(
+                    select(Photo.id, Photo.sharpness, Photo.exposure, Photo.noise)
+                    .where(Photo.id.in_(unique[start:start + 500]))
+                ):
+                    found[pid] = tuple(np.nan if v is None else v for v in vals)
+        for row, pid in enumerate(ids):
+            if pid in found:
+                out[row] = found[pid]
+        return out
 
     # -- queries --------------------------------------------------------------------------
 
