@@ -406,13 +406,15 @@ class Library:
 
     @staticmethod
     def _upsert_scores(s: Session, rows: list[dict]) -> None:
-        chunk = 5000  # SQLite has a limit on bound parameters per statement
-        for start in range(0, len(rows), chunk):
-            stmt = sqlite_insert(Score).values(rows[start:start + chunk])
-            s.execute(stmt.on_conflict_do_update(
-                index_elements=["photo_id", "attribute_id", "model_id"],
-                set_={"value": stmt.excluded.value},
-            ))
+        if not rows:
+            return
+        # One prepared statement run with executemany: far faster than multi-row VALUES
+        # statements compiled by the ORM (100k scores: well under a second).
+        s.connection().exec_driver_sql(
+            "INSERT INTO scores (photo_id, attribute_id, model_id, value) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (photo_id, attribute_id, model_id) DO UPDATE SET value = excluded.value",
+            [(r["photo_id"], r["attribute_id"], r["model_id"], r["value"]) for r in rows],
+        )
 
     def set_photo_error(self, photo_id: int, error: str | None) -> None:
         with self.session() as s:
@@ -422,10 +424,10 @@ class Library:
         """(photo ids, (N, dim) float32 matrix) of every stored feature for a model."""
         with self.session(write=False) as s:
             dim = s.scalar(select(Model.dim).where(Model.id == model_id))
-            rows = s.execute(
-                select(Feature.photo_id, Feature.vector)
-                .where(Feature.model_id == model_id)
-                .order_by(Feature.photo_id)
+            # Straight through the driver: 100k rows of 4 KB without per-row ORM overhead.
+            rows = s.connection().exec_driver_sql(
+                "SELECT photo_id, vector FROM features WHERE model_id = ? ORDER BY photo_id",
+                (model_id,),
             ).all()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         if not rows:
