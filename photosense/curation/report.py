@@ -12,10 +12,10 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from photosense.errors import PhotosenseError
+from photosense.fsutil import atomic_write
 from photosense.library import CHECK_NAMES, Library, PhotoQuery, PhotoRow
 
 FORMATS = {".csv": "csv", ".json": "json"}
@@ -71,26 +71,14 @@ def write_report(library: Library, path: str | os.PathLike, query: PhotoQuery | 
     if not directory.is_dir():
         raise PhotosenseError(f"cannot write the report: folder not found: {display_path(str(directory))}")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise PhotosenseError(
-            f"cannot write the report in {display_path(str(directory))}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with atomic_write(target, "w", encoding="utf-8", newline="", prefix=_TEMP_PREFIX) as f:
             if fmt == "csv":
                 _write_csv(f, rows, attributes)
             else:
                 json.dump([_row_object(r) for r in rows], f, indent=2, ensure_ascii=False)
                 f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is an ordinary file
-        os.replace(tmp, target)
     except OSError as exc:
         raise PhotosenseError(
             f"cannot write the report {display_path(str(target))}: {exc.strerror or exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return len(rows)
 

@@ -36,7 +36,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
@@ -46,6 +45,7 @@ from sqlalchemy import select
 
 from photosense import __version__
 from photosense.errors import PhotosenseError
+from photosense.fsutil import atomic_write
 from photosense.library import (
     COLOR_LABELS,
     FLAG_NONE,
@@ -604,29 +604,8 @@ def _merge(packet: _Packet, row: PhotoRow, scores: dict[str, float], model: str 
 
 
 def _write_atomically(path: str, data: bytes) -> None:
-    target = os.path.realpath(path)  # a symlinked sidecar stays a symlink
-    directory = os.path.dirname(target)
-    try:
-        mode = os.stat(target).st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, "wb", prefix=f".{os.path.basename(path)}.") as f:
+        f.write(data)
 
 
 def _write_one(path: str, row: PhotoRow, scores: dict[str, float], model: str | None) -> bool:

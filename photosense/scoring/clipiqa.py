@@ -523,7 +523,6 @@ def make_random_checkpoint(
     them with small random values and re-estimates the BatchNorm statistics on synthetic images,
     so features depend on the image.
     """
-    import open_clip
     import torch
     from safetensors.torch import save_file
 

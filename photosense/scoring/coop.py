@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ import numpy as np
 
 from photosense import settings
 from photosense.errors import PhotosenseError
+from photosense.fsutil import atomic_path
 from photosense.scoring.maths import attribute_scores
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -205,19 +205,11 @@ def save_prompts(path: str | os.PathLike, prompts: LearnedPrompts) -> Path:
         meta["model"] = prompts.model
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".photosense-prompts-", suffix=".tmp", dir=p.parent)
-        os.close(fd)
+        with atomic_path(p, prefix=".photosense-prompts-") as tmp:
+            save_file({"ctx": torch.tensor(np.asarray(prompts.ctx, dtype=np.float32)).contiguous()},
+                      tmp, metadata=meta)
     except OSError as exc:
         raise PhotosenseError(f"cannot write {p}: {exc.strerror or exc}") from exc
-    try:
-        save_file({"ctx": torch.tensor(np.asarray(prompts.ctx, dtype=np.float32)).contiguous()}, tmp,
-                  metadata=meta)
-        os.replace(tmp, p)
-    except OSError as exc:
-        raise PhotosenseError(f"cannot write {p}: {exc.strerror or exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return p
 
 
