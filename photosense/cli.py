@@ -213,6 +213,17 @@ def info(msg: str) -> None:
 _info = info
 
 
+def print_file_report(report) -> int:
+    """Print a per-file job's skipped files and failures, then its summary line (export, XMP
+    sidecars); the exit code: 1 when any file failed."""
+    for path, reason in report.skipped:
+        info(f"  skipped {display_path(path)}: {reason}")
+    for path, message in report.errors:
+        info(f"  failed {display_path(path)}: {message}")
+    info(report.summary())
+    return EXIT_ERROR if report.errors else EXIT_OK
+
+
 def _engine_config(lib, args):
     from photosense.pipeline import load_engine_config
 

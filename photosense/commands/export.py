@@ -56,7 +56,7 @@ def run(args) -> int:
 
 
 def _export(lib, args) -> int:
-    from photosense.cli import TerminalProgress, display_path, info
+    from photosense.cli import TerminalProgress, print_file_report
     from photosense.curation.export import ExportOptions, export_photos
 
     flag = args.flag
@@ -65,9 +65,4 @@ def _export(lib, args) -> int:
     options = ExportOptions(dest=Path(args.dest), flag=None if flag == "any" else flag,
                             top=args.top, top_percent=args.top_percent, by=args.by, link=args.link)
     report = export_photos(lib, options, progress=TerminalProgress("export"))
-    for path, reason in report.skipped:
-        info(f"  skipped {display_path(path)}: {reason}")
-    for path, message in report.errors:
-        info(f"  failed {display_path(path)}: {message}")
-    info(report.summary())
-    return 1 if report.errors else 0
+    return print_file_report(report)

@@ -46,7 +46,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from photosense.cli import TerminalProgress, display_path, info, open_library
+    from photosense.cli import TerminalProgress, info, open_library, print_file_report
     from photosense.curation import xmp
     from photosense.library import PhotoQuery
 
@@ -56,12 +56,7 @@ def run(args) -> int:
             ids = lib.query_ids(PhotoQuery(flag=flag, include_missing=False))
             report = xmp.write_sidecars(lib, ids, progress=TerminalProgress("xmp"),
                                         style=args.style)
-            for path, reason in report.skipped:
-                info(f"  skipped {display_path(path)}: {reason}")
-            for path, message in report.errors:
-                info(f"  failed {display_path(path)}: {message}")
-            info(report.summary())
-            return 1 if report.errors else 0
+            return print_file_report(report)
         if args.xmp_command == "read":
             paths = [r.path for r in lib.rows(lib.query_ids(PhotoQuery(include_missing=False)))]
             n = xmp.import_sidecars(lib, paths, conflict=args.conflict)
