@@ -49,8 +49,9 @@ class CompareView(QWidget):
             self.update()
             self.currentChanged.emit(index)
 
-    def set_photos(self, items: list[tuple[str, str]]) -> None:
-        """Show (path, title) pairs; 1 to 4 of them (2 to 4 to compare)."""
+    def set_photos(self, items: list[tuple]) -> None:
+        """Show (path, title) or (path, title, companion JPEG) items; 1 to 4 of them (2 to 4
+        to compare)."""
         if not 1 <= len(items) <= MAX_PANES:
             raise ValueError(f"compare shows 1 to {MAX_PANES} photos, not {len(items)}")
         while len(self._panes) < len(items):
@@ -63,11 +64,11 @@ class CompareView(QWidget):
                 pane.hide()
         self._count = len(items)
         rows, cols = grid_shape(self._count)
-        for i, (path, title) in enumerate(items):
+        for i, (path, title, *companion) in enumerate(items):
             pane = self._panes[i]
             self._grid.addWidget(pane, i // cols, i % cols)
             pane.set_view(*view)
-            pane.set_photo(path, title)
+            pane.set_photo(path, title, companion[0] if companion else None)
             pane.show()
         for r in range(2):
             self._grid.setRowStretch(r, 1 if r < rows else 0)

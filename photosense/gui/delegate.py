@@ -1,4 +1,5 @@
-"""Paints one grid cell: thumbnail, flag, stars, colour label, the sort key's score badge."""
+"""Paints one grid cell: thumbnail, flag, stars, colour label, the sort key's score badge,
+a burst's "×N" badge, and a "RAW" / "RAW+JPG" tag."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, Q
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from photosense.library import FLAG_PICK, FLAG_REJECT
-from photosense.gui.photo_model import BadgeRole, RowRole, ThumbErrorRole, ThumbnailRole
+from photosense.gui.photo_model import (
+    BadgeRole,
+    FileKindRole,
+    GroupExpandedRole,
+    GroupMemberRole,
+    GroupSizeRole,
+    RowRole,
+    ThumbErrorRole,
+    ThumbnailRole,
+)
 
 LABEL_COLORS = {
     "red": QColor("#d9534f"), "yellow": QColor("#e8c547"), "green": QColor("#5cb85c"),
@@ -20,6 +30,8 @@ CELL_BG_SELECTED = QColor("#3d4654")
 SELECT_BORDER = QColor("#5b9bd5")
 TEXT = QColor("#d8d8d8")
 TEXT_DIM = QColor("#8a8a8a")
+GROUP_BADGE = QColor("#e8a33d")
+GROUP_MEMBER = QColor("#e8a33d")
 STRIP = 38  # height of the caption strip below the thumbnail
 PAD = 6
 
@@ -47,12 +59,45 @@ class PhotoDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
         return cell_size(self.thumb_side)
 
+    @staticmethod
+    def _thumb_area(rect: QRect) -> tuple[QRect, QRect]:
+        """(the cell, the square the thumbnail is fitted in) for a cell rectangle."""
+        cell = rect.adjusted(2, 2, -2, -2)
+        side = min(cell.width() - 2 * (PAD - 2), cell.height() - STRIP - 2 * (PAD - 2))
+        area = QRect(cell.left() + (cell.width() - side) // 2, cell.top() + PAD - 2, side, side)
+        return cell, area
+
+    def group_badge_rect(self, rect: QRect, index: QModelIndex | QPersistentModelIndex,
+                         font: QFont) -> QRectF | None:
+        """Where the "×N" badge of a burst is painted in a cell (None: no badge)."""
+        size = index.data(GroupSizeRole)
+        if not size:
+            return None
+        _cell, area = self._thumb_area(rect)
+        return self._group_badge_geometry(font, self._group_text(size, index.data(GroupExpandedRole)), area)
+
+    @staticmethod
+    def _group_text(size: int, expanded: bool) -> str:
+        return f"×{size} {'▴' if expanded else '▾'}"
+
+    @staticmethod
+    def _group_badge_font(base_font: QFont) -> QFont:
+        f = QFont(base_font)
+        f.setBold(True)
+        f.setPointSizeF(max(7.5, base_font.pointSizeF() * 0.9))
+        return f
+
+    def _group_badge_geometry(self, base_font: QFont, text: str, area: QRect) -> QRectF:
+        fm = QFontMetrics(self._group_badge_font(base_font))
+        w, h = fm.horizontalAdvance(text) + 12, fm.height() + 4
+        return QRectF(area.right() - w - 4, area.bottom() - h - 4, w, h)
+
     def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex | QPersistentModelIndex) -> None:
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        cell = option.rect.adjusted(2, 2, -2, -2)
+        cell, area = self._thumb_area(option.rect)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(CELL_BG_SELECTED if selected else CELL_BG)
@@ -63,8 +108,10 @@ class PhotoDelegate(QStyledItemDelegate):
             painter.drawRoundedRect(QRectF(cell).adjusted(1, 1, -1, -1), 4, 4)
 
         row = index.data(RowRole)
-        side = min(cell.width() - 2 * (PAD - 2), cell.height() - STRIP - 2 * (PAD - 2))
-        area = QRect(cell.left() + (cell.width() - side) // 2, cell.top() + PAD - 2, side, side)
+        if index.data(GroupMemberRole):  # another frame of an expanded burst: a side stripe
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(GROUP_MEMBER)
+            painter.drawRoundedRect(QRectF(cell.left() + 1, cell.top() + 8, 3, cell.height() - 16), 1.5, 1.5)
         if row is None:
             painter.fillRect(area, QColor("#333333"))
             painter.restore()
@@ -98,9 +145,13 @@ class PhotoDelegate(QStyledItemDelegate):
             self._paint_badge(painter, option.font, badge, area)
         if row.error:
             self._paint_error_mark(painter, area)
+        size = index.data(GroupSizeRole)
+        if size:
+            text = self._group_text(size, bool(index.data(GroupExpandedRole)))
+            self._paint_group_badge(painter, option.font, text, self._group_badge_geometry(option.font, text, area))
 
         strip = QRect(cell.left() + PAD, area.bottom() + 4, cell.width() - 2 * PAD, STRIP - 6)
-        self._paint_caption(painter, option.font, row, strip, selected)
+        self._paint_caption(painter, option.font, row, strip, selected, index.data(FileKindRole))
         painter.restore()
 
     @staticmethod
@@ -143,6 +194,14 @@ class PhotoDelegate(QStyledItemDelegate):
         painter.setPen(QColor("#ffffff"))
         painter.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
 
+    def _paint_group_badge(self, painter: QPainter, base_font: QFont, text: str, r: QRectF) -> None:
+        painter.setPen(QPen(QColor(0, 0, 0, 120), 1))
+        painter.setBrush(GROUP_BADGE)
+        painter.drawRoundedRect(r, 5, 5)
+        painter.setFont(self._group_badge_font(base_font))
+        painter.setPen(QColor("#1e1e1e"))
+        painter.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
+
     @staticmethod
     def _paint_error_mark(painter: QPainter, area: QRect) -> None:
         r = QRectF(area.left() + 5, area.bottom() - 23, 18, 18)
@@ -153,7 +212,8 @@ class PhotoDelegate(QStyledItemDelegate):
         painter.drawText(r, Qt.AlignmentFlag.AlignCenter, "!")
 
     @staticmethod
-    def _paint_caption(painter: QPainter, base_font: QFont, row, strip: QRect, selected: bool) -> None:
+    def _paint_caption(painter: QPainter, base_font: QFont, row, strip: QRect, selected: bool,
+                       kind: str | None = None) -> None:
         f = QFont(base_font)
         f.setPointSizeF(max(7.5, base_font.pointSizeF() * 0.9))
         painter.setFont(f)
@@ -176,7 +236,20 @@ class PhotoDelegate(QStyledItemDelegate):
         for i in range(5):
             painter.setBrush(QColor("#f0c24b") if i < row.rating else QColor("#4a4a4a"))
             painter.drawPolygon(star_polygon(QPointF(strip.left() + radius + i * 13, y), radius))
+        line2 = QRect(strip.left() + 70, line1.bottom() + 1, strip.width() - 70, fm.height())
         if row.missing:
             painter.setPen(TEXT_DIM)
-            painter.drawText(QRect(strip.left() + 70, line1.bottom() + 1, strip.width() - 70, fm.height()),
-                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, "missing")
+            painter.drawText(line2, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, "missing")
+        elif kind:
+            tag = QFont(f)
+            tag.setBold(True)
+            tag.setPointSizeF(max(6.5, f.pointSizeF() * 0.85))
+            tfm = QFontMetrics(tag)
+            w = tfm.horizontalAdvance(kind) + 8
+            r = QRectF(line2.right() - w, line2.center().y() - tfm.height() / 2, w, tfm.height())
+            painter.setPen(QPen(TEXT_DIM, 1))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(r, 3, 3)
+            painter.setFont(tag)
+            painter.setPen(TEXT)
+            painter.drawText(r, Qt.AlignmentFlag.AlignCenter, kind)

@@ -9,7 +9,7 @@ from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QFormLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from photosense.library import FLAG_BY_VALUE, PhotoRow
-from photosense.gui.photo_model import format_value
+from photosense.gui.photo_model import file_kind, format_value
 
 BAR_COLOR = QColor("#5b9bd5")
 CHECK_COLOR = QColor("#7fb77e")
@@ -138,6 +138,11 @@ class InfoPanel(QWidget):
             v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.facts.addRow(QLabel(label), v)
 
+        kind = file_kind(row)
+        if kind == "RAW+JPG":
+            fact("Files", f"RAW + JPEG\n{row.name}\n{os.path.basename(row.companion_path)}")
+        elif kind == "RAW":
+            fact("File", "RAW")
         fact("Folder", os.path.dirname(row.path))
         fact("Taken", row.capture_time.strftime("%Y-%m-%d %H:%M:%S") if row.capture_time else "unknown")
         fact("Camera", row.camera or "unknown")

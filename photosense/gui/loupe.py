@@ -68,19 +68,24 @@ class _LoadSignals(QObject):
     # token, image, full image (width, height) as displayed, final (False: preview)
     loaded = Signal(int, QImage, int, int, bool)
     failed = Signal(int, str)
+    source = Signal(int, str)  # token, the file actually decoded (a pair's JPEG, say)
 
 
 class _LoadJob:
-    def __init__(self, token: int, path: str, signals: _LoadSignals):
+    def __init__(self, token: int, path: str, signals: _LoadSignals, companion: str | None = None):
         self.token, self.path, self.signals = token, path, signals
+        self.companion = companion
         self.cancelled = threading.Event()
 
     def __call__(self) -> None:
         from photosense.ingest.decode import open_image
+        from photosense.ingest.raw import best_image_path
 
         try:
             if self.cancelled.is_set():
                 return
+            self.path = best_image_path(self.path, self.companion)  # checks the file: not on the GUI thread
+            self.signals.source.emit(self.token, self.path)
             preview = open_image(self.path, PREVIEW_SIDE)
             width, height = _source_size(preview)
             if (width, height) == preview.size:  # small photo: the preview is the full image
@@ -130,6 +135,7 @@ class LoupeView(QWidget):
         self.setMinimumSize(120, 90)
         self.setMouseTracking(False)
         self._path = ""
+        self._source = ""
         self._title = ""
         self._token = 0
         self._job: _LoadJob | None = None
@@ -149,13 +155,15 @@ class LoupeView(QWidget):
 
     # -- loading ------------------------------------------------------------------------------
 
-    def set_photo(self, path: str, title: str = "") -> None:
+    def set_photo(self, path: str, title: str = "", companion: str | None = None) -> None:
         """Show ``path`` (decoded in the background); ``title`` defaults to the file name.
+        ``companion``: the JPEG of a RAW+JPEG pair, shown instead of the RAW while it exists.
         The zoom level and centre are kept, so a burst can be checked at the same spot."""
         if self._job is not None:
             self._job.cancelled.set()
         self._token += 1
         self._path = os.fspath(path)
+        self._source = ""
         self._title = title or os.path.basename(self._path)
         self._pixmap = self._scaled = None
         self._final = False
@@ -164,7 +172,8 @@ class LoupeView(QWidget):
         signals = _LoadSignals()
         signals.loaded.connect(self._on_loaded)
         signals.failed.connect(self._on_failed)
-        self._job = _LoadJob(self._token, self._path, signals)
+        signals.source.connect(self._on_source)
+        self._job = _LoadJob(self._token, self._path, signals, companion)
         loader_pool().start(self._job)
         self.update()
 
@@ -173,7 +182,7 @@ class LoupeView(QWidget):
             self._job.cancelled.set()
             self._job = None
         self._token += 1
-        self._path = self._title = ""
+        self._path = self._title = self._source = ""
         self._pixmap = self._scaled = None
         self._error = None
         self._image_w = self._image_h = 0
@@ -194,6 +203,11 @@ class LoupeView(QWidget):
             self.loaded.emit(self._path)
 
     @Slot(int, str)
+    def _on_source(self, token: int, path: str) -> None:
+        if token == self._token:
+            self._source = path
+
+    @Slot(int, str)
     def _on_failed(self, token: int, message: str) -> None:
         if token != self._token:
             return
@@ -207,6 +221,10 @@ class LoupeView(QWidget):
 
     def path(self) -> str:
         return self._path
+
+    def source_path(self) -> str:
+        """The file decoded for the photo (a RAW+JPEG pair's JPEG); "" until known."""
+        return self._source
 
     def title(self) -> str:
         return self._title

@@ -1,10 +1,12 @@
 """The main window: sidebar, thumbnail grid, loupe/compare, info and histogram panels,
-background scoring with progress, keyboard culling with undo.
+background scoring with progress, keyboard culling with undo; bursts collapsed to their best
+photo, text search, the "my taste" model refitted as flags change, XMP sidecars, reports.
 
 Threads: the GUI thread only paints and reacts. Library reads and culling writes go through
 one serial "library" thread (``SerialExecutor``), so they stay ordered; the CLIP engine runs
-on one "model" thread (scoring, re-scoring new attributes); exports and histogram values on
-the background pool; thumbnails on their own pool; folder watching and scanning on the
+on one "model" thread (scoring, re-scoring new attributes, text search: the engine is loaded
+once and reused); exports, reports, sidecars, finding bursts, fitting "my taste" and histogram
+values on the background pool; thumbnails on their own pool; folder watching and scanning on the
 ``WatchService``'s threads.
 """
 
@@ -15,7 +17,18 @@ import time
 from dataclasses import replace
 
 import numpy as np
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, QObject, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QObject,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QRegion
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,6 +39,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListView,
     QMainWindow,
     QMenu,
@@ -60,7 +74,7 @@ from photosense.gui.delegate import PhotoDelegate, cell_size
 from photosense.gui.info_panel import InfoPanel
 from photosense.gui.jobs import Job, JobContext, JobRunner, SerialExecutor
 from photosense.gui.photo_model import PhotoIdRole, PhotoListModel, RowRole, ThumbnailRole, value_of
-from photosense.gui.settings_dialog import THUMB_MAX, THUMB_MIN, SettingsDialog, UiPrefs
+from photosense.gui.settings_dialog import THUMB_MAX, THUMB_MIN, SettingsDialog, SidecarSettings, UiPrefs
 from photosense.gui.sidebar import Sidebar
 from photosense.gui.thumbnails import ThumbnailLoader
 from photosense.gui.undo import CullingController
@@ -79,6 +93,9 @@ SHORTCUTS = [
     ("Space / Enter", "Loupe: view the photo full size"),
     ("Z or click", "Zoom to 100 % and back (loupe, compare)"),
     ("C", "Compare the selected photos side by side"),
+    ("G", "Collapse bursts to their best photo, and back"),
+    ("Shift+G", "Expand or collapse the current photo's burst"),
+    ("Ctrl+F", "Search the photos by a description (Enter runs, Esc clears)"),
     ("Esc", "Back to the grid"),
     ("Ctrl+Z", "Undo"),
     ("Ctrl+Shift+Z", "Redo"),
@@ -135,8 +152,48 @@ class WeightsBanner(QFrame):
         self.show()
 
 
+def taste_summary(status) -> str:
+    """One or two lines on the "my taste" model for the sidebar (a ``TasteStatus``)."""
+    if status.model is None:
+        return "Score the photos, then pick and reject: “my taste” learns from your flags."
+    if status.fitted:
+        accuracy = "" if status.cv_accuracy is None else f": {status.cv_accuracy:.0%} accurate (cross-validated)"
+        text = f"Learned from {status.fitted_picks} picks and {status.fitted_rejects} rejects{accuracy}"
+        return text if status.up_to_date else text + "; flags changed since"
+    need = [(max(0, status.min_per_class - n), what) for n, what in
+            ((status.picks, "pick"), (status.rejects, "reject"))]
+    parts = [f"{n} more {what}{'s' if n != 1 else ''}" for n, what in need if n]
+    if parts:
+        return (f"Needs {' and '.join(parts)} to learn your taste "
+                f"({status.picks} picks, {status.rejects} rejects so far)")
+    return "Enough picks and rejects: learning shortly…"
+
+
+class SearchBox(QLineEdit):
+    """The toolbar's search field: Enter runs the search, Esc clears it."""
+
+    cleared = Signal()
+
+    def event(self, event) -> bool:
+        # Esc and Enter are window shortcuts (grid, loupe): here they clear and run the search.
+        if event.type() == QEvent.Type.ShortcutOverride and event.key() in (
+                Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            event.accept()
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Escape:
+            self.clear()
+            self.cleared.emit()
+            return
+        super().keyPressEvent(event)
+
+
 class GridView(QListView):
     """The thumbnail grid (icon mode, uniform cells, batched layout)."""
+
+    groupBadgeActivated = Signal(int)  # photo id whose "×N" burst badge was double-clicked
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -171,6 +228,17 @@ class GridView(QListView):
         super().resizeEvent(event)
         self._fit_grid()
 
+    def mouseDoubleClickEvent(self, event) -> None:
+        pos = event.position().toPoint()
+        index = self.indexAt(pos)
+        delegate = self.itemDelegate()
+        if index.isValid() and hasattr(delegate, "group_badge_rect"):
+            badge = delegate.group_badge_rect(self.visualRect(index), index, self.font())
+            if badge is not None and badge.contains(event.position()):
+                self.groupBadgeActivated.emit(index.data(PhotoIdRole))
+                return
+        super().mouseDoubleClickEvent(event)
+
     def visualRegionForSelection(self, selection: QItemSelection) -> QRegion:
         # Qt computes one rectangle per selected row; repainting the viewport is cheaper.
         return QRegion(self.viewport().rect())
@@ -192,7 +260,7 @@ class GridView(QListView):
 class MainWindow(QMainWindow):
     def __init__(self, library: Library, *, engine_config: EngineConfig | None = None,
                  prefs: UiPrefs | None = None, start_services: bool = True,
-                 watch_debounce: float = 2.0):
+                 watch_debounce: float = 2.0, taste_debounce: float = 3.0):
         super().__init__()
         self.library = library
         self.prefs = prefs or UiPrefs.load()
@@ -213,6 +281,16 @@ class MainWindow(QMainWindow):
         self._histogram_data: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
         self._compare_ids: list[int] = []
         self.watch_debounce = watch_debounce
+        self.groups: list | None = None  # bursts of the library (None: not found yet)
+        self._groups_job: Job | None = None
+        self._search_job: Job | None = None
+        self._taste_job: Job | None = None
+        self._taste_again = False
+        self.sidecar_settings = SidecarSettings()
+        self._taste_timer = QTimer(self)
+        self._taste_timer.setSingleShot(True)
+        self._taste_timer.setInterval(int(taste_debounce * 1000))
+        self._taste_timer.timeout.connect(lambda: self.refit_taste(force=False))
 
         self.setWindowTitle(f"photosense — {library.path}")
         self.resize(1400, 880)
@@ -228,12 +306,15 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_docks()
         self._build_actions()
+        self._build_menus()
         self._build_toolbar()
         self._build_status_bar()
         self._connect()
 
         self.model.query = PhotoQuery(sort=self.prefs.sort, descending=self.prefs.descending)
         self.set_thumb_size(self.prefs.thumb_size)
+        if self.prefs.collapse_bursts:
+            self.set_collapse_bursts(True, requery=False)
         self.reload_library_info(requery=True)
         if start_services:
             self.start_services()
@@ -250,11 +331,28 @@ class MainWindow(QMainWindow):
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setStyleSheet("color: #8a8a8a; font-size: 14pt;")
         self.empty_label.hide()
+        self.search_bar = QFrame()
+        self.search_bar.setObjectName("searchBar")
+        self.search_bar.setStyleSheet("#searchBar { background: #243447; border: 1px solid #3d5a7a; "
+                                      "border-radius: 4px; }")
+        self.search_label = QLabel()
+        self.search_label.setTextFormat(Qt.TextFormat.PlainText)
+        clear = QToolButton()
+        clear.setText("✕ Clear search")
+        clear.setAutoRaise(True)
+        clear.setToolTip("Back to the sort order (Esc in the search field)")
+        clear.clicked.connect(lambda: self.clear_search())
+        bar = QHBoxLayout(self.search_bar)
+        bar.setContentsMargins(10, 3, 4, 3)
+        bar.addWidget(self.search_label, 1)
+        bar.addWidget(clear)
+        self.search_bar.hide()
 
         grid_page = QWidget()
         lay = QVBoxLayout(grid_page)
         lay.setContentsMargins(4, 4, 4, 0)
         lay.addWidget(self.banner)
+        lay.addWidget(self.search_bar)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.empty_label, 1)
 
@@ -337,10 +435,45 @@ class MainWindow(QMainWindow):
         self.export_action = a("Export…", self.show_export_dialog, ["Ctrl+E"], "Export the best picks")
         self.settings_action = a("Settings…", self.show_settings, ["Ctrl+,"])
         self.problems_action = a("Problems…", self.show_problems, [], "Errors reported so far")
+        self.collapse_action = a("Collapse bursts", lambda: self.set_collapse_bursts(self.collapse_action.isChecked()),
+                                 ["G"], "Show each burst as its best photo (G)")
+        self.collapse_action.setCheckable(True)
+        self.expand_action = a("Expand or collapse burst", self.toggle_group, ["Shift+G"],
+                               "Show every photo of the current burst, or only its best (Shift+G)")
+        self.pick_best_action = a("Pick best of each burst, reject the rest", self.pick_best_of_groups, [],
+                                  "For every burst in view: pick its best photo, reject the others")
+        self.find_action = a("Search…", self.focus_search, ["Ctrl+F"], "Search photos by a description (Ctrl+F)")
+        self.refit_taste_action = a("Refit my taste", lambda: self.refit_taste(force=True), [],
+                                    "Learn “my taste” again from your picks and rejects")
+        self.xmp_action = a("Write XMP sidecars", self.write_xmp, [],
+                            "Write flags, ratings and scores of the selected photos (all when none "
+                            "is selected) to .xmp sidecar files")
+        self.report_action = a("Export report…", self.choose_report, [],
+                               "Save a CSV or JSON report of the photos the filters show")
         # Left/Right only navigate in loupe and compare; the grid's own keys work in the grid.
         self.next_action.setEnabled(False)
         self.prev_action.setEnabled(False)
         self.zoom_action.setEnabled(False)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        for action in (self.add_folder_action, None, self.export_action, self.report_action, self.xmp_action,
+                       None, self.settings_action, self.problems_action):
+            file.addSeparator() if action is None else file.addAction(action)
+        edit = bar.addMenu("&Edit")
+        for action in (self.undo_action, self.redo_action, None, self.find_action):
+            edit.addSeparator() if action is None else edit.addAction(action)
+        view = bar.addMenu("&View")
+        for action in (self.collapse_action, self.expand_action, None, self.loupe_action, self.compare_action,
+                       self.grid_action, None, self.help_action):
+            view.addSeparator() if action is None else view.addAction(action)
+        photo = bar.addMenu("&Photo")
+        for action in (self.pick_action, self.reject_action, self.unflag_action, None, self.pick_best_action):
+            photo.addSeparator() if action is None else photo.addAction(action)
+        scores = bar.addMenu("&Scores")
+        for action in (self.score_action, self.refit_taste_action):
+            scores.addAction(action)
 
     def _build_toolbar(self) -> None:
         tb = self.addToolBar("Main")
@@ -357,6 +490,12 @@ class MainWindow(QMainWindow):
         self.direction_button.setToolTip("Reverse the order")
         tb.addWidget(self.direction_button)
         tb.addSeparator()
+        tb.addAction(self.collapse_action)
+        self.best_combo = QComboBox()
+        self.best_combo.setToolTip("What decides the best photo of a burst")
+        self.best_combo.setMinimumContentsLength(10)
+        tb.addWidget(self.best_combo)
+        tb.addSeparator()
         tb.addAction(self.pick_action)
         tb.addAction(self.reject_action)
         tb.addAction(self.unflag_action)
@@ -366,12 +505,18 @@ class MainWindow(QMainWindow):
         tb.addAction(self.undo_action)
         tb.addAction(self.redo_action)
         tb.addSeparator()
-        tb.addAction(self.score_action)
         tb.addAction(self.export_action)
-        tb.addAction(self.settings_action)
         spacer = QWidget()
         spacer.setSizePolicy(spacer.sizePolicy().Policy.Expanding, spacer.sizePolicy().Policy.Preferred)
         tb.addWidget(spacer)
+        self.search_box = SearchBox()
+        self.search_box.setPlaceholderText("Search: e.g. “dog on a beach”  (Ctrl+F)")
+        self.search_box.setClearButtonEnabled(True)
+        self.search_box.setFixedWidth(260)
+        self.search_box.setToolTip("Rank the photos in view by how well they match a description "
+                                   "(Enter runs, Esc clears)")
+        tb.addWidget(self.search_box)
+        tb.addSeparator()
         tb.addWidget(QLabel("Size "))
         self.size_slider = QSlider(Qt.Orientation.Horizontal)
         self.size_slider.setRange(THUMB_MIN, THUMB_MAX)
@@ -421,6 +566,11 @@ class MainWindow(QMainWindow):
         self.sidebar.editAttributeRequested.connect(self.show_edit_attribute)
         self.sidebar.removeAttributeRequested.connect(self.remove_attribute)
         self.sidebar.sortRequested.connect(self.set_sort)
+        self.sidebar.refitTasteRequested.connect(lambda: self.refit_taste(force=True))
+        self.view.groupBadgeActivated.connect(self.toggle_group)
+        self.best_combo.activated.connect(lambda _i: self.set_best_by(self.best_combo.currentData()))
+        self.search_box.returnPressed.connect(lambda: self.run_search(self.search_box.text()))
+        self.search_box.cleared.connect(self._search_box_cleared)
         self.welcome.addFolderRequested.connect(self.choose_folder)
         self.sort_combo.activated.connect(lambda _i: self.set_sort(self.sort_combo.currentData()))
         self.direction_button.clicked.connect(self.reverse_order)
@@ -453,6 +603,7 @@ class MainWindow(QMainWindow):
             self.report_error(f"{path}: {error}", quiet=True)
         if changed:
             self.statusBar().showMessage(f"Scan: {report.summary()}", 8000)
+            self._bursts_changed()
             self.reload_library_info(requery=True)
         if report.added or report.updated or report.moved:
             self.start_scoring()
@@ -462,10 +613,15 @@ class MainWindow(QMainWindow):
     def reload_library_info(self, requery: bool = False) -> None:
         """Re-read folders and attributes (library thread), then update sidebar and sorts."""
         def read():
-            return self.library.folders(), self.library.attributes()
+            from photosense.scoring.taste import taste_status
+
+            return (self.library.folders(), self.library.attributes(), SidecarSettings.read(self.library),
+                    taste_status(self.library))
 
         def done(result) -> None:
-            folders, attributes = result
+            folders, attributes, sidecars, taste = result
+            self.sidecar_settings = sidecars
+            self._show_taste_status(taste)
             self.folders = folders
             self.attributes = attributes
             self.sidebar.set_folders(folders)
@@ -499,6 +655,12 @@ class MainWindow(QMainWindow):
             self.model.query = replace(self.model.query, sort="name", descending=None)
         self.sort_combo.setCurrentIndex(idx)
         self.sort_combo.blockSignals(False)
+        self.best_combo.clear()
+        self.best_combo.addItem("Best by sort", "")
+        for key, text in self.sort_keys():
+            if key not in BASIC_SORTS:
+                self.best_combo.addItem(f"Best by {text}", key)
+        self.best_combo.setCurrentIndex(max(0, self.best_combo.findData(self.prefs.best_by)))
         self._update_direction_button()
 
     def natural_descending(self, key: str) -> bool:
@@ -520,9 +682,11 @@ class MainWindow(QMainWindow):
         if key not in dict(self.sort_keys()):
             return
         self.sort_combo.setCurrentIndex(max(0, self.sort_combo.findData(key)))
+        self._drop_search()  # a chosen sort replaces the search order
         self.requery(replace(self.model.query, sort=key, descending=descending))
 
     def reverse_order(self) -> None:
+        self._drop_search()
         q = self.model.query
         desc = self.natural_descending(q.sort) if q.descending is None else q.descending
         self.requery(replace(q, descending=not desc))
@@ -535,6 +699,7 @@ class MainWindow(QMainWindow):
         query = self.sidebar.apply_to(query or self.model.query)
         if self._restore_selection is None:
             self._restore_selection = (self.selected_ids(), self.current_id())
+        self.model.arrangement = replace(self.model.arrangement, best_by=self.best_by(query.sort))
         self.model.set_query(query)
         self._update_direction_button()
         self.prefs.sort, self.prefs.descending = query.sort, query.descending
@@ -638,6 +803,12 @@ class MainWindow(QMainWindow):
         if self.current_id() in ids:
             self._update_info()
         self.statusBar().showMessage(self.culling.stack.undoText() or "Saved", 2500)
+        if ids:
+            self._taste_timer.start()  # refit "my taste" once the flags settle
+        if self.sidecar_settings.auto_write:  # the write above also wrote the sidecars: any trouble?
+            self.db.submit(lambda: getattr(self.library, "sidecar_errors", []),
+                           lambda errors: [self.report_error(f"XMP sidecar: {p}: {m}", quiet=True)
+                                           for p, m in (errors or [])[:20]])
 
     # ------------------------------------------------------------------ culling
 
@@ -704,6 +875,13 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(self.loupe_action)
         menu.addAction(self.compare_action)
+        pid = self.view.indexAt(pos).data(PhotoIdRole)
+        if self.model.group_of(pid) is not None:
+            menu.addSeparator()
+            n = len(self.model.group_members(pid))
+            text = f"Collapse burst ({n} photos)" if self.model.is_expanded(pid) else f"Expand burst ({n} photos)"
+            menu.addAction(text, lambda: self.toggle_group(pid))
+            menu.addAction(self.pick_best_action)
         menu.exec(self.view.viewport().mapToGlobal(pos))
 
     # ------------------------------------------------------------------ loupe, compare, help
@@ -737,11 +915,12 @@ class MainWindow(QMainWindow):
     def _show_in_loupe(self) -> None:
         row = self.view.currentIndex().data(RowRole)
         if row is not None:
-            self.loupe.set_photo(row.path, self._title(row))
+            self.loupe.set_photo(row.path, self._title(row), row.companion_path)
         else:
             cid = self.current_id()
             self.db.submit(lambda: self.library.rows([cid]),
-                           lambda rows: rows and self.loupe.set_photo(rows[0].path, self._title(rows[0])))
+                           lambda rows: rows and self.loupe.set_photo(rows[0].path, self._title(rows[0]),
+                                                                      rows[0].companion_path))
 
     def _title(self, row: PhotoRow) -> str:
         key = self.model.query.sort
@@ -768,7 +947,7 @@ class MainWindow(QMainWindow):
 
         def done(rows: list[PhotoRow]) -> None:
             self._compare_ids = [r.id for r in rows]
-            self.compare.set_photos([(r.path, self._title(r)) for r in rows])
+            self.compare.set_photos([(r.path, self._title(r), r.companion_path) for r in rows])
             self._set_page(PAGE_COMPARE)
 
         self.db.submit(lambda: self.library.rows(ids), done)
@@ -908,6 +1087,8 @@ class MainWindow(QMainWindow):
         if report.failed:
             self.report_error(f"{report.failed} photos could not be read for scoring "
                               "(see the files marked with “!”)", quiet=True)
+        if report.encoded:
+            self._bursts_changed()  # new features: bursts may have grown
         if report.encoded or report.rescored_attributes:
             self._after_new_scores()
 
@@ -1103,6 +1284,303 @@ class MainWindow(QMainWindow):
                                                            or name in self.model.query.ranges),
                        self.report_error)
 
+    # ------------------------------------------------------------------ bursts
+
+    def best_by(self, sort: str | None = None) -> str:
+        """The attribute or check that decides a burst's best photo: the chosen one, else the
+        sort key when it is a score or check, else quality (sharpness before any scoring)."""
+        names = {a.name for a in self.attributes}
+        valid = names | set(CHECK_NAMES)
+        sort = self.model.query.sort if sort is None else sort
+        for key in (self.prefs.best_by, sort):
+            if key and key in valid:
+                return key
+        return "quality" if "quality" in names else "sharpness"
+
+    def set_best_by(self, key: str) -> None:
+        self.prefs.best_by = key or ""
+        if self.collapse_action.isChecked():
+            self.requery()
+
+    def set_collapse_bursts(self, on: bool, requery: bool = True) -> None:
+        """Show each burst as its best photo (finding the bursts first, in the background)."""
+        self.collapse_action.setChecked(on)
+        self.prefs.collapse_bursts = on
+        if not on:
+            if self._groups_job is not None:
+                self._groups_job.cancel()
+                self._groups_job = None
+            self.model.arrangement = replace(self.model.arrangement, groups=None, expanded=frozenset())
+            if requery:
+                self.requery()
+        elif self.groups is None:
+            self.find_bursts()
+        else:
+            self._apply_groups(requery)
+
+    def find_bursts(self) -> Job:
+        """Find the library's bursts (background); a collapsed view then shows them."""
+        from photosense.curation.groups import find_groups
+
+        if self._groups_job is not None:
+            self._groups_job.cancel()
+        library = self.library
+        window_s, threshold = self.prefs.burst_window_s, self.prefs.burst_threshold
+
+        def work(ctx: JobContext):
+            return find_groups(library, window_s=window_s, threshold=threshold)
+
+        job = Job(work, "bursts")
+        job.result.connect(self._on_bursts)
+        job.error.connect(lambda msg: self.report_error(f"Finding bursts failed: {msg}"))
+        self._groups_job = job
+        self.statusBar().showMessage("Looking for bursts…", 5000)
+        self.jobs.start(job, "background")
+        return job
+
+    @Slot(object)
+    def _on_bursts(self, groups) -> None:
+        if self.sender() is not self._groups_job:
+            return  # superseded
+        self._groups_job = None
+        self.groups = groups
+        photos = sum(len(g) for g in groups)
+        self.statusBar().showMessage(f"{len(groups)} burst{'s' if len(groups) != 1 else ''} "
+                                     f"({_photos(photos)})", 6000)
+        if self.collapse_action.isChecked():
+            self._apply_groups()
+
+    def _apply_groups(self, requery: bool = True) -> None:
+        self.model.arrangement = replace(self.model.arrangement, groups=tuple(self.groups or ()))
+        if requery:
+            self.requery()
+
+    def _bursts_changed(self) -> None:
+        """New photos, features or burst settings: find the bursts again when they are shown."""
+        self.groups = None
+        if self.collapse_action.isChecked():
+            self.find_bursts()
+
+    def toggle_group(self, photo_id: int | None = None) -> None:
+        """Expand the burst of ``photo_id`` (default: the current photo), or collapse it."""
+        pid = self.current_id() if photo_id is None else photo_id
+        if pid is None:
+            return
+        shown = self.model.group_of(pid)
+        if shown is None:
+            hint = "" if self.collapse_action.isChecked() else " (collapse bursts with G first)"
+            self.statusBar().showMessage(f"This photo is not part of a burst{hint}", 4000)
+            return
+        expand = not self.model.is_expanded(pid)
+        self.model.set_expanded(pid, expand)
+        if not expand and self.model.row_of(self.current_id() or -1) is None:
+            self._select_ids([shown], shown)  # the current photo went back into its burst
+
+    def pick_best_of_groups(self) -> None:
+        """In every burst in view: pick the best photo, reject the others (one undo step)."""
+        groups = self.model.groups_in_view()
+        if not groups:
+            self.statusBar().showMessage(
+                "No bursts in view" if self.collapse_action.isChecked()
+                else "Collapse bursts first (G) to see the best of each", 5000)
+            return
+        by = self.best_by()
+        n = sum(len(g) for g in groups)
+        self.culling.pick_best(groups, by, f"Pick the best of {len(groups)} burst{'s' if len(groups) != 1 else ''} "
+                                           f"by {by}, reject {_photos(n - len(groups))}")
+
+    # ------------------------------------------------------------------ search
+
+    def focus_search(self) -> None:
+        self.search_box.setFocus()
+        self.search_box.selectAll()
+
+    def run_search(self, text: str) -> Job | None:
+        """Rank the photos in view by similarity to ``text`` (stored features; the model's
+        text tower runs on the model thread, loaded once)."""
+        text = text.strip()
+        if not text:
+            self.clear_search()
+            return None
+        if self._search_job is not None:
+            self._search_job.cancel()
+        library, engine = self.library, self.engine
+
+        def work(ctx: JobContext):
+            from photosense.scoring.search import search
+
+            return search(library, engine, text)
+
+        job = Job(work, "search")
+        job.setProperty("text", text)
+        job.result.connect(self._on_search_results)
+        job.error.connect(self._on_search_error)
+        self._search_job = job
+        self.search_label.setText(f"Searching for “{text}”…")
+        self.search_bar.show()
+        self.jobs.start(job, "model")
+        return job
+
+    @Slot(object)
+    def _on_search_results(self, hits) -> None:
+        job = self.sender()
+        if job is not self._search_job:
+            return
+        self._search_job = None
+        text = job.property("text")
+        self.model.arrangement = replace(self.model.arrangement, ranking=tuple(i for i, _ in hits),
+                                         similarity=dict(hits), search_text=text)
+        self.search_label.setText(f"search: “{text}” — most similar first; filters still apply")
+        self.search_bar.show()
+        self._restore_selection = ([], None)  # start at the best match
+        self.requery()
+
+    @Slot(str)
+    def _on_search_error(self, message: str) -> None:
+        job = self.sender()
+        if job is self._search_job:
+            self._search_job = None
+        self._drop_search()
+        self.requery()
+        if isinstance(getattr(job, "exception", None), WeightsUnavailable):
+            self.banner.show_problem(message)
+            self.report_error(f"Search needs the model's weights: {message}")
+        else:
+            self.report_error(f"Search failed: {message}")
+
+    def _search_box_cleared(self) -> None:
+        self.clear_search()
+        self.view.setFocus()
+
+    def clear_search(self) -> None:
+        """Back to the sort order."""
+        searching = self.model.arrangement.ranking is not None or self._search_job is not None
+        self.search_box.clear()
+        self._drop_search()
+        if searching:
+            self.requery()
+
+    def _drop_search(self) -> None:
+        if self._search_job is not None:
+            self._search_job.cancel()
+            self._search_job = None
+        self.search_bar.hide()
+        if self.model.arrangement.ranking is not None:
+            self.model.arrangement = replace(self.model.arrangement, ranking=None, similarity={}, search_text="")
+
+    # ------------------------------------------------------------------ my taste
+
+    def refit_taste(self, force: bool = True) -> Job | None:
+        """Fit "my taste" again (``force``), or only when the flags changed since the last fit
+        (the automatic refit, a few seconds after the last flag). Background pool."""
+        if self._taste_job is not None:
+            self._taste_again = True
+            return self._taste_job
+        self._taste_again = False
+        library = self.library
+
+        def work(ctx: JobContext):
+            from photosense.scoring import taste
+
+            message = ""
+            if force:
+                try:
+                    taste.fit(library)
+                    changed = True
+                except taste.NotEnoughFlags as exc:
+                    changed, message = True, str(exc)  # a stale attribute may have been removed
+            else:
+                changed = taste.maybe_refit(library)
+            return changed, taste.taste_status(library), message
+
+        job = Job(work, "taste")
+        job.setProperty("force", force)
+        job.result.connect(self._on_taste_fitted)
+        job.error.connect(lambda msg: self.report_error(f"“my taste” could not be fitted: {msg}"))
+        job.finished.connect(self._on_taste_finished)
+        self._taste_job = job
+        if force:
+            self.sidebar.set_taste_status("Learning your taste…", "")
+        self.jobs.start(job, "background")
+        return job
+
+    @Slot(object)
+    def _on_taste_fitted(self, result) -> None:
+        changed, status, message = result
+        self._show_taste_status(status)
+        if message:
+            self.statusBar().showMessage(f"my taste: {message}", 8000)
+        elif self.sender().property("force") or changed:
+            self.statusBar().showMessage(taste_summary(status), 6000)
+        if changed:  # new scores (or the attribute came or went): refresh in place
+            from photosense.scoring.taste import TASTE_ATTRIBUTE
+
+            q = self.model.query
+            self.reload_library_info(requery=q.sort == TASTE_ATTRIBUTE or TASTE_ATTRIBUTE in q.ranges)
+            self.model.refresh_rows()
+
+    @Slot()
+    def _on_taste_finished(self) -> None:
+        self._taste_job = None
+        if self._taste_again:
+            self._taste_timer.start()
+
+    def _show_taste_status(self, status) -> None:
+        self.taste_status = status
+        self.sidebar.set_taste_status(taste_summary(status), status.describe())
+
+    # ------------------------------------------------------------------ sidecars, report
+
+    def write_xmp(self, ids: list[int] | None = None) -> Job:
+        """Write XMP sidecars of ``ids`` (default: the selection, or every photo)."""
+        from photosense.curation.xmp import write_sidecars
+
+        ids = ids if ids is not None else (self.selected_ids() or None)
+        library = self.library
+
+        def work(ctx: JobContext):
+            return write_sidecars(library, ids, progress=lambda d, t: ctx.progress((d, t)), cancel=ctx.cancel)
+
+        job = Job(work, "xmp")
+        job.result.connect(self._on_xmp_written)
+        job.error.connect(lambda msg: self.report_error(f"Writing XMP sidecars failed: {msg}"))
+        self._track(job, "Writing XMP sidecars" + (f" of {_photos(len(ids))}" if ids else ""))
+        self.jobs.start(job, "background")
+        return job
+
+    @Slot(object)
+    def _on_xmp_written(self, report) -> None:
+        self.statusBar().showMessage(f"XMP sidecars: {report.summary()}", 8000)
+        for path, message in report.errors[:50]:
+            self.report_error(f"XMP sidecar {path}: {message}", quiet=True)
+        self.notify("XMP sidecars", report.summary())
+
+    def choose_report(self) -> None:
+        path, chosen = QFileDialog.getSaveFileName(self, "Export report", "photosense-report.csv",
+                                                   "CSV (*.csv);;JSON (*.json)")
+        if not path:
+            return
+        if not path.lower().endswith((".csv", ".json")):
+            path += ".json" if "json" in chosen.lower() else ".csv"
+        self.export_report(path)
+
+    def export_report(self, path: str) -> Job:
+        """A CSV or JSON report (by extension) of the photos the filters show, in view order."""
+        from photosense.curation.report import write_report
+
+        library, query = self.library, replace(self.model.query)
+
+        def work(ctx: JobContext):
+            return write_report(library, path, query)
+
+        job = Job(work, "report")
+        job.result.connect(lambda n: (self.statusBar().showMessage(f"Report of {_photos(n)} saved to {path}", 8000),
+                                      self.notify("Report saved", f"{_photos(n)} written to\n{path}")))
+        job.error.connect(lambda msg: self.report_error(f"Report failed: {msg}"))
+        self._track(job, "Writing the report", cancellable=False)
+        self.jobs.start(job, "background")
+        return job
+
     # ------------------------------------------------------------------ export
 
     def show_export_dialog(self) -> None:
@@ -1138,13 +1616,21 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ settings
 
     def show_settings(self) -> None:
-        dlg = SettingsDialog(self, self.engine_config, self.prefs)
+        dlg = SettingsDialog(self, self.engine_config, self.prefs, self.sidecar_settings)
         if dlg.exec() == QDialog.DialogCode.Accepted:
-            self.apply_settings(dlg.engine_config(), dlg.prefs())
+            self.apply_settings(dlg.engine_config(), dlg.prefs(), dlg.sidecar_settings())
 
-    def apply_settings(self, engine_config: EngineConfig, prefs: UiPrefs) -> None:
+    def apply_settings(self, engine_config: EngineConfig, prefs: UiPrefs,
+                       sidecars: SidecarSettings | None = None) -> None:
         engine_changed = engine_config != self.engine_config
+        bursts_changed = (prefs.burst_window_s, prefs.burst_threshold) != (self.prefs.burst_window_s,
+                                                                          self.prefs.burst_threshold)
         self.prefs = prefs
+        if sidecars is not None and sidecars != self.sidecar_settings:
+            self.sidecar_settings = sidecars
+            self.db.submit(lambda: sidecars.write(self.library), None, self.report_error)
+        if bursts_changed:
+            self._bursts_changed()
         self.set_thumb_size(prefs.thumb_size)
         try:
             prefs.save()

@@ -5,17 +5,23 @@ view in batches (``canFetchMore``/``fetchMore``) and their data (``PhotoRow``) i
 at a time on the library thread when the view first asks for it; until then a cell shows a
 placeholder, so painting never waits on the database. Changes (flags, new scores) update the
 cached rows and emit ``dataChanged`` for exactly the rows concerned.
+
+An ``Arrangement`` says how a query's ids are shown: in the order of a text search, and with
+each burst collapsed to its best photo. It is applied on the library thread with the query;
+expanding or collapsing one group afterwards inserts or removes just that group's rows.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
+from photosense.curation.groups import Group, collapse
+from photosense.ingest.decode import is_raw_path
 from photosense.library import CHECK_NAMES, Library, PhotoQuery, PhotoRow, PhotoState
 from photosense.gui.jobs import SerialExecutor
 from photosense.gui.thumbnails import ThumbnailLoader
@@ -29,6 +35,11 @@ ThumbnailRole = _USER + 3  # QPixmap | None
 BadgeRole = _USER + 4  # formatted value of the sort key, or None
 SortValueRole = _USER + 5  # float | None
 ThumbErrorRole = _USER + 6  # str | None
+GroupSizeRole = _USER + 7  # int | None: members of the burst this photo stands for
+GroupExpandedRole = _USER + 8  # bool: its burst is expanded
+GroupMemberRole = _USER + 9  # bool: shown as another member of an expanded burst
+FileKindRole = _USER + 10  # "RAW" | "RAW+JPG" | None
+SimilarityRole = _USER + 11  # float | None: cosine with the text of the current search
 
 CULLING_ROLES = [RowRole]
 
@@ -54,6 +65,58 @@ def format_value(key: str, value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def file_kind(row: PhotoRow) -> str | None:
+    """"RAW+JPG" for a RAW+JPEG pair, "RAW" for a RAW alone, None for other files."""
+    if not is_raw_path(row.path):
+        return None
+    return "RAW+JPG" if row.companion_path else "RAW"
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    """How a query's photos are shown. ``ranking``: a text search's ids, best first (the view
+    keeps those the query selects, in this order); ``groups``: bursts to collapse, each to its
+    best photo by ``best_by``; ``expanded``: ids whose burst is shown whole."""
+
+    ranking: tuple[int, ...] | None = None
+    similarity: Mapping[int, float] = field(default_factory=dict)
+    search_text: str = ""
+    groups: tuple[Group, ...] | None = None
+    best_by: str = "quality"
+    expanded: frozenset[int] = frozenset()
+
+
+@dataclass
+class ArrangedIds:
+    ids: list[int]
+    members: dict[int, list[int]]  # shown id -> its burst's members in the view, in view order
+    expanded: set[int]  # shown ids whose burst is expanded
+
+
+def arrange(library: Library, ids: list[int], arrangement: Arrangement) -> ArrangedIds:
+    """Apply ``arrangement`` to a query's ids (library thread: may read the library)."""
+    if arrangement.ranking is not None:
+        present = set(ids)
+        ids = [i for i in arrangement.ranking if i in present]
+    if not arrangement.groups:
+        return ArrangedIds(ids, {}, set())
+    grouped = sorted({pid for g in arrangement.groups for pid in g.ids})
+    ranked = library.query_ids(PhotoQuery(sort=arrangement.best_by, ids=grouped))
+    rank = {pid: r for r, pid in enumerate(ranked)}
+    last = len(rank)
+    shown, members = collapse(ids, arrangement.groups,
+                              lambda g: min(g.ids, key=lambda pid: rank.get(pid, last)))
+    expanded = {best for best, m in members.items() if not arrangement.expanded.isdisjoint(m)}
+    if expanded:
+        out: list[int] = []
+        for pid in shown:
+            out.append(pid)
+            if pid in expanded:
+                out.extend(m for m in members[pid] if m != pid)
+        shown = out
+    return ArrangedIds(shown, members, expanded)
+
+
 class PhotoListModel(QAbstractListModel):
     """Photos of one query, in order."""
 
@@ -68,7 +131,11 @@ class PhotoListModel(QAbstractListModel):
         self.db = db
         self.thumbnails = thumbnails
         self.query = PhotoQuery()
+        self.arrangement = Arrangement()
         self._ids: list[int] = []
+        self._members: dict[int, list[int]] = {}  # shown id -> burst members in view order
+        self._expanded: set[int] = set()
+        self._member_of: dict[int, int] = {}  # id shown inside an expanded burst -> its shown id
         self._pos: dict[int, int] = {}
         self._exposed = 0
         self._rows: dict[int, PhotoRow] = {}
@@ -81,14 +148,16 @@ class PhotoListModel(QAbstractListModel):
     # -- queries --------------------------------------------------------------------------
 
     def set_query(self, query: PhotoQuery) -> None:
-        """Run ``query`` on the library thread; the model resets when the ids arrive."""
+        """Run ``query`` (then ``arrangement``) on the library thread; the model resets when
+        the ids arrive."""
         self.query = query
         self._generation += 1
         generation = self._generation
         self._querying = True
         self.queryStarted.emit()
         q = replace(query)
-        self.db.submit(lambda: self.library.query_ids(q),
+        arrangement, library = self.arrangement, self.library
+        self.db.submit(lambda: arrange(library, library.query_ids(q), arrangement),
                        lambda ids: self._on_ids(generation, ids),
                        lambda msg: self._on_query_error(generation, msg))
 
@@ -101,12 +170,16 @@ class PhotoListModel(QAbstractListModel):
             self._querying = False
             self.queryFailed.emit(message)
 
-    def _on_ids(self, generation: int, ids: list[int]) -> None:
+    def _on_ids(self, generation: int, arranged: ArrangedIds) -> None:
         if generation != self._generation:
             return  # a newer query is on its way
+        ids = arranged.ids
         self.beginResetModel()
         self._ids = ids
         self._pos = {pid: i for i, pid in enumerate(ids)}
+        self._members = arranged.members
+        self._expanded = arranged.expanded
+        self._member_of = {m: best for best in arranged.expanded for m in arranged.members[best] if m != best}
         self._exposed = min(len(ids), FETCH_BATCH)
         self._rows.clear()
         self._pages.clear()
@@ -127,6 +200,65 @@ class PhotoListModel(QAbstractListModel):
 
     def total(self) -> int:
         return len(self._ids)
+
+    # -- bursts -----------------------------------------------------------------------------
+
+    def group_of(self, photo_id: int) -> int | None:
+        """The shown id of the burst ``photo_id`` belongs to in this view (None: no burst)."""
+        if photo_id in self._members:
+            return photo_id
+        return self._member_of.get(photo_id)
+
+    def group_members(self, photo_id: int) -> list[int]:
+        shown = self.group_of(photo_id)
+        return list(self._members.get(shown, [])) if shown is not None else []
+
+    def is_expanded(self, photo_id: int) -> bool:
+        return self.group_of(photo_id) in self._expanded
+
+    def groups_in_view(self) -> list[Group]:
+        """Each burst of the view with its members in the view (at least two each)."""
+        return [Group(list(m), "burst") for m in self._members.values()]
+
+    def set_expanded(self, photo_id: int, expanded: bool) -> bool:
+        """Show the whole burst of ``photo_id`` right after its best photo, or only the best
+        again. Inserts or removes just those rows. False when there is nothing to change."""
+        shown = self.group_of(photo_id)
+        if shown is None or (shown in self._expanded) == expanded:
+            return False
+        others = [m for m in self._members[shown] if m != shown]
+        row = self._pos[shown]
+        first = row + 1
+        exposed = row < self._exposed
+        if expanded:
+            if exposed:
+                self.beginInsertRows(QModelIndex(), first, first + len(others) - 1)
+            self._ids[first:first] = others
+            if exposed:
+                self._exposed += len(others)
+            self._expanded.add(shown)
+            self._member_of.update((m, shown) for m in others)
+        else:
+            assert self._ids[first:first + len(others)] == others, "burst rows out of place"
+            n_exposed = max(0, min(first + len(others), self._exposed) - first)
+            if n_exposed:
+                self.beginRemoveRows(QModelIndex(), first, first + n_exposed - 1)
+            del self._ids[first:first + len(others)]
+            self._exposed -= n_exposed
+            self._expanded.discard(shown)
+            for m in others:
+                self._member_of.pop(m, None)
+        self._pos = {pid: i for i, pid in enumerate(self._ids)}
+        if expanded and exposed:
+            self.endInsertRows()
+        elif not expanded and n_exposed:
+            self.endRemoveRows()
+        ids = set(self._expanded)
+        self.arrangement = replace(self.arrangement, expanded=frozenset(
+            m for best in ids for m in self._members[best]))
+        idx = self.index(self._pos[shown])
+        self.dataChanged.emit(idx, idx, [GroupExpandedRole])
+        return True
 
     # -- Qt model API ---------------------------------------------------------------------
 
@@ -183,7 +315,21 @@ class PhotoListModel(QAbstractListModel):
             return pm
         if role == ThumbErrorRole:
             return "file missing" if row.missing else self.thumbnails.error(pid)
+        if role == GroupSizeRole:
+            members = self._members.get(pid)
+            return len(members) if members else None
+        if role == GroupExpandedRole:
+            return pid in self._expanded
+        if role == GroupMemberRole:
+            return pid in self._member_of
+        if role == FileKindRole:
+            return file_kind(row)
+        if role == SimilarityRole:
+            return self.arrangement.similarity.get(pid) if self.arrangement.ranking is not None else None
         if role in (BadgeRole, SortValueRole):
+            if self.arrangement.ranking is not None:
+                sim = self.arrangement.similarity.get(pid)
+                return sim if role == SortValueRole else format_value("similarity", sim)
             key = self.query.sort
             if key in ("name", "capture_time", "mtime", "added"):
                 return None
@@ -297,5 +443,8 @@ class PhotoListModel(QAbstractListModel):
     def roleNames(self):
         names = super().roleNames()
         names.update({PhotoIdRole: b"photoId", RowRole: b"row", ThumbnailRole: b"thumbnail",
-                      BadgeRole: b"badge", SortValueRole: b"sortValue", ThumbErrorRole: b"thumbError"})
+                      BadgeRole: b"badge", SortValueRole: b"sortValue", ThumbErrorRole: b"thumbError",
+                      GroupSizeRole: b"groupSize", GroupExpandedRole: b"groupExpanded",
+                      GroupMemberRole: b"groupMember", FileKindRole: b"fileKind",
+                      SimilarityRole: b"similarity"})
         return names

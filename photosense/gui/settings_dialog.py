@@ -1,4 +1,5 @@
-"""Settings: engine options (stored in the library) and window preferences (a JSON file)."""
+"""Settings: engine and XMP sidecar options (stored in the library) and window preferences,
+bursts included (a JSON file)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -43,6 +46,10 @@ class UiPrefs:
     descending: bool | None = None
     show_info: bool = True
     show_histogram: bool = True
+    collapse_bursts: bool = False
+    best_by: str = ""  # attribute or check deciding a burst's best; "" = the sort key
+    burst_window_s: float = 3.0
+    burst_threshold: float = 0.92
 
     @classmethod
     def load(cls, path: Path | None = None) -> UiPrefs:
@@ -76,17 +83,43 @@ class UiPrefs:
         os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class SidecarSettings:
+    """The library's XMP sidecar settings (``xmp_auto_write``, ``xmp_sidecar_style``,
+    ``xmp_conflict``)."""
+
+    auto_write: bool = False
+    style: str = "ext"  # "ext": photo.jpg.xmp, "stem": photo.xmp
+    conflict: str = "library"  # on import: "library" or "sidecar" wins
+
+    @classmethod
+    def read(cls, library) -> SidecarSettings:
+        """Library thread."""
+        from photosense.curation.xmp import conflict_policy, sidecar_style
+
+        return cls(bool(library.get_setting("xmp_auto_write", False)), sidecar_style(library),
+                   conflict_policy(library))
+
+    def write(self, library) -> None:
+        """Library thread."""
+        library.set_setting("xmp_auto_write", self.auto_write)
+        library.set_setting("xmp_sidecar_style", self.style)
+        library.set_setting("xmp_conflict", self.conflict)
+
+
 DEVICES = [("Automatic (GPU when available)", "auto"), ("CPU", "cpu"), ("NVIDIA GPU (cuda)", "cuda"),
            ("Apple GPU (mps)", "mps")]
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, parent: QWidget | None, engine: EngineConfig, prefs: UiPrefs):
+    def __init__(self, parent: QWidget | None, engine: EngineConfig, prefs: UiPrefs,
+                 sidecars: SidecarSettings | None = None):
         super().__init__(parent)
         self.setWindowTitle("Settings")
-        self.setMinimumWidth(520)
+        self.setMinimumWidth(560)
         self._engine = engine
         self._prefs = prefs
+        self._sidecars = sidecars or SidecarSettings()
 
         form = QFormLayout()
         self.device = QComboBox()
@@ -133,11 +166,53 @@ class SettingsDialog(QDialog):
         self.auto_advance.setChecked(prefs.auto_advance)
         form.addRow("Culling", self.auto_advance)
 
+        bursts = QGroupBox("Bursts")
+        bform = QFormLayout(bursts)
+        self.burst_window = QDoubleSpinBox()
+        self.burst_window.setRange(0.0, 600.0)
+        self.burst_window.setDecimals(1)
+        self.burst_window.setSingleStep(0.5)
+        self.burst_window.setSuffix(" s")
+        self.burst_window.setValue(prefs.burst_window_s)
+        self.burst_window.setToolTip("Photos taken at most this long after the previous one can "
+                                     "belong to its burst")
+        bform.addRow("Time between frames", self.burst_window)
+        self.burst_threshold = QDoubleSpinBox()
+        self.burst_threshold.setRange(0.5, 1.0)
+        self.burst_threshold.setDecimals(2)
+        self.burst_threshold.setSingleStep(0.01)
+        self.burst_threshold.setValue(prefs.burst_threshold)
+        self.burst_threshold.setToolTip("How alike two frames must look (cosine similarity of their "
+                                        "image features; higher = only near-identical frames)")
+        bform.addRow("Similarity", self.burst_threshold)
+
+        xmp = QGroupBox("XMP sidecars")
+        xform = QFormLayout(xmp)
+        self.xmp_auto = QCheckBox("Write sidecars on every change")
+        self.xmp_auto.setChecked(self._sidecars.auto_write)
+        self.xmp_auto.setToolTip("Flags, ratings, labels and scores go to the photos' .xmp files at "
+                                 "once, for Lightroom, darktable, digiKam…")
+        xform.addRow(self.xmp_auto)
+        self.xmp_style = QComboBox()
+        self.xmp_style.addItem("photo.jpg.xmp (darktable, digiKam)", "ext")
+        self.xmp_style.addItem("photo.xmp (Lightroom, Capture One)", "stem")
+        self.xmp_style.setCurrentIndex(max(0, self.xmp_style.findData(self._sidecars.style)))
+        xform.addRow("Sidecar names", self.xmp_style)
+        self.xmp_conflict = QComboBox()
+        self.xmp_conflict.addItem("The library wins", "library")
+        self.xmp_conflict.addItem("The sidecar wins", "sidecar")
+        self.xmp_conflict.setCurrentIndex(max(0, self.xmp_conflict.findData(self._sidecars.conflict)))
+        self.xmp_conflict.setToolTip("When a scan finds a sidecar that disagrees with flags or ratings "
+                                     "already set here")
+        xform.addRow("On conflict", self.xmp_conflict)
+
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
+        lay.addWidget(bursts)
+        lay.addWidget(xmp)
         lay.addWidget(buttons)
 
     def _browse(self) -> None:
@@ -153,4 +228,10 @@ class SettingsDialog(QDialog):
 
     def prefs(self) -> UiPrefs:
         return replace(self._prefs, thumb_size=self.thumb_size.value(),
-                       auto_advance=self.auto_advance.isChecked())
+                       auto_advance=self.auto_advance.isChecked(),
+                       burst_window_s=self.burst_window.value(),
+                       burst_threshold=self.burst_threshold.value())
+
+    def sidecar_settings(self) -> SidecarSettings:
+        return SidecarSettings(self.xmp_auto.isChecked(), self.xmp_style.currentData(),
+                               self.xmp_conflict.currentData())

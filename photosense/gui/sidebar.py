@@ -1,4 +1,5 @@
-"""The left sidebar: library folders, attributes, and the filters of the current view."""
+"""The left sidebar: library folders, attributes, the "my taste" model's status, and the
+filters of the current view."""
 
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ class Sidebar(QWidget):
     editAttributeRequested = Signal(str)
     removeAttributeRequested = Signal(str)
     sortRequested = Signal(str)
+    refitTasteRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -100,6 +102,19 @@ class Sidebar(QWidget):
         self.attribute_list.setMaximumHeight(190)
         self.attribute_list.setToolTip("Double-click to sort by an attribute")
         lay.addWidget(self.attribute_list)
+
+        # my taste
+        head = QHBoxLayout()
+        head.addWidget(_header("My taste"))
+        head.addStretch()
+        self.refit_button = _small_button("⟳", "Refit “my taste” on your picks and rejects now")
+        head.addWidget(self.refit_button)
+        lay.addLayout(head)
+        self.taste_label = QLabel("…")
+        self.taste_label.setObjectName("tasteStatus")
+        self.taste_label.setWordWrap(True)
+        self.taste_label.setStyleSheet("color: #b8b8b8;")
+        lay.addWidget(self.taste_label)
 
         # filters
         head = QHBoxLayout()
@@ -171,6 +186,7 @@ class Sidebar(QWidget):
         self.rescan_button.clicked.connect(self.rescanRequested)
         self.remove_folder_button.clicked.connect(self._remove_folder)
         self.add_attr_button.clicked.connect(self.addAttributeRequested)
+        self.refit_button.clicked.connect(self.refitTasteRequested)
         self.edit_attr_button.clicked.connect(self._edit_attribute)
         self.remove_attr_button.clicked.connect(self._remove_attribute)
         self.attribute_list.itemDoubleClicked.connect(
@@ -218,6 +234,7 @@ class Sidebar(QWidget):
             item = QListWidgetItem(a.name + ("" if a.spec.builtin else "  (yours)"))
             item.setData(Qt.ItemDataRole.UserRole, a.name)
             item.setData(Qt.ItemDataRole.UserRole + 1, a.spec.builtin)
+            item.setData(Qt.ItemDataRole.UserRole + 2, a.kind)
             pairs = "; ".join(f"{p.positive} ↔ {p.negative}" for p in a.spec.pairs)
             item.setToolTip(f"{pairs}\nDouble-click to sort by {a.name}")
             self.attribute_list.addItem(item)
@@ -241,6 +258,11 @@ class Sidebar(QWidget):
             self._refresh_range_list()
             self._changed()
         self._update_attr_buttons()
+
+    def set_taste_status(self, summary: str, details: str) -> None:
+        """The taste model's state in a line or two; ``details`` as the tooltip."""
+        self.taste_label.setText(summary)
+        self.taste_label.setToolTip(details)
 
     # -- data out ---------------------------------------------------------------------------
 
@@ -304,7 +326,9 @@ class Sidebar(QWidget):
 
     def _update_attr_buttons(self, *_args) -> None:
         item = self.attribute_list.currentItem()
-        self.edit_attr_button.setEnabled(item is not None)
+        # "my taste" and learned attributes are fitted, not described: nothing to edit
+        self.edit_attr_button.setEnabled(item is not None
+                                         and item.data(Qt.ItemDataRole.UserRole + 2) in (None, "prompts"))
         self.remove_attr_button.setEnabled(item is not None)
 
     def _range_key_changed(self, *_args) -> None:

@@ -4,6 +4,7 @@ Each command remembers the photos' previous ``PhotoState``s, which ``Library.set
 returns when the change is written. Writes run on the library thread (``SerialExecutor``), in
 order, so an undo queued right after its change always finds the previous states recorded.
 The grid shows a change at once (``PhotoListModel.apply_states``), before the write lands.
+"Pick the best of each burst, reject the rest" is one command too (``PickBestCommand``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
+from photosense.curation.groups import Group
 from photosense.library import Library, PhotoState
 from photosense.gui.jobs import SerialExecutor
 from photosense.gui.photo_model import PhotoListModel
@@ -35,6 +37,24 @@ class CullCommand(QUndoCommand):
 
     def redo(self) -> None:
         self.controller._write(self)
+
+    def undo(self) -> None:
+        self.controller._restore(self)
+
+
+class PickBestCommand(QUndoCommand):
+    """Flag each burst's best photo pick and the rest reject; undo restores every member."""
+
+    def __init__(self, controller: CullingController, groups: Sequence[Group], by: str, text: str):
+        super().__init__(text)
+        self.controller = controller
+        self.groups = list(groups)
+        self.by = by
+        self.before: list[PhotoState] | None = None  # set on the library thread by redo
+        self.after: list[PhotoState] | None = None
+
+    def redo(self) -> None:
+        self.controller._pick_best(self)
 
     def undo(self) -> None:
         self.controller._restore(self)
@@ -72,6 +92,32 @@ class CullingController(QObject):
         self.stack.push(cmd)  # calls redo()
         return cmd
 
+    def pick_best(self, groups: Sequence[Group], by: str, text: str) -> PickBestCommand | None:
+        """Pick the best of each group by ``by`` and reject the others, as one undoable step."""
+        groups = [g for g in groups if len(g) > 1]
+        if not groups:
+            return None
+        cmd = PickBestCommand(self, groups, by, text)
+        self.stack.push(cmd)
+        return cmd
+
+    def _pick_best(self, cmd: PickBestCommand) -> None:
+        def write():
+            if cmd.after is None:  # first time: decide the bests now
+                from photosense.curation.groups import pick_best_of_groups
+
+                cmd.before = pick_best_of_groups(self.library, cmd.groups, cmd.by)
+                cmd.after = self.library.states([s.photo_id for s in cmd.before])
+            else:  # redo after undo: the same decisions again
+                self.library.set_states(cmd.after)
+            return cmd.after
+
+        def done(states: list[PhotoState]) -> None:
+            self.model.apply_states(states)
+            self.changed.emit([s.photo_id for s in states])
+
+        self.db.submit(write, done, self._on_error)
+
     def _write(self, cmd: CullCommand) -> None:
         optimistic = []
         for pid in cmd.ids:
@@ -90,7 +136,7 @@ class CullingController(QObject):
 
         self.db.submit(write, self.changed.emit, self._on_error)
 
-    def _restore(self, cmd: CullCommand) -> None:
+    def _restore(self, cmd: CullCommand | PickBestCommand) -> None:
         def write():
             if cmd.before is None:  # the change itself failed: nothing to restore
                 return []
