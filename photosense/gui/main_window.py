@@ -438,6 +438,8 @@ class MainWindow(QMainWindow):
         self.collapse_action = a("Collapse bursts", lambda: self.set_collapse_bursts(self.collapse_action.isChecked()),
                                  ["G"], "Show each burst as its best photo (G)")
         self.collapse_action.setCheckable(True)
+        self.collapse_action.setIconText("Bursts")  # the toolbar's short label
+        self.help_action.setIconText("?")
         self.expand_action = a("Expand or collapse burst", self.toggle_group, ["Shift+G"],
                                "Show every photo of the current burst, or only its best (Shift+G)")
         self.pick_best_action = a("Pick best of each burst, reject the rest", self.pick_best_of_groups, [],
@@ -505,14 +507,13 @@ class MainWindow(QMainWindow):
         tb.addAction(self.undo_action)
         tb.addAction(self.redo_action)
         tb.addSeparator()
-        tb.addAction(self.export_action)
         spacer = QWidget()
         spacer.setSizePolicy(spacer.sizePolicy().Policy.Expanding, spacer.sizePolicy().Policy.Preferred)
         tb.addWidget(spacer)
         self.search_box = SearchBox()
-        self.search_box.setPlaceholderText("Search: e.g. “dog on a beach”  (Ctrl+F)")
+        self.search_box.setPlaceholderText("Search, e.g. “dog on a beach”")
         self.search_box.setClearButtonEnabled(True)
-        self.search_box.setFixedWidth(260)
+        self.search_box.setFixedWidth(230)
         self.search_box.setToolTip("Rank the photos in view by how well they match a description "
                                    "(Enter runs, Esc clears)")
         tb.addWidget(self.search_box)
@@ -669,6 +670,11 @@ class MainWindow(QMainWindow):
         return key not in ASCENDING_BY_DEFAULT
 
     def _update_direction_button(self) -> None:
+        if self.model.arrangement.ranking is not None:
+            self.direction_button.setText("Most similar first")
+            self.direction_button.setToolTip("Ordered by the search; click to go back to the sort order")
+            return
+        self.direction_button.setToolTip("Reverse the order")
         q = self.model.query
         desc = self.natural_descending(q.sort) if q.descending is None else q.descending
         if q.sort in BASIC_SORTS:
@@ -686,7 +692,9 @@ class MainWindow(QMainWindow):
         self.requery(replace(self.model.query, sort=key, descending=descending))
 
     def reverse_order(self) -> None:
-        self._drop_search()
+        if self.model.arrangement.ranking is not None:  # the button reads "Most similar first"
+            self.clear_search()
+            return
         q = self.model.query
         desc = self.natural_descending(q.sort) if q.descending is None else q.descending
         self.requery(replace(q, descending=not desc))

@@ -213,6 +213,7 @@ class SettingsDialog(QDialog):
         lay.addLayout(form)
         lay.addWidget(bursts)
         lay.addWidget(xmp)
+        lay.addStretch(1)  # extra height goes below the groups, not into them
         lay.addWidget(buttons)
 
     def _browse(self) -> None:

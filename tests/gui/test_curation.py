@@ -137,6 +137,7 @@ def test_search_ranks_the_view_and_combines_with_filters(qtbot, window, tiny_con
     assert window.model.ids == [i for i, _ in hits] and window.model.ids != by_name
     assert window.model.index(0).data(SimilarityRole) == pytest.approx(hits[0][1], abs=1e-6)
     assert window.search_bar.isVisible() and "search: “a cat on a sofa”" in window.search_label.text()
+    assert window.direction_button.text() == "Most similar first"
 
     # filters still apply, in the search's order
     picked = window.model.ids[3:9:2]
