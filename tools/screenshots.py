@@ -5,8 +5,10 @@
 Builds a throw-away library in a temporary folder (never the user's): real photos bundled with
 scikit-image plus blurred, darkened and noisy copies, scored with a tiny *random-weight* CLIP
 model (no download; its scores are meaningless, so the grid is sorted by the sharpness check,
-whose values are real). Writes main_window.png, loupe.png, compare.png, attribute_dialog.png,
-welcome.png, weights_banner.png and help.png into OUT_DIR.
+whose values are real). Each photo's degraded copies are dated a second apart, so they form
+bursts; a RAW+JPEG pair is added when the test suite's DNG writer is importable. Writes
+main_window.png, bursts.png, search.png, settings.png, loupe.png, compare.png,
+attribute_dialog.png, welcome.png, weights_banner.png and help.png into OUT_DIR.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ TINY_CONFIG = {
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "immunohistochemistry",
           "hubble_deep_field", "retina", "camera", "coins", "moon")
 DEGRADED = ("astronaut", "coffee", "chelsea", "rocket")
+# The random-weight model sees little alike: a low similarity bar lets the demo's bursts form
+# (they are separated by time anyway).
+BURST_THRESHOLD = 0.5
 
 
 def sample_photo(name: str):
@@ -48,7 +53,7 @@ def write_photos(folder: Path) -> None:
     from PIL import ImageEnhance, ImageFilter
 
     folder.mkdir(parents=True, exist_ok=True)
-    for name in PHOTOS:
+    for i, name in enumerate(PHOTOS):
         img = sample_photo(name)
         img.save(folder / f"{name}.jpg", quality=92)
         if name in DEGRADED:
@@ -59,6 +64,24 @@ def write_photos(folder: Path) -> None:
             from PIL import Image
 
             Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(folder / f"{name}_noisy.jpg", quality=92)
+        # Ten minutes between subjects, a second between the frames of one subject: bursts.
+        t = 1_717_236_000 + 600 * i
+        for k, suffix in enumerate(("", "_blur", "_dark", "_noisy")):
+            path = folder / f"{name}{suffix}.jpg"
+            if path.exists():
+                os.utime(path, (t + k, t + k))
+    write_raw_pair(folder, 1_717_236_000 + 600 * len(PHOTOS))
+
+
+def write_raw_pair(folder: Path, t: float) -> None:
+    """IMG_0042.dng + IMG_0042.jpg (the camera's JPEG), using the tests' tiny DNG writer."""
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.test_raw import half_white, left_bright_scene, mosaic, write_dng
+    except ImportError:  # an installed copy without the tests: no pair
+        return
+    write_dng(folder / "IMG_0042.dng", mosaic(left_bright_scene()), preview=half_white(600, 400))
+    sample_photo("coffee").rotate(180).save(folder / "IMG_0042.jpg", quality=90)
 
 
 def spin(app, condition, timeout: float = 30.0) -> bool:
@@ -123,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     from photosense.gui.settings_dialog import UiPrefs
 
     app = make_application()
-    window = MainWindow(library, engine_config=config, prefs=UiPrefs(sort="sharpness", thumb_size=170),
+    window = MainWindow(library, engine_config=config,
+                        prefs=UiPrefs(sort="sharpness", thumb_size=170, burst_threshold=BURST_THRESHOLD),
                         start_services=False)
     window.setWindowTitle("photosense — demo library (scores from a tiny random-weight model)")
     window.resize(1440, 900)
@@ -144,6 +168,46 @@ def main(argv: list[str] | None = None) -> int:
         shots.append(path)
 
     save(window, "main_window.png")
+
+    # bursts collapsed to their best frame, one of them expanded
+    window.set_collapse_bursts(True)
+    spin(app, lambda: window.model.arrangement.groups is not None and idle(), 30)
+    spin(app, lambda: not window.thumbnails.busy, 30)
+    burst = next((pid for pid in window.model.ids if window.model.group_of(pid) is not None), None)
+    if burst is not None:
+        window.toggle_group(burst)
+        window._select_ids([burst], burst)
+    spin(app, idle)
+    spin(app, lambda: not window.thumbnails.busy, 30)
+    window.statusBar().showMessage("Bursts collapsed to their sharpest frame (G); Shift+G or a "
+                                   "double-click on ×N shows the whole burst", 60000)
+    settle(app, 0.5)
+    save(window, "bursts.png")
+    window.set_collapse_bursts(False)
+    spin(app, idle)
+
+    # a text search
+    window.search_box.setText("a cat sleeping on a sofa")
+    window.run_search(window.search_box.text())
+    spin(app, lambda: window.model.arrangement.ranking is not None and idle(), 60)
+    spin(app, lambda: not window.thumbnails.busy, 30)
+    window.statusBar().showMessage("Demo: similarities come from random weights, so the order is "
+                                   "arbitrary here", 60000)
+    settle(app, 0.5)
+    save(window, "search.png")
+    window.clear_search()
+    spin(app, idle)
+    window._select_ids([window.model.ids[0]], window.model.ids[0])
+    window.statusBar().showMessage("Demo: sorted by the sharpness check; attribute scores come from "
+                                   "random weights", 60000)
+
+    from photosense.gui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(window, window.engine_config, window.prefs, window.sidecar_settings)
+    dlg.show()
+    settle(app, 0.3)
+    save(dlg, "settings.png")
+    dlg.close()
 
     # loupe on the sharpest photo
     window.move_current(0)
