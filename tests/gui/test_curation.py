@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 
 from photosense.gui.photo_model import FileKindRole, GroupExpandedRole, GroupSizeRole, SimilarityRole
 from photosense.gui.settings_dialog import UiPrefs
