@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from photosense import settings
+from photosense.fsutil import atomic_write
 from photosense.scoring.clipiqa import DEFAULT_MODEL, EngineConfig
 
 log = logging.getLogger("photosense.gui")
@@ -77,10 +76,8 @@ class UiPrefs:
             data = {}
         data["gui"] = asdict(self)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with atomic_write(path, "w", encoding="utf-8", prefix=".settings-") as f:
             json.dump(data, f, indent=2)
-        os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +23,7 @@ from PySide6.QtGui import QImage, QPixmap
 
 from photosense import settings
 from photosense.errors import DecodeError
+from photosense.fsutil import write_bytes_atomically
 
 log = logging.getLogger("photosense.gui")
 
@@ -80,32 +79,18 @@ class ThumbnailStore:
         try:
             pil = open_image(path, max_side=side)
         except DecodeError as exc:
-            self._write_atomic(fail, str(exc).encode())
+            write_bytes_atomically(fail, str(exc).encode(), fsync=False)
             raise
         except OSError as exc:  # vanished file, unplugged drive: worth retrying later
             raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
         image = pil_to_qimage(pil)
         try:
             buf = _jpeg_bytes(pil)
-            self._write_atomic(thumb, buf)
+            # A cache, not user data: no fsync (a torn write just means a new thumbnail).
+            write_bytes_atomically(thumb, buf, fsync=False)
         except OSError as exc:
             log.warning("cannot write thumbnail cache %s: %s", thumb, exc)
         return image
-
-    @staticmethod
-    def _write_atomic(target: Path, data: bytes) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
 
 
 def _jpeg_bytes(pil) -> bytes:
