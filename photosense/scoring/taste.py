@@ -365,13 +365,13 @@ class TasteStatus:
     def describe(self) -> str:
         """A few lines for a status bar, a tooltip or the command line."""
         if self.model is None:
-            return "my taste: nothing scored yet (run 'photosense score')"
+            return "my taste: nothing scored yet: score the photos first"
         lines = [f"picks: {self.picks}, rejects: {self.rejects} (scored photos; "
                  f"at least {self.min_per_class} of each needed)"]
         if not self.fitted:
             lines.insert(0, "my taste: not fitted")
             return "\n".join(lines)
-        state = "up to date" if self.up_to_date else "flags changed since: run 'photosense taste fit'"
+        state = "up to date" if self.up_to_date else "flags changed since: refit to update"
         lines.insert(0, f"my taste: fitted {self.fitted_at} on {self.fitted_picks} picks, "
                         f"{self.fitted_rejects} rejects ({state})")
         lines.append(f"cross-validated accuracy: {self.cv_accuracy:.0%} ({self.cv_folds}-fold; "
