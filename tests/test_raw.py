@@ -22,11 +22,14 @@ from photosense.cli import main
 from photosense.errors import DecodeError
 from photosense.ingest.decode import file_digest, image_size, is_image_path, open_image
 from photosense.ingest.metadata import read_metadata
-from photosense.ingest.raw import RAW_EXTENSIONS, best_image_path, open_raw, read_raw_metadata
+from photosense.ingest.raw import (
+    RAW_EXTENSIONS,
+    best_image_path,
+    open_raw,
+    read_raw_metadata,
+)
 from photosense.ingest.scan import Scanner, pair_files
 from photosense.library import FLAG_PICK, Library, PhotoQuery
-
-rawpy = pytest.importorskip("rawpy")
 
 # -- a DNG writer ---------------------------------------------------------------------------
 

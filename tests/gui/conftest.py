@@ -7,23 +7,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("PySide6")
-
-from tests.fixtures.models import TINY_MODEL  # noqa: E402
-from tests.fixtures.photos import DEGRADED_NAMES, add_noise, blur, darken  # noqa: E402
-
-
-def write_shoot(folder: Path, real_photos) -> Path:
-    """The same 15 files as the ``photo_folder`` fixture (real photos + degraded copies)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, img in real_photos.items():
-        img.save(folder / f"{name}.jpg", quality=92)
-    for seed, name in enumerate(DEGRADED_NAMES):
-        img = real_photos[name]
-        blur(img, 4).save(folder / f"{name}_blur.jpg", quality=92)
-        darken(img, 0.3).save(folder / f"{name}_dark.jpg", quality=92)
-        add_noise(img, 25, seed=seed).save(folder / f"{name}_noisy.jpg", quality=92)
-    return folder
+from tests.fixtures.models import TINY_MODEL
+from tests.fixtures.photos import write_shoot
 
 
 @pytest.fixture(scope="session")
@@ -75,10 +60,11 @@ def wait_idle(qtbot, window, timeout: int = 15000) -> None:
 
 
 def open_window(qtbot, library, config, **kwargs):
+    from PySide6.QtWidgets import QApplication
+
     from photosense.gui.app import apply_theme
     from photosense.gui.main_window import MainWindow
     from photosense.gui.settings_dialog import UiPrefs
-    from PySide6.QtWidgets import QApplication
 
     apply_theme(QApplication.instance())
     window = MainWindow(library, engine_config=config, prefs=kwargs.pop("prefs", UiPrefs()),
