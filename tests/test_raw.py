@@ -28,7 +28,7 @@ from photosense.ingest.raw import (
     open_raw,
     read_raw_metadata,
 )
-from photosense.ingest.scan import Scanner, pair_files
+from photosense.ingest.scan import Scanner, pair_digest, pair_files
 from photosense.library import FLAG_PICK, Library, PhotoQuery
 
 # -- a DNG writer ---------------------------------------------------------------------------
@@ -297,7 +297,9 @@ def test_raw_and_jpeg_scan_as_one_photo(lib, shoot, real_photos):
     with lib.session(write=False) as s:
         from photosense.library.models import Photo
 
-        assert s.get(Photo, pair.id).content_hash == file_digest(raw)
+        # Both files make the pair's identity: a re-saved JPEG is new content.
+        assert s.get(Photo, pair.id).content_hash == pair_digest(file_digest(raw),
+                                                                 file_digest(jpeg))
     # Nothing changed: nothing is read again.
     again = Scanner(lib).scan_all()
     assert again.unchanged == 3 and again.updated == again.added == again.missing == 0
@@ -340,6 +342,39 @@ def test_jpeg_first_then_raw_merges_keeping_flags_and_features(lib, shoot, real_
     assert row.id == pid and row.path == str(raw) and row.companion_path == str(jpeg)
     assert row.flag == FLAG_PICK and row.rating == 5
     assert lib.photos_needing_features(model.id) == []  # the JPEG's feature still holds
+
+
+def test_editing_only_the_jpeg_of_a_pair_needs_new_features(lib, shoot, real_photos):
+    raw, jpeg = _pair(shoot, real_photos)
+    lib.add_folder(shoot)
+    Scanner(lib).scan_all()
+    (pid,) = lib.query_ids(PhotoQuery())
+    lib.set_culling([pid], flag=FLAG_PICK, rating=3)
+    model = lib.ensure_model("m", 4, 100.0)
+    lib.store_features(model.id, 224, [(pid, np.ones(4, np.float32) / 2, {})])
+    real_photos["coffee"].save(jpeg, quality=90)  # edited in another app; the RAW untouched
+    report = Scanner(lib).scan_all()
+    assert report.updated == 1 and report.added == report.moved == 0
+    assert lib.photos_needing_features(model.id) == [(pid, raw)]
+    (row,) = lib.query(PhotoQuery())
+    assert (row.id, row.companion_path, row.flag, row.rating) == (pid, jpeg, FLAG_PICK, 3)
+
+
+def test_raw_beside_a_jpeg_edited_meanwhile_needs_new_features(lib, shoot, real_photos):
+    jpeg = shoot / "IMG_1.jpg"
+    real_photos["astronaut"].save(jpeg, quality=90)
+    lib.add_folder(shoot)
+    Scanner(lib).scan_all()
+    (pid,) = lib.query_ids(PhotoQuery())
+    lib.set_culling([pid], flag=FLAG_PICK)
+    model = lib.ensure_model("m", 4, 100.0)
+    lib.store_features(model.id, 224, [(pid, np.ones(4, np.float32) / 2, {})])
+    real_photos["coffee"].save(jpeg, quality=90)
+    write_dng(shoot / "IMG_1.dng", mosaic(left_bright_scene()), preview=half_white(600, 400))
+    Scanner(lib).scan_all()
+    (row,) = lib.query(PhotoQuery())
+    assert (row.id, row.flag) == (pid, FLAG_PICK)
+    assert lib.photos_needing_features(model.id) == [(pid, row.path)]
 
 
 def test_two_photos_of_one_shot_become_one(lib, shoot, real_photos):

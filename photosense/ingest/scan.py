@@ -8,13 +8,15 @@ disappear are marked missing, never forgotten: their flags stay.
 
 A RAW file and a JPEG (or other image) of the same shot, side by side with the same stem
 (``IMG_1.CR2`` + ``IMG_1.JPG``), are one photo: its path is the RAW, the JPEG its companion.
-Checks and metadata come from the JPEG (as the camera rendered it, and faster to decode), the
-content hash from the RAW. A JPEG known alone whose RAW appears becomes the pair; a pair whose
+Checks and metadata come from the JPEG (as the camera rendered it, and faster to decode); the
+content hash is a digest over both files' digests (:func:`pair_digest`), so that re-saving only
+the JPEG, which scoring decodes, is a content change too. A JPEG known alone whose RAW appears becomes the pair; a pair whose
 RAW is deleted goes on as the JPEG alone; one whose JPEG is deleted as the RAW alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
@@ -160,6 +162,12 @@ def _companion_rank(item: tuple[str, int, float]) -> tuple[int, str]:
     return rank, item[0]
 
 
+def pair_digest(raw_digest: str, companion_digest: str) -> str:
+    """The content hash of a RAW+JPEG pair: a digest over both files' digests."""
+    return hashlib.blake2b(f"{raw_digest}+{companion_digest}".encode("ascii"),
+                           digest_size=16).hexdigest()
+
+
 def analyse_file(path: str, size: int, mtime: float,
                  companion_path: str | None = None) -> ScanRecord:
     """Hash, metadata and checks for one photo: one file, or a RAW with its JPEG companion.
@@ -170,6 +178,12 @@ def analyse_file(path: str, size: int, mtime: float,
     base = {"path": path, "size": size, "mtime": mtime, "companion_path": companion_path}
     try:
         digest = file_digest(path)
+        if companion_path is not None:
+            try:
+                base["companion_hash"] = file_digest(companion_path)
+                digest = pair_digest(digest, base["companion_hash"])
+            except DecodeError as exc:  # unreadable JPEG: the RAW alone identifies the shot
+                log.warning("%s: %s", companion_path, exc)
         image = None
         if companion_path is not None:
             try:

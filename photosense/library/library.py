@@ -139,7 +139,10 @@ class ScanRecord:
     error: str | None = None
     # A RAW+JPEG pair: ``path`` is the RAW, this the JPEG; ``size`` is then both files'
     # sizes added and ``mtime`` the newer one, so that a change to either is noticed.
+    # ``content_hash`` is then a digest over both files' digests; ``companion_hash`` is the
+    # JPEG's own digest (to tell whether a JPEG known alone is still the same file).
     companion_path: str | None = None
+    companion_hash: str | None = None
 
 
 def _checked_name(name: str) -> str:
@@ -567,7 +570,8 @@ class Library:
         if rec.companion_path:
             alone = s.scalar(select(Photo).where(Photo.path == rec.companion_path))
             if alone is not None and photo is None:
-                return alone, True  # the RAW appeared beside a known JPEG
+                # The RAW appeared beside a known JPEG: its features hold if the JPEG is the same.
+                return alone, rec.companion_hash in (None, alone.content_hash)
             if alone is not None and alone.id != photo.id:
                 # Both were photos of their own: one photo now, with the decisions of either.
                 if photo.flag == FLAG_NONE:
