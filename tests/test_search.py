@@ -15,8 +15,9 @@ from photosense.errors import PhotosenseError
 from photosense.ingest.scan import Scanner
 from photosense.library import FLAG_PICK, Library, PhotoQuery
 from photosense.pipeline import ScoringJob
+from photosense.scoring import search as search_module
 from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
-from photosense.scoring.search import rank_by_similarity, search
+from photosense.scoring.search import feature_cache, rank_by_similarity, search
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +98,122 @@ def test_search_needs_a_scored_library_and_the_same_model(tmp_path, engine, scor
     other = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=None, device="cpu"))
     with pytest.raises(PhotosenseError, match="scored with"):
         search(scored, other, "dog")
+
+
+def uncached_search(lib, engine, text, query=None, limit=None):
+    """What ``search`` computed before the cache: every feature or the candidates' rows read
+    from SQLite for this one query."""
+    import dataclasses
+
+    model = lib.active_model()
+    vector = search_module.text_feature(lib, engine, model.id, text)
+    if query is None:
+        ids, matrix = lib.feature_matrix(model.id)
+    else:
+        wanted = lib.query_ids(dataclasses.replace(query, sort="added", descending=None,
+                                                   limit=None, model=model.key))
+        ids, matrix = lib.features_for(model.id, wanted)
+    return rank_by_similarity(ids, matrix, vector, limit)
+
+
+@pytest.fixture
+def counted_reads(monkeypatch):
+    """Calls of Library.feature_matrix / features_for, from an empty feature cache."""
+    feature_cache.clear()
+    calls = []
+    for name in ("feature_matrix", "features_for"):
+        original = getattr(Library, name)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(Library, name, counting)
+    yield calls
+    feature_cache.clear()
+
+
+def test_cached_results_are_identical_to_the_uncached_computation(scored, engine, counted_reads,
+                                                                 monkeypatch):
+    rows = scored.query(PhotoQuery(sort="name"))
+    scored.set_culling([r.id for r in rows[::2]], flag=FLAG_PICK)
+    cases = [("a dog", None, None), ("a dog", None, 3), ("coffee", PhotoQuery(flag="pick"), None),
+             ("coffee", PhotoQuery(ids=[rows[0].id, rows[5].id, 10**9]), None),
+             ("coffee", PhotoQuery(ids=[]), None), ("a dog", PhotoQuery(flag="pick"), 2)]
+    expected = [uncached_search(scored, engine, *case) for case in cases]
+    # Through the cache: once filled by an unfiltered search, and with every filtered search
+    # sliced from the whole matrix (as at 100k photos).
+    monkeypatch.setattr(search_module, "SMALL_CANDIDATE_SET", 0)
+    for _ in range(2):
+        assert [search(scored, engine, *case) for case in cases] == expected
+    monkeypatch.setattr(search_module, "SMALL_CANDIDATE_SET", 10**6)
+    feature_cache.clear()
+    assert [search(scored, engine, *case) for case in cases[2:]] == expected[2:]
+
+
+def test_a_second_search_does_not_read_the_features_again(scored, engine, counted_reads):
+    first = search(scored, engine, "a red rocket")
+    assert counted_reads == ["feature_matrix"]
+    assert search(scored, engine, "a red rocket") == first
+    search(scored, engine, "coffee", PhotoQuery(flag="none"))
+    search(scored, engine, "coffee", PhotoQuery(ids=[1, 2]))
+    assert counted_reads == ["feature_matrix"]
+
+
+def test_a_small_filtered_search_reads_only_its_rows_until_the_cache_is_filled(scored, engine,
+                                                                                counted_reads):
+    search(scored, engine, "coffee", PhotoQuery(ids=[1, 2]))
+    assert counted_reads == ["features_for"]
+    assert feature_cache.get(scored, scored.active_model().id) is None
+
+
+def test_stored_features_invalidate_the_cache(scored, engine, counted_reads, tmp_path):
+    model = scored.active_model()
+    before = search(scored, engine, "coffee")
+    ids, matrix = scored.feature_matrix(model.id)
+    counted_reads.clear()
+    # An in-place update (same rows, same count): only the write counter can see it.
+    scored.store_features(model.id, 256, [(int(ids[0]), -matrix[0], {})])
+    after = search(scored, engine, "coffee")
+    assert counted_reads == ["feature_matrix"]
+    assert after == uncached_search(scored, engine, "coffee") != before
+    counted_reads.clear()
+    # Another Library object (another process, say) adding a feature: the stamp sees it.
+    new_id = _add_photo(tmp_path, scored)
+    with Library(scored.path) as other:
+        other.store_features(model.id, 256, [(new_id, matrix[1], {})])
+    hits = search(scored, engine, "coffee")
+    assert new_id in {i for i, _ in hits} and len(hits) == len(after) + 1
+    assert counted_reads == ["feature_matrix"]
+    # And deleting that photo (its feature goes by cascade; the largest rowid is reused by the
+    # next insert, so count and max(rowid) alone could come back to an old stamp).
+    with scored.session() as s:
+        s.connection().exec_driver_sql("DELETE FROM photos WHERE id = ?", (new_id,))
+    assert search(scored, engine, "coffee") == after
+
+
+def _add_photo(tmp_path, lib):
+    from sqlalchemy import insert
+
+    from photosense.library.models import Photo
+
+    with lib.session() as s:
+        folder_id = s.connection().exec_driver_sql("SELECT min(id) FROM folders").scalar()
+        return s.execute(insert(Photo).values(folder_id=folder_id, path=str(tmp_path / "new.jpg"),
+                                              size=1, mtime=0.0, content_hash="new")
+                         .returning(Photo.id)).scalar_one()
+
+
+def test_concurrent_searches_share_one_load(scored, engine, counted_reads):
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = uncached_search(scored, engine, "coffee")
+    search(scored, engine, "coffee")  # the text feature, cached before the threads race
+    feature_cache.clear()
+    counted_reads.clear()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: search(scored, engine, "coffee"), range(8)))
+    assert all(r == expected for r in results)
+    assert counted_reads == ["feature_matrix"]
 
 
 def run_cli(capsys, *argv):
