@@ -155,6 +155,10 @@ class ScoringJob:
         start = time.monotonic()
         report = ScoreReport()
         emit = progress or (lambda p: None)
+        if self._up_to_date():
+            report.seconds = time.monotonic() - start
+            emit(Progress("done", 0, 0, 0.0, 0.0))
+            return report
         emit(Progress("loading", 0, 0, 0.0, None))
         model, scorer = self.prepare()
         todo = self.library.photos_needing_features(model.id, with_companion=True)
@@ -171,6 +175,22 @@ class ScoringJob:
         report.seconds = time.monotonic() - start
         emit(Progress("done", report.encoded, len(todo), report.encoded / max(report.seconds, 1e-9), 0.0))
         return report
+
+    def _up_to_date(self) -> bool:
+        """True when this model already scored every photo and attribute: then the model is
+        not even loaded (its id needs no torch)."""
+        try:
+            key = self.engine.id
+        except PhotosenseError:
+            return False  # let loading report the problem in full
+        model = self.library.model(key)
+        if model is None or self.library.photos_needing_features(model.id):
+            return False
+        if self.library.attributes_missing_scores(model.id):
+            return False
+        save_engine_config(self.library, self.config)
+        self.library.set_setting("active_model", model.key)
+        return True
 
     def _decode(self, path: str, companion: str | None = None):
         image = open_image(best_image_path(path, companion), max_side=self.config.max_side)

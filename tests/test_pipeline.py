@@ -155,3 +155,14 @@ def test_missing_weights_leave_photos_queued(scanned, tmp_path):
         ScoringJob(scanned, cfg).run()
     assert all(r.error is None for r in scanned.query(PhotoQuery()))
     assert scanned.active_model() is None
+
+
+def test_nothing_to_do_does_not_load_the_model(scanned, tiny_config, shared_engine):
+    ScoringJob(scanned, tiny_config, engine=shared_engine).run()
+    fresh = ClipIQAEngine(tiny_config)
+    report = ScoringJob(scanned, tiny_config, engine=fresh).run()
+    assert report.encoded == 0 and not fresh.loaded
+    # A new attribute is work again: then the model loads and scores it.
+    scanned.add_attribute(AttributeSpec("calm", (AntonymPair("Calm", "Busy"),)))
+    report = ScoringJob(scanned, tiny_config, engine=fresh).run()
+    assert fresh.loaded and report.rescored_attributes == 1
