@@ -9,6 +9,9 @@ View geometry is kept in full-image pixels, so the preview and the full image li
 ``scale`` is device pixels per image pixel (1.0 = 100 %: one image pixel per screen pixel);
 ``0.0`` means "fit to the window" wherever a scale is passed around (``viewChanged``,
 ``set_view``), so synchronised panes showing images of different sizes all fit.
+
+The photo's culling state (flag, stars, colour label) is drawn next to the title chip; the
+window passes it in (``set_culling``) from rows it already holds, so painting reads no database.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QPointF, QRectF, QSize, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import (
@@ -24,7 +28,9 @@ from PySide6.QtGui import (
     QImage,
     QMouseEvent,
     QPainter,
+    QPainterPath,
     QPaintEvent,
+    QPen,
     QPixmap,
     QResizeEvent,
     QWheelEvent,
@@ -32,6 +38,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QApplication, QSizePolicy, QWidget
 
 from photosense.errors import DecodeError
+from photosense.library import FLAG_PICK, FLAG_REJECT
 
 log = logging.getLogger("photosense.gui.loupe")
 
@@ -62,6 +69,28 @@ def pil_to_qimage(img) -> QImage:
     qimg = QImage(data, rgb.width, rgb.height, 3 * rgb.width, QImage.Format.Format_RGB888)
     # convertToFormat copies (the bytes object can go) and spares the GUI thread the conversion.
     return qimg.convertToFormat(QImage.Format.Format_RGB32)
+
+
+@dataclass(frozen=True)
+class CullingState:
+    """What the loupe shows of a photo's culling: flag (FLAG_*), stars 0-5, colour label."""
+
+    flag: int = 0
+    rating: int = 0
+    color_label: str | None = None
+
+    def text(self) -> str:
+        """E.g. "Pick ★★★☆☆ red"; "" when nothing is set."""
+        parts = []
+        if self.flag == FLAG_PICK:
+            parts.append("Pick")
+        elif self.flag == FLAG_REJECT:
+            parts.append("Reject")
+        if self.rating:
+            parts.append("★" * self.rating + "☆" * (5 - self.rating))
+        if self.color_label:
+            parts.append(self.color_label)
+        return " ".join(parts)
 
 
 class _LoadSignals(QObject):
@@ -137,6 +166,7 @@ class LoupeView(QWidget):
         self._path = ""
         self._source = ""
         self._title = ""
+        self._culling: CullingState | None = None
         self._token = 0
         self._job: _LoadJob | None = None
         self._pixmap: QPixmap | None = None
@@ -165,6 +195,7 @@ class LoupeView(QWidget):
         self._path = os.fspath(path)
         self._source = ""
         self._title = title or os.path.basename(self._path)
+        self._culling = None
         self._pixmap = self._scaled = None
         self._final = False
         self._error = None
@@ -183,6 +214,7 @@ class LoupeView(QWidget):
             self._job = None
         self._token += 1
         self._path = self._title = self._source = ""
+        self._culling = None
         self._pixmap = self._scaled = None
         self._error = None
         self._image_w = self._image_h = 0
@@ -228,6 +260,22 @@ class LoupeView(QWidget):
 
     def title(self) -> str:
         return self._title
+
+    def set_culling(self, flag: int, rating: int, color_label: str | None) -> None:
+        """Show the photo's flag, stars and colour label next to the title (after set_photo,
+        which clears them)."""
+        state = CullingState(int(flag or 0), int(rating or 0), color_label or None)
+        if state != self._culling:
+            self._culling = state
+            self.update()
+
+    def culling(self) -> CullingState | None:
+        """The culling state shown; None when none was given for this photo."""
+        return self._culling
+
+    def culling_text(self) -> str:
+        """The shown culling state in words (see ``CullingState.text``)."""
+        return self._culling.text() if self._culling is not None else ""
 
     def error(self) -> str | None:
         """The decoding error shown, if any."""
@@ -447,14 +495,75 @@ class LoupeView(QWidget):
             f"Fit ({self.scale() * 100:.0f} %)" if self._fit else f"{self._scale * 100:.0f} %")
         text = f"{self._title}   {zoom}".rstrip()
         fm = p.fontMetrics()
-        text = fm.elidedText(text, Qt.TextElideMode.ElideMiddle, max(40, self.width() - 24))
-        box = QRectF(6, 6, fm.horizontalAdvance(text) + 14, fm.height() + 8)
+        chip_h = fm.height() + 8
+        culling_w = self._culling_width(chip_h)
+        # Beside the title when the whole title still fits, else below it (narrow panes).
+        beside = culling_w and self.width() - 24 - culling_w - 6 >= fm.horizontalAdvance(text)
+        room = self.width() - 24 - (culling_w + 6 if beside else 0)
+        text = fm.elidedText(text, Qt.TextElideMode.ElideMiddle, max(40, room))
+        box = QRectF(6, 6, fm.horizontalAdvance(text) + 14, chip_h)
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(QColor(0, 0, 0, 150))
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         p.drawRoundedRect(box, 4, 4)
         p.setPen(QColor(235, 235, 235))
         p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+        if beside:
+            self._draw_culling(p, QRectF(box.right() + 6, box.top(), culling_w, chip_h))
+        elif culling_w:
+            self._draw_culling(p, QRectF(box.left(), box.bottom() + 4, culling_w, chip_h))
+
+    def _culling_width(self, chip_h: float) -> float:
+        """Width of the culling chip (0: nothing to show): flag, five stars, label dot."""
+        c = self._culling
+        if c is None or not (c.flag in (FLAG_PICK, FLAG_REJECT) or c.rating or c.color_label):
+            return 0.0
+        icon = chip_h - 8
+        items = [icon] if c.flag in (FLAG_PICK, FLAG_REJECT) else []
+        if c.rating:
+            items.append(5 * icon)
+        if c.color_label:
+            items.append(icon)
+        return 8 + sum(items) + 6 * (len(items) - 1) + 8
+
+    def _draw_culling(self, p: QPainter, box: QRectF) -> None:
+        from photosense.gui.delegate import LABEL_COLORS, PICK_COLOR, REJECT_COLOR, star_polygon
+
+        c = self._culling
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(0, 0, 0, 150))
+        p.drawRoundedRect(box, 4, 4)
+        icon = box.height() - 8
+        x, top, mid = box.left() + 8, box.top() + 4, box.center().y()
+        if c.flag == FLAG_PICK:
+            # pole and pennant, as on the grid
+            p.setPen(QPen(PICK_COLOR, 1.8))
+            p.drawLine(QPointF(x + icon * 0.25, top + 1), QPointF(x + icon * 0.25, top + icon))
+            pennant = QPainterPath(QPointF(x + icon * 0.25, top + 1))
+            pennant.lineTo(x + icon * 0.95, top + icon * 0.3)
+            pennant.lineTo(x + icon * 0.25, top + icon * 0.6)
+            pennant.closeSubpath()
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(PICK_COLOR)
+            p.drawPath(pennant)
+            x += icon + 6
+        elif c.flag == FLAG_REJECT:
+            p.setPen(QPen(REJECT_COLOR, 2.4, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+            inset = icon * 0.2
+            p.drawLine(QPointF(x + inset, top + inset), QPointF(x + icon - inset, top + icon - inset))
+            p.drawLine(QPointF(x + icon - inset, top + inset), QPointF(x + inset, top + icon - inset))
+            x += icon + 6
+        if c.rating:
+            p.setPen(Qt.PenStyle.NoPen)
+            for i in range(5):
+                p.setBrush(QColor("#f0c24b") if i < c.rating else QColor("#5a5a5a"))
+                p.drawPolygon(star_polygon(QPointF(x + icon / 2, mid), icon / 2))
+                x += icon
+            x += 6
+        if c.color_label:
+            p.setPen(QPen(QColor(0, 0, 0, 200), 1))
+            p.setBrush(LABEL_COLORS.get(c.color_label, QColor(200, 200, 200)))
+            p.drawEllipse(QRectF(x + 1, top + 1, icon - 2, icon - 2))
 
 
 def _clamp_axis(center: float, view: float, shown: float) -> float:

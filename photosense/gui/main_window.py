@@ -280,6 +280,7 @@ class MainWindow(QMainWindow):
         self._histogram_job: Job | None = None
         self._histogram_data: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
         self._compare_ids: list[int] = []
+        self._loupe_id: int | None = None  # the photo the loupe shows
         self.watch_debounce = watch_debounce
         self.groups: list | None = None  # bursts of the library (None: not found yet)
         self._groups_job: Job | None = None
@@ -792,6 +793,9 @@ class MainWindow(QMainWindow):
     def _on_data_changed(self, top: QModelIndex, bottom: QModelIndex, roles=()) -> None:
         if roles and list(roles) == [ThumbnailRole]:
             return
+        if self.pages.currentIndex() != PAGE_GRID:
+            ids = self.model.ids
+            self._refresh_culling_overlays(ids[top.row():bottom.row() + 1])
         cur = self.view.currentIndex()
         if cur.isValid() and top.row() <= cur.row() <= bottom.row():
             self._update_info()
@@ -807,7 +811,39 @@ class MainWindow(QMainWindow):
             return
         self.info.set_row(row, max(count, 1) if row is not None else count)
 
+    def _shown_ids(self) -> list[tuple[object, int]]:
+        """(loupe or compare pane, photo id) for the photos on screen outside the grid."""
+        if self.pages.currentIndex() == PAGE_LOUPE and self._loupe_id is not None:
+            return [(self.loupe, self._loupe_id)]
+        if self.pages.currentIndex() == PAGE_COMPARE:
+            return list(zip(self.compare.panes(), self._compare_ids))
+        return []
+
+    def _refresh_culling_overlays(self, ids, fetch: bool = False) -> None:
+        """Show the current flag/stars/label of those of ``ids`` in the loupe or compare, from
+        the model's rows; ``fetch``: rows the model does not hold are read on the db thread."""
+        wanted = set(ids)
+        missing = []
+        for pane, pid in self._shown_ids():
+            if pid not in wanted:
+                continue
+            row = self.model.photo_row(pid)
+            if row is not None:
+                pane.set_culling(row.flag, row.rating, row.color_label)
+            else:
+                missing.append(pid)
+        if fetch and missing:
+            self.db.submit(lambda: self.library.states(missing), self._show_culling_states)
+
+    def _show_culling_states(self, states) -> None:
+        by_id = {st.photo_id: st for st in states or []}
+        for pane, pid in self._shown_ids():
+            st = by_id.get(pid)
+            if st is not None:
+                pane.set_culling(st.flag, st.rating, st.color_label)
+
     def _on_culling_changed(self, ids: list[int]) -> None:
+        self._refresh_culling_overlays(ids, fetch=True)
         if self.current_id() in ids:
             self._update_info()
         self.statusBar().showMessage(self.culling.stack.undoText() or "Saved", 2500)
@@ -923,12 +959,15 @@ class MainWindow(QMainWindow):
     def _show_in_loupe(self) -> None:
         row = self.view.currentIndex().data(RowRole)
         if row is not None:
-            self.loupe.set_photo(row.path, self._title(row), row.companion_path)
+            self._loupe_row(row)
         else:
             cid = self.current_id()
-            self.db.submit(lambda: self.library.rows([cid]),
-                           lambda rows: rows and self.loupe.set_photo(rows[0].path, self._title(rows[0]),
-                                                                      rows[0].companion_path))
+            self.db.submit(lambda: self.library.rows([cid]), lambda rows: rows and self._loupe_row(rows[0]))
+
+    def _loupe_row(self, row: PhotoRow) -> None:
+        self._loupe_id = row.id
+        self.loupe.set_photo(row.path, self._title(row), row.companion_path)
+        self.loupe.set_culling(row.flag, row.rating, row.color_label)
 
     def _title(self, row: PhotoRow) -> str:
         key = self.model.query.sort
@@ -956,6 +995,9 @@ class MainWindow(QMainWindow):
         def done(rows: list[PhotoRow]) -> None:
             self._compare_ids = [r.id for r in rows]
             self.compare.set_photos([(r.path, self._title(r), r.companion_path) for r in rows])
+            for pane, r in zip(self.compare.panes(), rows):
+                current = self.model.photo_row(r.id) or r  # the model may have newer culling
+                pane.set_culling(current.flag, current.rating, current.color_label)
             self._set_page(PAGE_COMPARE)
 
         self.db.submit(lambda: self.library.rows(ids), done)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 from PySide6.QtCore import Qt
@@ -185,6 +186,84 @@ def test_loupe_compare_and_help(window, qtbot):
     assert window.pages.currentIndex() == PAGE_GRID
     qtbot.keyClick(window.view, Qt.Key.Key_F1)
     assert window.help_overlay.isVisible()
+
+
+def test_loupe_and_compare_show_the_culling_state(window, qtbot, monkeypatch):
+    from photosense.gui.main_window import PAGE_COMPARE, PAGE_LOUPE
+
+    pid = select_row(window, qtbot, 0)
+    key(window, qtbot, Qt.Key.Key_Space)
+    assert window.pages.currentIndex() == PAGE_LOUPE
+    qtbot.waitUntil(window.loupe.is_loaded, timeout=10000)
+    assert window.loupe.culling_text() == ""
+    # The overlay follows the keys from the model's rows: no database read on the GUI thread.
+    reads = []
+    gui_thread = threading.current_thread()
+    for name in ("states", "rows", "query_ids"):
+        original = getattr(window.library, name)
+
+        def counting(*a, _o=original, _n=name, **k):
+            if threading.current_thread() is gui_thread:
+                reads.append(_n)
+            return _o(*a, **k)
+        monkeypatch.setattr(window.library, name, counting)
+    qtbot.keyClick(window.loupe, Qt.Key.Key_P)
+    assert window.loupe.culling().flag == FLAG_PICK  # at once, before the write is done
+    qtbot.keyClick(window.loupe, Qt.Key.Key_3)
+    qtbot.keyClick(window.loupe, Qt.Key.Key_6)
+    assert window.loupe.culling_text() == "Pick ★★★☆☆ red"
+    wait_idle(qtbot, window)
+    assert reads == []
+    state = window.library.states([pid])[0]
+    assert (state.flag, state.rating, state.color_label) == (FLAG_PICK, 3, "red")
+    qtbot.keyClick(window.loupe, Qt.Key.Key_X)
+    qtbot.keyClick(window.loupe, Qt.Key.Key_0)
+    qtbot.keyClick(window.loupe, Qt.Key.Key_6)  # the same label again removes it
+    assert window.loupe.culling_text() == "Reject"
+    key(window, qtbot, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo: the label is back
+    wait_idle(qtbot, window)
+    assert window.loupe.culling_text() == "Reject red"
+    qtbot.keyClick(window.loupe, Qt.Key.Key_U)
+    qtbot.keyClick(window.loupe, Qt.Key.Key_0)
+    qtbot.keyClick(window.loupe, Qt.Key.Key_6)
+    wait_idle(qtbot, window)
+    assert window.loupe.culling_text() == ""
+    # Compare: each pane shows its own photo; keys act on the current pane only.
+    qtbot.keyClick(window.loupe, Qt.Key.Key_Escape)
+    window.library.set_culling([window.model.ids[1]], rating=5)  # an earlier write elsewhere
+    window.model.refresh_rows()
+    wait_idle(qtbot, window)
+    window.view.selectAll()
+    key(window, qtbot, Qt.Key.Key_C)
+    qtbot.waitUntil(lambda: window.pages.currentIndex() == PAGE_COMPARE)
+    panes = window.compare.panes()
+    assert [p.culling_text() for p in panes] == ["", "★★★★★", "", ""]
+    window.compare.set_current(2)
+    qtbot.keyClick(window.compare, Qt.Key.Key_X)
+    wait_idle(qtbot, window)
+    assert [p.culling_text() for p in panes] == ["", "★★★★★", "Reject", ""]
+    assert window.library.states([window.model.ids[2]])[0].flag == FLAG_REJECT
+
+
+def test_loupe_culling_chip_text_and_state(qtbot):
+    from photosense.gui.loupe import CullingState, LoupeView
+
+    loupe = LoupeView()
+    qtbot.addWidget(loupe)
+    assert loupe.culling() is None and loupe.culling_text() == ""
+    loupe.set_culling(FLAG_REJECT, 0, "blue")
+    assert loupe.culling() == CullingState(FLAG_REJECT, 0, "blue")
+    assert loupe.culling_text() == "Reject blue"
+    loupe.clear()
+    assert loupe.culling() is None
+    # Painted beside the title, or below it in a narrow pane (both paths drawn once).
+    loupe.set_photo("/nonexistent/IMG_0001.jpg")
+    qtbot.waitUntil(lambda: loupe.error() is not None)
+    assert loupe.culling() is None  # a new photo starts without a state until one is given
+    for width in (800, 160):
+        loupe.resize(width, 120)
+        loupe.set_culling(FLAG_PICK, 4, "green")
+        assert not loupe.grab().isNull()
 
 
 def test_histogram_pick_above_is_one_undoable_action(window, qtbot):
