@@ -74,7 +74,7 @@ def test_not_a_library_is_refused(tmp_path):
         Library(other)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_saved_libraries_open_with_flags_intact(tmp_path, version):
     """Checked-in databases of every past schema version must open with the user's work."""
     copy = tmp_path / f"v{version}.sqlite3"

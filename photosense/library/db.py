@@ -21,7 +21,7 @@ from photosense.library.models import Base
 
 log = logging.getLogger("photosense.library")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 5.0
 
 
@@ -33,10 +33,20 @@ def _v1_to_v2(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE attributes ADD COLUMN extra JSON")
 
 
+def _v2_to_v3(conn: Connection) -> None:
+    """XMP sidecars as photosense last read or wrote them (to notice external edits)."""
+    conn.exec_driver_sql(
+        "CREATE TABLE sidecars (path BLOB NOT NULL, photo_id INTEGER NOT NULL, "
+        "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, flag INTEGER NOT NULL, "
+        "rating INTEGER NOT NULL, color_label VARCHAR(16), PRIMARY KEY (path), "
+        "FOREIGN KEY(photo_id) REFERENCES photos (id) ON DELETE CASCADE)")
+    conn.exec_driver_sql("CREATE INDEX ix_sidecars_photo_id ON sidecars (photo_id)")
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Each step runs inside the one
 # transaction opened by ``migrate``; it must not commit. Keep a saved database of every past
 # version in tests/fixtures/libraries/ (vN.sqlite3) so the upgrade path stays tested.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def describe_db_error(exc: BaseException, path: Path | str) -> str | None:

@@ -36,6 +36,7 @@ from photosense.library.models import (
     Photo,
     Score,
     Setting,
+    Sidecar,
     TextFeature,
 )
 from photosense.scoring.prompts import (
@@ -501,6 +502,51 @@ class Library:
                 .where(Photo.folder_id == folder_id)
             ).all()
             return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    def sidecar_marks(self, folder_id: int | None = None, paths: Iterable[str] | None = None,
+                      ) -> dict[str, tuple[int, int]]:
+        """sidecar path -> (size, mtime_ns) as photosense last read or wrote it, for a
+        folder's photos or for these sidecar paths."""
+        stmt = select(Sidecar.path, Sidecar.size, Sidecar.mtime_ns)
+        with self.session(write=False) as s:
+            if paths is not None:
+                paths = list(paths)
+                rows = []
+                for start in range(0, len(paths), 500):
+                    rows.extend(s.execute(stmt.where(Sidecar.path.in_(paths[start:start + 500]))))
+            else:
+                rows = s.execute(stmt.join(Photo, Photo.id == Sidecar.photo_id)
+                                 .where(Photo.folder_id == folder_id)).all()
+            return {r[0]: (r[1], r[2]) for r in rows}
+
+    def sidecar_synced_state(self, path: str) -> tuple[int, int, str | None] | None:
+        """(flag, rating, colour label) the photo had when photosense last read or wrote
+        this sidecar; None when it never did."""
+        with self.session(write=False) as s:
+            row = s.execute(select(Sidecar.flag, Sidecar.rating, Sidecar.color_label)
+                            .where(Sidecar.path == path)).first()
+            return None if row is None else (row[0], row[1], row[2])
+
+    def mark_sidecars(self, marks: Iterable[tuple[str, int, int, int]]) -> None:
+        """Remember sidecars photosense just read or wrote: (sidecar path, photo id, size,
+        mtime_ns), with the photo's culling state as it is now."""
+        marks = list(marks)
+        if not marks:
+            return
+        with self.session() as s:
+            states = {}
+            ids = sorted({m[1] for m in marks})
+            for start in range(0, len(ids), 500):
+                for pid, flag, rating, label in s.execute(
+                    select(Photo.id, Photo.flag, Photo.rating, Photo.color_label)
+                    .where(Photo.id.in_(ids[start:start + 500]))
+                ):
+                    states[pid] = (flag, rating, label)
+            for path, pid, size, mtime_ns in marks:
+                if pid in states:
+                    flag, rating, label = states[pid]
+                    s.merge(Sidecar(path=path, photo_id=pid, size=size, mtime_ns=mtime_ns,
+                                    flag=flag, rating=rating, color_label=label))
 
     def companion_paths(self, folder_id: int) -> dict[str, str]:
         """path -> companion path of a folder's RAW+JPEG pairs."""

@@ -154,3 +154,20 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[object] = mapped_column(JSON)
+
+
+class Sidecar(Base):
+    """An XMP sidecar as photosense last read or wrote it: its (size, mtime) then, and the
+    photo's culling state then (to tell an external edit from photosense's own write, and
+    whether the library changed since)."""
+
+    __tablename__ = "sidecars"
+
+    path: Mapped[str] = mapped_column(FsPath, primary_key=True)
+    photo_id: Mapped[int] = mapped_column(
+        ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(Integer)
+    flag: Mapped[int] = mapped_column(Integer)
+    rating: Mapped[int] = mapped_column(Integer)
+    color_label: Mapped[str | None] = mapped_column(String(16))
