@@ -103,3 +103,21 @@ def test_watch_keeps_scanning_without_weights(service_lib, photo_folder, tmp_pat
         service.stop()
     model_rows = service_lib.query(PhotoQuery())
     assert all(r.scores == {} for r in model_rows)
+
+
+def test_watch_reads_a_sidecar_edited_in_another_app(service_lib, photo_folder, tmp_path):
+    from photosense.scoring.clipiqa import EngineConfig
+
+    cfg = EngineConfig(weights=str(tmp_path / "missing.safetensors"), device="cpu")
+    service = WatchService(service_lib, cfg, ServiceEvents(), debounce=0.3)
+    service.start()
+    try:
+        assert _wait(lambda: len(service_lib.query_ids(PhotoQuery())) == 15)
+        (row,) = [r for r in service_lib.query(PhotoQuery()) if r.name == "rocket.jpg"]
+        (photo_folder / "rocket.xmp").write_text(  # a Lightroom-style name, image untouched
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+            'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+            'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4"/></rdf:RDF></x:xmpmeta>')
+        assert _wait(lambda: service_lib.rows([row.id])[0].rating == 4, timeout=30)
+    finally:
+        service.stop()

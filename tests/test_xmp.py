@@ -428,3 +428,59 @@ def test_cli_settings_write_and_read(capsys, lib, shoot, exiftool, tmp_path):
     code, _, err = run("read")
     assert code == 0 and "1 photo updated from sidecars" in err
     assert _state(lib, ids["coffee.jpg"]) == (FLAG_NONE, 3, "yellow")
+
+
+# -- sidecars edited in another app -------------------------------------------------------
+
+def _exiftool_rating(exiftool: str, sidecar: Path, rating: int) -> None:
+    subprocess.run([exiftool, "-q", "-overwrite_original", f"-XMP:Rating={rating}", str(sidecar)],
+                   check=True)
+
+
+@pytest.mark.parametrize("policy", ["library", "sidecar"])
+def test_rescan_reads_a_sidecar_edited_elsewhere(lib, shoot, exiftool, policy):
+    lib.set_setting(xmp.SETTING_CONFLICT, policy)
+    lib.set_setting(xmp.SETTING_AUTO_WRITE, True)
+    ids = _scan(lib, shoot)
+    pid = ids["coffee.jpg"]
+    lib.set_culling([pid], rating=2)  # written to coffee.jpg.xmp by photosense
+    images = _images(shoot)
+    _exiftool_rating(exiftool, shoot / "coffee.jpg.xmp", 4)  # rated again in darktable
+    report = Scanner(lib).scan_all()
+    assert report.unchanged == 3 and report.updated == 0
+    # Nothing changed in photosense since it wrote the sidecar: the edit wins either way.
+    assert _state(lib, pid) == (FLAG_NONE, 4, None)
+    assert _images(shoot) == images
+    # Both sides changed: the policy decides.
+    lib.set_setting(xmp.SETTING_AUTO_WRITE, False)
+    lib.set_culling([pid], rating=1)
+    _exiftool_rating(exiftool, shoot / "coffee.jpg.xmp", 5)
+    Scanner(lib).scan_all()
+    assert _state(lib, pid) == (FLAG_NONE, 1 if policy == "library" else 5, None)
+    # Read once: with no new edit, a rescan leaves the library as it is.
+    lib.set_culling([pid], rating=3)
+    Scanner(lib).scan_all()
+    assert _state(lib, pid)[1] == 3
+
+
+def test_sidecars_photosense_wrote_are_not_read_back(lib, shoot, monkeypatch):
+    lib.set_setting(xmp.SETTING_AUTO_WRITE, True)
+    ids = _scan(lib, shoot)
+    lib.set_culling(list(ids.values()), flag=FLAG_PICK, rating=3)
+    read = []
+    real = xmp.read_sidecar
+    monkeypatch.setattr(xmp, "read_sidecar", lambda p: read.append(p) or real(p))
+    Scanner(lib).scan_all()
+    Scanner(lib).scan_paths([str(shoot / "coffee.jpg.xmp")])  # the watcher sees our own write
+    assert read == []
+
+
+def test_watcher_path_reads_an_edited_sidecar(lib, shoot, exiftool):
+    ids = _scan(lib, shoot)
+    (shoot / "chelsea.xmp").write_text(LIGHTROOM_SIDECAR, encoding="utf-8")
+    report = Scanner(lib).scan_paths([str(shoot / "chelsea.xmp")])
+    assert report.updated == report.added == 0
+    assert _state(lib, ids["chelsea.jpg"]) == (FLAG_NONE, 3, "yellow")
+    _exiftool_rating(exiftool, shoot / "chelsea.xmp", 5)
+    Scanner(lib).scan_paths([str(shoot), str(shoot / "chelsea.xmp")])  # the folder changed too
+    assert _state(lib, ids["chelsea.jpg"]) == (FLAG_NONE, 5, "yellow")

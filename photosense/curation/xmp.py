@@ -24,7 +24,14 @@ Reading (``read_sidecar``, ``import_sidecars``): a photo is rejected when ``xmp:
 negative or ``digiKam:PickLabel`` is 1, picked when ``PickLabel`` is 3; ``xmp:Label`` (or
 darktable's ``darktable:colorlabels``) gives the colour. The library setting ``xmp_conflict``
 decides who wins for a photo that already has a flag, rating or label: "library" (default) or
-"sidecar". A photo without any gets the sidecar's values.
+"sidecar". A photo without any gets the sidecar's values. With "library", a sidecar that
+photosense read or wrote before and that was edited since in another app still wins when the
+photo's flag, rating and label are what they were at that last read or write: only a change on
+both sides is a conflict.
+
+photosense remembers each sidecar it reads or writes (size, mtime and the photo's state then,
+in the library's ``sidecars`` table), so a scan re-reads exactly the sidecars changed by other
+apps, and never its own writes.
 
 No Qt here.
 """
@@ -541,6 +548,7 @@ def import_sidecars(library: Library, paths: Iterable[str], *, conflict: str | N
     folders = _Folders()
     known = _states_by_path(library, paths)
     changes: list[PhotoState] = []
+    marks: list[tuple[str, int, int, int]] = []
     for path in paths:
         if path not in known:
             continue
@@ -549,21 +557,25 @@ def import_sidecars(library: Library, paths: Iterable[str], *, conflict: str | N
         if sidecar is None:
             continue
         try:
+            st = os.stat(sidecar)  # before reading: a later edit is newer than the mark
             state = read_sidecar(sidecar)
-        except SidecarError as exc:
+        except (OSError, SidecarError) as exc:
             log.warning("XMP sidecar ignored: %s", exc)
             continue
+        marks.append((sidecar, pid, st.st_size, st.st_mtime_ns))
         if state is None:
             continue
         has_user_state = flag != FLAG_NONE or rating != 0 or label is not None
-        if has_user_state and conflict == "library":
-            continue
+        if has_user_state and conflict == "library" and \
+                library.sidecar_synced_state(sidecar) != (flag, rating, label):
+            continue  # changed in photosense since the last sync (or never synced)
         new = PhotoState(pid, state.flag, rating if state.rating is None else state.rating,
                          state.label)
         if new != PhotoState(pid, flag, rating, label):
             changes.append(new)
     if changes:
         library.set_states(changes, sync_sidecars=False)
+    library.mark_sidecars(marks)
     return len(changes)
 
 
@@ -668,9 +680,11 @@ def write_sidecars(library: Library, ids: Sequence[int] | None = None,
     if progress:
         progress(0, len(ids))
     for start in range(0, len(ids), 200):
+        marks: list[tuple[str, int, int, int]] = []  # what was written, not to read back
         for row in library.rows(ids[start:start + 200]):
             if cancel is not None and cancel.is_set():
                 report.cancelled = True
+                library.mark_sidecars(marks)
                 return report
             done += 1
             if progress:
@@ -695,11 +709,16 @@ def write_sidecars(library: Library, ids: Sequence[int] | None = None,
                         report.written += 1
                     else:
                         report.unchanged += 1
+                    st = os.stat(target)
+                    marks.append((target, row.id, st.st_size, st.st_mtime_ns))
                 except SidecarError as exc:
                     failed.append(str(exc))
+                except OSError as exc:  # gone again at once: it is simply not remembered
+                    log.warning("%s: %s", target, exc.strerror)
             if failed:
                 report.errors.append((row.path, "; ".join(failed)))
                 log.warning("XMP sidecar not written: %s", "; ".join(failed))
             else:
                 report.photos += 1
+        library.mark_sidecars(marks)
     return report

@@ -12,6 +12,11 @@ Checks and metadata come from the JPEG (as the camera rendered it, and faster to
 content hash is a digest over both files' digests (:func:`pair_digest`), so that re-saving only
 the JPEG, which scoring decodes, is a content change too. A JPEG known alone whose RAW appears becomes the pair; a pair whose
 RAW is deleted goes on as the JPEG alone; one whose JPEG is deleted as the RAW alone.
+
+XMP sidecars (``photo.jpg.xmp``, ``photo.xmp``) are stat'ed during the walk. Those of new or
+changed photos are read; those of unchanged photos only when their (size, mtime) differs from
+when photosense last read or wrote them (an edit in Lightroom or darktable): see
+:func:`photosense.curation.xmp.import_sidecars` for who wins.
 """
 
 from __future__ import annotations
@@ -96,8 +101,17 @@ def _same_stem(path: str) -> list[tuple[str, int, float]]:
     return found
 
 
-def walk_images(root: str) -> Iterator[tuple[str, int, float]]:
-    """Yield (path, size, mtime) of image files under ``root``, recursively.
+SidecarStats = dict[str, tuple[int, int]]  # sidecar path -> (size, mtime_ns)
+
+
+def is_sidecar_path(path: str) -> bool:
+    return path.lower().endswith(".xmp")
+
+
+def walk_images(root: str, sidecars: SidecarStats | None = None,
+                ) -> Iterator[tuple[str, int, float]]:
+    """Yield (path, size, mtime) of image files under ``root``, recursively; XMP sidecars
+    found on the way go into ``sidecars`` when given.
 
     Follows symlinked folders but never the same folder twice (no symlink loops); skips hidden
     files and folders; files that vanish while walking are skipped.
@@ -126,6 +140,11 @@ def walk_images(root: str) -> Iterator[tuple[str, int, float]]:
             try:
                 if entry.is_dir():  # follows symlinks; loops stopped by `seen`
                     subdirs.append(entry.path)
+                    continue
+                if sidecars is not None and is_sidecar_path(entry.name):
+                    st = entry.stat()
+                    if stat.S_ISREG(st.st_mode):
+                        sidecars[entry.path] = (st.st_size, st.st_mtime_ns)
                     continue
                 if not is_image_path(entry.name):
                     continue
@@ -242,7 +261,8 @@ class Scanner:
         todo: list[ScanUnit] = []
         restored: list[str] = []
         seen: set[str] = set()
-        for path, size, mtime, companion in pair_files(walk_images(folder.path)):
+        sidecars: SidecarStats = {}
+        for path, size, mtime, companion in pair_files(walk_images(folder.path, sidecars)):
             seen.add(path)
             if companion is not None:
                 seen.add(companion)
@@ -261,17 +281,54 @@ class Scanner:
             gone = [p for p, info in known.items() if p not in seen and not info[3]]
             # A photo that moved within this scan was re-pointed already; only mark the rest.
             report.missing += self.library.set_missing(gone, True)
+            marks = self.library.sidecar_marks(folder.id)
+            self._reimport_sidecars(folder.id, {p: st for p, st in sidecars.items()
+                                                if marks.get(p) != st},
+                                    skip={unit[0] for unit in todo})
         return report
+
+    def _reimport_sidecars(self, folder_id: int, changed: SidecarStats, skip: set[str]) -> None:
+        """Read sidecars edited by another app since photosense last read or wrote them, for
+        the photos they belong to (those in ``skip`` were just read with their photo)."""
+        if not changed:
+            return
+        owners: dict[str, tuple[str, int]] = {}  # lower-case sidecar name -> (photo path, id)
+        companions = self.library.companion_paths(folder_id)
+        for path, info in self.library.known_files(folder_id).items():
+            for f in (path, companions.get(path)):
+                if f:
+                    owners.setdefault(f.lower() + ".xmp", (path, info[0]))
+                    owners.setdefault(os.path.splitext(f)[0].lower() + ".xmp", (path, info[0]))
+        marks, photos = [], []
+        for sidecar, (size, mtime_ns) in changed.items():
+            owner = owners.get(sidecar.lower())
+            if owner is None:
+                continue  # a sidecar of no known photo
+            marks.append((sidecar, owner[1], size, mtime_ns))
+            if owner[0] not in skip:
+                photos.append(owner[0])
+        self._import_sidecars(photos)
+        # Also the sidecars not read (a photo's second one): seen now, not to be re-read.
+        self.library.mark_sidecars(marks)
 
     def scan_paths(self, paths: Iterable[str]) -> ScanReport:
         """Re-examine specific paths (from the folder watcher): new, changed or deleted files
         and folders."""
         report = ScanReport()
         by_folder: dict[int, dict[str, tuple[str, int, float]]] = {}
+        sidecars: dict[int, SidecarStats] = {}
         gone: list[str] = []
         for path in paths:
             folder = self.library.folder_for_path(path)
             if folder is None:
+                continue
+            if is_sidecar_path(path):
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue  # a deleted sidecar changes nothing in the library
+                if stat.S_ISREG(st.st_mode):
+                    sidecars.setdefault(folder.id, {})[path] = (st.st_size, st.st_mtime_ns)
                 continue
             if os.path.isdir(path):
                 known = set(self.library.paths_under(path))
@@ -290,6 +347,7 @@ class Scanner:
             if is_image_path(path):
                 for item in _same_stem(path):
                     by_folder.setdefault(folder.id, {})[item[0]] = item
+        analysed: set[str] = set()
         for folder_id, items in by_folder.items():
             known = self.library.known_files(folder_id)
             companions = self.library.companion_paths(folder_id)
@@ -301,9 +359,16 @@ class Scanner:
                     report.unchanged += 1
                 else:
                     todo.append((path, size, mtime, companion))
+            analysed.update(unit[0] for unit in todo)
             self._analyse(folder_id, todo, report, None, None)
         if gone:
             report.missing += self.library.set_missing(gone, True)
+        for folder_id, found in sidecars.items():
+            marks = self.library.sidecar_marks(paths=found)
+            # Our own writes match their marks; only edits by other apps are read.
+            self._reimport_sidecars(folder_id, {p: st for p, st in found.items()
+                                                if marks.get(p) != st},
+                                    skip=analysed)
         return report
 
     def _analyse(self, folder_id: int, todo: list[ScanUnit], report: ScanReport,
@@ -363,6 +428,8 @@ class Scanner:
         """Read existing XMP sidecars of new or changed photos (a bad one never stops a scan)."""
         from photosense.curation.xmp import import_sidecars
 
+        if not paths:
+            return
         try:
             import_sidecars(self.library, paths)
         except Exception:
