@@ -261,3 +261,18 @@ def test_nested_folders_merge(tmp_path):
     assert again.id == outer.id and inner.id != outer.id
     with pytest.raises(PhotosenseError, match="not found"):
         lib.add_folder(tmp_path / "nope")
+
+
+def test_paths_under_is_a_prefix_range_not_a_substring(tmp_path):
+    lib = Library(tmp_path / "lib.sqlite3")
+    root = tmp_path / "p"
+    root.mkdir()
+    f = lib.add_folder(root)
+    import os
+
+    names = ["a/x.jpg", "a/b/y.jpg", "a0/z.jpg", "a.jpg", "ab/w.jpg", os.fsdecode(b"a/caf\xe9.jpg")]
+    lib.upsert_scanned(f.id, [ScanRecord(path=os.path.join(str(root), n), size=1, mtime=1.0,
+                                         content_hash=str(i)) for i, n in enumerate(names)])
+    got = sorted(os.path.relpath(p, root) for p in lib.paths_under(str(root / "a")))
+    assert got == sorted(["a/x.jpg", "a/b/y.jpg", os.fsdecode(b"a/caf\xe9.jpg")])
+    assert lib.paths_under(str(root / "a") + "/") == lib.paths_under(str(root / "a"))

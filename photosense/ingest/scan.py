@@ -318,8 +318,9 @@ class Scanner:
         by_folder: dict[int, dict[str, tuple[str, int, float]]] = {}
         sidecars: dict[int, SidecarStats] = {}
         gone: list[str] = []
+        folders = self.library.folders()
         for path in paths:
-            folder = self.library.folder_for_path(path)
+            folder = self.library.folder_for_path(path, folders)
             if folder is None:
                 continue
             if is_sidecar_path(path):

@@ -649,14 +649,19 @@ class Library:
     def paths_under(self, directory: str) -> list[str]:
         """Known photo paths inside ``directory`` (for a folder deleted or moved away)."""
         prefix = directory.rstrip(os.sep) + os.sep
+        # Paths are stored as bytes and compared bytewise: everything starting with
+        # "dir/" sorts between "dir/" and "dir0" ("0" follows "/"), so the unique index on
+        # path answers this without reading every photo.
+        upper = prefix[:-1] + chr(ord(os.sep) + 1)
         with self.session(write=False) as s:
-            paths = s.scalars(select(Photo.path)).all()
-        return [p for p in paths if p.startswith(prefix)]
+            return list(s.scalars(select(Photo.path).where(Photo.path >= prefix, Photo.path < upper)))
 
-    def folder_for_path(self, path: str) -> FolderInfo | None:
-        """The library folder that contains ``path`` (deepest match), if any."""
+    def folder_for_path(self, path: str, folders: Sequence[FolderInfo] | None = None
+                        ) -> FolderInfo | None:
+        """The library folder that contains ``path`` (deepest match), if any; pass
+        ``folders()`` when looking up many paths."""
         best = None
-        for f in self.folders():
+        for f in self.folders() if folders is None else folders:
             if path == f.path or path.startswith(f.path.rstrip(os.sep) + os.sep):
                 if best is None or len(f.path) > len(best.path):
                     best = f
