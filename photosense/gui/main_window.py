@@ -12,12 +12,14 @@ values on the background pool; thumbnails on their own pool; folder watching and
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from dataclasses import replace
 
 import numpy as np
 from PySide6.QtCore import (
+    QByteArray,
     QEvent,
     QItemSelection,
     QItemSelectionModel,
@@ -109,6 +111,33 @@ class ServiceBridge(QObject):
     """Turns WatchService callbacks (worker threads) into queued Qt signals."""
 
     scanned = Signal(object)
+    scanStarted = Signal(int)  # changed paths (files, folders) from the watcher; 0: every folder
+    scanProgress = Signal(int, int)  # files read, files to read
+    scanEnded = Signal()  # also after a failed scan
+
+
+def reporting_scanner(library: Library, bridge: ServiceBridge):
+    """A ``Scanner`` for the ``WatchService`` that tells ``bridge`` what it is reading (its
+    public methods only: a full scan reports done/total, a watcher batch its path count)."""
+    from photosense.ingest.scan import Scanner
+
+    class ReportingScanner(Scanner):
+        def scan_all(self, progress=None, cancel=None):
+            bridge.scanStarted.emit(0)
+            try:
+                return super().scan_all(progress or bridge.scanProgress.emit, cancel)
+            finally:
+                bridge.scanEnded.emit()
+
+        def scan_paths(self, paths):
+            paths = list(paths)
+            bridge.scanStarted.emit(len(paths))
+            try:
+                return super().scan_paths(paths)
+            finally:
+                bridge.scanEnded.emit()
+
+    return ReportingScanner(library)
 
 
 class WeightsBanner(QFrame):
@@ -294,7 +323,7 @@ class MainWindow(QMainWindow):
         self._taste_timer.timeout.connect(lambda: self.refit_taste(force=False))
 
         self.setWindowTitle(f"photosense — {library.path}")
-        self.resize(1400, 880)
+        self.resize(1400, 880)  # until a saved geometry is restored
         self.db = SerialExecutor("library", self)
         self.db.error.connect(self.report_error)
         self.jobs = JobRunner(self)
@@ -311,6 +340,7 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         self._build_status_bar()
         self._connect()
+        self.restore_window_layout()
 
         self.model.query = PhotoQuery(sort=self.prefs.sort, descending=self.prefs.descending)
         self.set_thumb_size(self.prefs.thumb_size)
@@ -469,8 +499,11 @@ class MainWindow(QMainWindow):
             edit.addSeparator() if action is None else edit.addAction(action)
         view = bar.addMenu("&View")
         for action in (self.collapse_action, self.expand_action, None, self.loupe_action, self.compare_action,
-                       self.grid_action, None, self.help_action):
+                       self.grid_action, None, self.help_action, None):
             view.addSeparator() if action is None else view.addAction(action)
+        panels = view.addMenu("Panels")  # a closed dock stays closed across restarts: reopen it here
+        for dock in (self.sidebar_dock, self.info_dock, self.histogram_dock):
+            panels.addAction(dock.toggleViewAction())
         photo = bar.addMenu("&Photo")
         for action in (self.pick_action, self.reject_action, self.unflag_action, None, self.pick_best_action):
             photo.addSeparator() if action is None else photo.addAction(action)
@@ -542,7 +575,13 @@ class MainWindow(QMainWindow):
         self.problems_button.setAutoRaise(True)
         self.problems_button.setStyleSheet("color: #ff8a7a;")
         self.problems_button.clicked.connect(self.show_problems)
-        for w in (self.job_label, self.progress_bar, self.pause_button, self.cancel_button):
+        # The watcher's scans have their own indicator: they run while scoring shows its progress.
+        self.scan_label = QLabel()
+        self.scan_bar = QProgressBar()
+        self.scan_bar.setFixedWidth(120)
+        self.scan_bar.setTextVisible(False)
+        for w in (self.scan_label, self.scan_bar, self.job_label, self.progress_bar, self.pause_button,
+                  self.cancel_button):
             sb.addPermanentWidget(w)
             w.hide()
         sb.addPermanentWidget(self.problems_button)
@@ -591,12 +630,37 @@ class MainWindow(QMainWindow):
 
         self.bridge = ServiceBridge(self)
         self.bridge.scanned.connect(self._on_scanned)
+        self.bridge.scanStarted.connect(self._on_watch_scan_started)
+        self.bridge.scanProgress.connect(self._on_watch_scan_progress)
+        self.bridge.scanEnded.connect(self._on_watch_scan_ended)
         events = ServiceEvents(scanned=self.bridge.scanned.emit)
         self.service = WatchService(self.library, self.engine_config, events,
                                     debounce=self.watch_debounce, score=False)
+        self.service.scanner = reporting_scanner(self.library, self.bridge)
         self.service.start()
         self.statusBar().showMessage("Looking for new and changed photos…", 5000)
         self.start_scoring()
+
+    @Slot(int)
+    def _on_watch_scan_started(self, paths: int) -> None:
+        self.scan_label.setText("Scanning folders…" if paths == 0 else
+                                f"Checking {paths} change{'s' if paths != 1 else ''} in watched folders…")
+        self.scan_bar.setRange(0, 0)  # busy until the scanner says how many files
+        self.scan_label.show()
+        self.scan_bar.show()
+
+    @Slot(int, int)
+    def _on_watch_scan_progress(self, done: int, total: int) -> None:
+        if not self.scan_label.isVisible():
+            return  # a late signal of a finished scan
+        self.scan_label.setText(f"Scanning {done}/{total}")
+        self.scan_bar.setRange(0, max(1, total))
+        self.scan_bar.setValue(done)
+
+    @Slot()
+    def _on_watch_scan_ended(self) -> None:
+        self.scan_label.hide()
+        self.scan_bar.hide()
 
     @Slot(object)
     def _on_scanned(self, report) -> None:
@@ -1221,19 +1285,14 @@ class MainWindow(QMainWindow):
 
     def add_folder(self, path: str) -> None:
         """Add a folder; it is scanned in the background and its photos appear as they come."""
-        if self.service is not None:
-            service = self.service
-            self.db.submit(lambda: service.add_folder(path),
-                           lambda _r: (self.statusBar().showMessage(f"Added {path}; scanning…", 6000),
-                                       self.reload_library_info()),
-                           self.report_error)
-            return
-        library = self.library
+        library, watcher = self.library, self.service.watcher if self.service is not None else None
 
         def work(ctx: JobContext):
             from photosense.ingest.scan import Scanner
 
             folder = library.add_folder(path)
+            if watcher is not None:
+                watcher.add(folder.path)  # watched from now on; this job reads what is there
             return Scanner(library).scan_folder(folder, lambda d, t: ctx.progress((d, t)), ctx.cancel)
 
         self.run_scan_job(work, f"Scanning {path}")
@@ -1729,7 +1788,28 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ shutdown
 
+    def restore_window_layout(self) -> None:
+        """Size, position, docks and toolbar as they were when the window last closed."""
+        for saved, restore in ((self.prefs.window_geometry, self.restoreGeometry),
+                               (self.prefs.window_state, self.restoreState)):
+            if not saved:
+                continue
+            try:
+                data = base64.b64decode(saved, validate=True)
+            except (ValueError, TypeError):
+                data = b""
+            if not data or not restore(QByteArray(data)):
+                log.warning("ignoring an unreadable saved window layout")
+
+    def remember_window_layout(self) -> None:
+        """Put the window's size, position and dock layout into the preferences."""
+        if self.pages.currentIndex() != PAGE_GRID:
+            self._set_page(PAGE_GRID)  # loupe and compare hide docks; keep the grid's layout
+        self.prefs.window_geometry = base64.b64encode(bytes(self.saveGeometry())).decode("ascii")
+        self.prefs.window_state = base64.b64encode(bytes(self.saveState())).decode("ascii")
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.remember_window_layout()
         try:
             self.prefs.save()
         except OSError as exc:

@@ -49,6 +49,8 @@ class UiPrefs:
     best_by: str = ""  # attribute or check deciding a burst's best; "" = the sort key
     burst_window_s: float = 3.0
     burst_threshold: float = 0.92
+    window_geometry: str = ""  # QMainWindow.saveGeometry(), base64
+    window_state: str = ""  # QMainWindow.saveState(): docks and toolbar, base64
 
     @classmethod
     def load(cls, path: Path | None = None) -> UiPrefs:
