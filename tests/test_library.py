@@ -239,6 +239,23 @@ def test_feature_store_roundtrip_and_atomic_batches(tmp_path):
     assert [p for p, _ in lib.photos_needing_features(model.id)] == [ids[4]]
 
 
+def test_scores_of_attributes_and_photos_removed_meanwhile_are_skipped(tmp_path):
+    # The GUI may remove an attribute or a folder while a scoring run holds scores for them:
+    # the run's writes skip those instead of failing on the foreign key.
+    lib, ids = _lib_with_photos(tmp_path)
+    model = lib.ensure_model("m", 4, 100.0)
+    keep, gone = lib.attributes()[:2]
+    lib.remove_attribute(gone.name)
+    vecs = np.eye(4, dtype=np.float32)
+    n = lib.store_features(model.id, 512, [(ids[0], vecs[0], {keep.id: 0.5, gone.id: 0.7})])
+    assert n == 1
+    assert lib.rows([ids[0]], "m")[0].scores == {keep.name: pytest.approx(0.5)}
+    lib.remove_folder(lib.folders()[0].id)
+    lib.replace_scores(model.id, keep.id, np.array(ids[:2]), np.array([0.1, 0.2]))
+    lib.replace_scores(model.id, gone.id, np.array(ids[:2]), np.array([0.1, 0.2]))
+    assert lib.photo_count() == 0
+
+
 def test_non_utf8_paths_roundtrip(tmp_path):
     lib = Library(tmp_path / "lib.sqlite3")
     folder = tmp_path / "p"

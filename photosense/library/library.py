@@ -389,6 +389,7 @@ class Library:
             present = set(
                 s.scalars(select(Photo.id).where(Photo.id.in_([i[0] for i in items])))
             )
+            attr_ids = set(s.scalars(select(Attribute.id)))  # some may be removed meanwhile
             feats, scores = [], []
             for pid, vec, attr_scores in items:
                 if pid not in present:
@@ -397,7 +398,7 @@ class Library:
                               "vector": _vector_to_bytes(vec), "max_side": max_side})
                 scores.extend(
                     {"photo_id": pid, "attribute_id": aid, "model_id": model_id, "value": float(v)}
-                    for aid, v in attr_scores.items()
+                    for aid, v in attr_scores.items() if aid in attr_ids
                 )
             if feats:
                 stmt = sqlite_insert(Feature).values(feats)
@@ -460,10 +461,16 @@ class Library:
         return out_ids, mat
 
     def replace_scores(self, model_id: int, attribute_id: int, ids: np.ndarray, values: np.ndarray) -> None:
+        """Store one attribute's scores; photos or the attribute removed meanwhile (by another
+        thread, while the scores were computed) are skipped."""
         with self.session() as s:
+            if s.get(Attribute, attribute_id) is None:
+                return
+            present = set(s.scalars(select(Photo.id)))
             self._upsert_scores(s, [
-                {"photo_id": int(p), "attribute_id": attribute_id, "model_id": model_id, "value": float(v)}
-                for p, v in zip(ids, values)
+                {"photo_id": p, "attribute_id": attribute_id, "model_id": model_id, "value": v}
+                for p, v in zip(np.asarray(ids).tolist(), np.asarray(values, dtype=float).tolist())
+                if p in present
             ])
 
     def attributes_missing_scores(self, model_id: int) -> list[AttributeInfo]:
