@@ -383,9 +383,12 @@ def _rescore_after_attr_change(lib, args, attr) -> None:
     from photosense.pipeline import rescore_attributes
     from photosense.scoring.clipiqa import ClipIQAEngine
 
-    if lib.active_model() is None:
+    model = lib.active_model()
+    if model is None:
         _info("scores appear after 'photosense score'")
         return
+    if attr.id not in {a.id for a in lib.attributes_missing_scores(model.id)}:
+        return  # renamed only: its scores still hold
     try:
         n = rescore_attributes(lib, [attr], ClipIQAEngine(_engine_config(lib, args)))
     except WeightsUnavailable as exc:

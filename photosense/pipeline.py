@@ -259,10 +259,10 @@ def rescore_attributes(library: Library, attrs: list[AttributeInfo] | None = Non
     if model is None:
         raise PhotosenseError("nothing scored yet: run 'photosense score' first")
     engine = engine or ClipIQAEngine(load_engine_config(library))
-    engine.load()
-    if engine.id != model.key:
+    if engine.id != model.key:  # the id needs no torch: say so before a slow model load
         raise PhotosenseError(
             f"the library was scored with {model.key}, but the configured model is {engine.id}")
+    engine.load()
     scorer = AttributeScorer(library, engine, model)
     attrs = attrs if attrs is not None else library.attributes_missing_scores(model.id)
     return scorer.rescore(attrs)

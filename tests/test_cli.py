@@ -241,3 +241,16 @@ def test_bare_paths_open_the_window_on_them(monkeypatch, tmp_path, photo_folder)
                      (None, [str(photo_folder)])]
     with pytest.raises(SystemExit):  # a typo is still an error, not a path
         main(["lsit"])
+
+
+def test_renaming_an_attribute_keeps_scores_without_loading_the_model(capsys, lib_path, photo_folder, tiny_weights, monkeypatch):
+    run(capsys, "add", str(photo_folder), "--library", lib_path)
+    run(capsys, "score", "--model", "photosense-tiny", "--weights", str(tiny_weights), "--device", "cpu",
+        "--max-side", "128", "--library", lib_path)
+    from photosense.scoring.clipiqa import ClipIQAEngine
+
+    monkeypatch.setattr(ClipIQAEngine, "load", lambda self: pytest.fail("loaded the model"))
+    code, _, err = run(capsys, "attr", "edit", "happy", "happy", "sad", "--library", lib_path)
+    assert code == 0
+    code, out, _ = run(capsys, "list", "--format", "json", "--library", lib_path)
+    assert all("happy" in r["scores"] for r in json.loads(out))

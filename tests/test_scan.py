@@ -183,3 +183,13 @@ def test_walk_ignores_hidden_and_non_images(tmp_path):
     (tmp_path / "b.txt").write_bytes(b"x")
     (tmp_path / "c.webp").write_bytes(b"x")
     assert sorted(os.path.basename(p) for p, _, _ in walk_images(str(tmp_path))) == ["a.JPG", "c.webp"]
+
+
+def test_cancel_stops_a_small_scan_too(lib, photo_folder):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    lib.add_folder(photo_folder)
+    report = Scanner(lib, workers=1).scan_all(cancel=cancel)
+    assert report.cancelled and report.added < 15

@@ -398,6 +398,8 @@ class Scanner:
                     report.cancelled = True
                     break
             for fut in pending:
+                if cancel is not None and cancel.is_set():
+                    report.cancelled = True
                 if report.cancelled:
                     fut.cancel()
                     continue

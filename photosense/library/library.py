@@ -318,7 +318,9 @@ class Library:
                 raise PhotosenseError(f"unknown attribute: {name}")
             if new_name != name and s.scalar(select(Attribute.id).where(Attribute.name == new_name)):
                 raise PhotosenseError(f"attribute '{new_name}' already exists")
-            changed = a.pairs != _pairs_json(spec) or (extra is not ... and extra != a.extra)
+            # Same prompts typed differently ("happy" vs "Happy") keep their scores.
+            changed = (_spec(a).prompt_texts() != spec.prompt_texts()
+                       or (extra is not ... and extra != a.extra))
             a.name, a.pairs = new_name, _pairs_json(spec)
             if extra is not ...:
                 a.extra = extra
