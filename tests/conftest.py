@@ -14,6 +14,7 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.photos",
     "tests.fixtures.models",
+    "tests.fixtures.cli",
 ]
 
 

@@ -9,28 +9,17 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
-from photosense.cli import main
 from photosense.commands.bench import DISTORTIONS, EXPECTED, PAPER_RESULTS, read_mos_csv
 from photosense.errors import PhotosenseError
+from tests.fixtures.cli import run_cli as run
 from tests.fixtures.photos import blur
 
 RADII = (0, 1, 2, 3, 5, 8)
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -12,14 +12,10 @@ import pytest
 
 from photosense.cli import main
 from photosense.library import Library
+from tests.fixtures.cli import run_cli as run
 
 PY = sys.executable
 
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -14,30 +14,19 @@ import numpy as np
 import pytest
 import torch
 
-from photosense.cli import main
 from photosense.errors import PhotosenseError
 from photosense.library import FLAG_PICK, FLAG_REJECT, Library, PhotoQuery
 from photosense.scoring import coop
 from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
 from photosense.scoring.maths import attribute_scores
+from tests.fixtures.cli import run_cli as run
 from tests.fixtures.photos import add_noise, blur, darken
 
 NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread is faster than two fighting over a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,13 @@ import os
 
 import pytest
 
-from photosense.cli import main
 from photosense.curation.report import write_report
 from photosense.errors import PhotosenseError
 from photosense.library import FLAG_PICK, FLAG_REJECT, Library, PhotoQuery
+from tests.fixtures.cli import run_cli as run
 
 WEIRD = b"caf\xe9 \xff.jpg"  # not valid UTF-8
 
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 NAMES = ("astronaut", "coffee", "chelsea", "rocket")
@@ -28,11 +23,10 @@ NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 @pytest.fixture(scope="module")
 def scored_library(tmp_path_factory, real_photos, tiny_weights, model_configs_dir):
     """A scored library of 6 photos (one with a non-UTF-8 name): a pick and a reject."""
-    from tests.fixtures.photos import blur
-
     from photosense.ingest.scan import Scanner
     from photosense.pipeline import ScoringJob
     from photosense.scoring.clipiqa import EngineConfig
+    from tests.fixtures.photos import blur
 
     root = tmp_path_factory.mktemp("report")
     folder = root / "shoot"
