@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import socket
+import stat
 import threading
 import warnings
 from dataclasses import dataclass
@@ -66,7 +67,11 @@ class EngineConfig:
     device: str = "auto"
     max_side: int = 1024
     batch_size: int = 8
+    # Consent to unpickle ``weights`` (TorchScript / pickled checkpoints run code on load). It
+    # holds for this command only; what a library remembers is ``pickle_sha256``: the SHA-256 of
+    # the exact file consent was given for, so a different file is refused again.
     allow_pickle: bool = False
+    pickle_sha256: str | None = None
 
 
 # --------------------------------------------------------------------------- names and ids
@@ -113,11 +118,31 @@ def model_name(config: EngineConfig) -> str:
 _hash_cache: dict[tuple[str, int, int], str] = {}
 _hash_lock = threading.Lock()
 
+# A weights file must be a regular file: a FIFO or a device (``/dev/zero``) would hang the hash.
+# Past this size the architecture decides whether the file is plausible (see _check_file_size).
+_PLAUSIBLE_WITHOUT_CHECK = 2 << 30
 
-def file_digest(path: Path) -> str:
-    """First 12 hex digits of the file's SHA-256, cached per (path, size, mtime)."""
+
+def regular_weights_file(path: Path) -> os.stat_result:
+    """``path``'s stat when it is a readable regular file; otherwise one-line WeightsUnavailable."""
+    try:
+        st = path.expanduser().stat()
+    except FileNotFoundError:
+        raise WeightsUnavailable(f"weights file not found: {path}") from None
+    except OSError as exc:
+        raise WeightsUnavailable(f"weights file {path} cannot be read: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise WeightsUnavailable(f"weights file {path} is {kind}: pass a .safetensors or .pt file")
+    if st.st_size == 0:
+        raise WeightsUnavailable(f"weights file {path} is empty")
+    return st
+
+
+def file_sha256(path: Path) -> str:
+    """The file's full SHA-256 (hex), cached per (path, size, mtime). Regular files only."""
     resolved = path.expanduser().resolve()
-    st = resolved.stat()
+    st = regular_weights_file(resolved)
     key = (str(resolved), st.st_size, st.st_mtime_ns)
     with _hash_lock:
         cached = _hash_cache.get(key)
@@ -127,10 +152,41 @@ def file_digest(path: Path) -> str:
     with open(resolved, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             sha.update(chunk)
-    digest = sha.hexdigest()[:12]
+    digest = sha.hexdigest()
     with _hash_lock:
         _hash_cache[key] = digest
     return digest
+
+
+def file_digest(path: Path) -> str:
+    """First 12 hex digits of the file's SHA-256 (the model id's part), cached."""
+    return file_sha256(path)[:12]
+
+
+def expected_weights_bytes(name: str) -> int | None:
+    """float32 size of architecture ``name``'s parameters, counted on torch's meta device
+    (no memory, no download); None when the architecture is unknown."""
+    import open_clip
+    import torch
+
+    register_model_configs()
+    if open_clip.get_model_config(name) is None:
+        return None
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = open_clip.create_model(name, pretrained=None, device="meta")
+    return sum(p.numel() for p in model.parameters()) * 4 + sum(b.numel() for b in model.buffers()) * 4
+
+
+def _check_file_size(path: Path, size: int, name: str) -> None:
+    """Refuse a weights file absurdly large for its architecture before hashing or reading it."""
+    if size <= _PLAUSIBLE_WITHOUT_CHECK:
+        return
+    expected = expected_weights_bytes(name)
+    if expected is not None and size > 3 * expected + (256 << 20):
+        raise WeightsUnavailable(
+            f"weights file {path} is {size / 2**30:.1f} GB, far more than model {name} needs "
+            f"({expected / 2**30:.2f} GB): wrong file?")
 
 
 def model_id(config: EngineConfig) -> str:
@@ -142,11 +198,25 @@ def model_id(config: EngineConfig) -> str:
     if tag is not None:
         return f"{name}/{tag}"
     path = Path(config.weights).expanduser()  # type: ignore[arg-type]
+    _check_file_size(path, regular_weights_file(path).st_size, name)
     try:
         digest = file_digest(path)
     except OSError as exc:
         raise WeightsUnavailable(f"weights file {path} cannot be read: {exc.strerror or exc}") from exc
     return f"{name}/file:{path.name}:{digest}"
+
+
+def pickle_allowed(config: EngineConfig) -> bool:
+    """Whether ``config.weights`` may be unpickled: consent given by this command, or stored
+    consent whose content hash is this very file's."""
+    if config.allow_pickle:
+        return True
+    if not config.pickle_sha256 or not _is_weights_file(config.weights):
+        return False
+    try:
+        return file_sha256(Path(config.weights)) == config.pickle_sha256  # type: ignore[arg-type]
+    except (WeightsUnavailable, OSError):
+        return False
 
 
 def weights_cache_location() -> Path:
@@ -197,6 +267,35 @@ def _pretrained_is_cached(cfg: dict[str, Any], cache: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- torch helpers
+
+
+def truncation_notes(config: EngineConfig, prompts: list[str]) -> list[str]:
+    """One line for each prompt longer than the text encoder reads, saying how many of its
+    words are used. Needs the tokenizer only (no weights); [] when it cannot be had."""
+    from photosense.scoring.prompts import truncated_words
+
+    # A BPE token covers at least one character: a prompt this short always fits.
+    long_ones = [p for p in prompts if len(p) > 75]
+    if not long_ones:
+        return []
+    try:
+        import open_clip
+
+        register_model_configs()
+        tokenizer = open_clip.get_tokenizer(model_name(config))
+        count = tokenizer.encode  # SimpleTokenizer (CLIP's BPE); HF tokenizers are not checked
+        context = int(getattr(tokenizer, "context_length", 77))
+    except Exception as exc:  # an unknown model, a tokenizer that needs a download
+        log.info("cannot check prompt lengths: %s", _one_line(exc))
+        return []
+    notes = []
+    for prompt in long_ones:
+        kept = truncated_words(prompt, lambda t: len(count(t)), context)
+        if kept is not None:
+            words = len(prompt.split())
+            notes.append(f"prompt {prompt[:40]!r}… is longer than the text encoder's {context} "
+                         f"tokens: only its first {kept} of {words} words are used")
+    return notes
 
 
 def resolve_device(name: str) -> torch.device:
@@ -356,9 +455,28 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
-def _read_state_dict(path: Path, allow_pickle: bool) -> dict[str, Any] | None:
-    """The tensors of a checkpoint file; None means "an OpenAI TorchScript file, let open_clip load
-    it". Raises WeightsUnavailable with one line on any problem."""
+def _pickle_refused(path: Path, what: str) -> WeightsUnavailable:
+    return WeightsUnavailable(
+        f"{path.name} {what}, which runs pickled code: use a safetensors file, or allow pickle "
+        "explicitly (--allow-pickle) if you trust it")
+
+
+def _read_trusted(path: Path, required_sha256: str | None) -> bytes:
+    """The file's bytes, read once; with ``required_sha256`` they must hash to it (consent is
+    bound to content: what is unpickled is exactly what was hashed, with no window between)."""
+    data = path.read_bytes()
+    if required_sha256 is not None and hashlib.sha256(data).hexdigest() != required_sha256:
+        raise _pickle_refused(path, "is not the file pickle was allowed for (its content changed)")
+    return data
+
+
+def _read_state_dict(path: Path, allow_pickle: bool,
+                     required_sha256: str | None = None) -> dict[str, Any] | bytes:
+    """The tensors of a checkpoint file, or the verified bytes of an OpenAI TorchScript file
+    for open_clip to load. Pickle runs only with ``allow_pickle``, and then (with
+    ``required_sha256``) only on the file of that content. Raises WeightsUnavailable with one
+    line on any problem."""
+    import io
     import pickle
 
     import torch
@@ -378,25 +496,22 @@ def _read_state_dict(path: Path, allow_pickle: bool) -> dict[str, Any] | None:
 
     if _is_torchscript(path):
         if not allow_pickle:
-            raise WeightsUnavailable(
-                f"{path.name} is an OpenAI TorchScript file, which runs pickled code: convert it to "
-                "safetensors, or allow pickle explicitly (--allow-pickle) if you trust it"
-            )
-        return None
+            raise _pickle_refused(path, "is an OpenAI TorchScript file")
+        return _read_trusted(path, required_sha256)
 
     try:
         if allow_pickle:
+            data = _read_trusted(path, required_sha256)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                checkpoint = torch.load(str(path), map_location="cpu", weights_only=False)
+                checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
         else:
             checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except WeightsUnavailable:
+        raise
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Weights only" in str(exc):
-            raise WeightsUnavailable(
-                f"{path.name} contains pickled objects beyond tensors: use a safetensors file, or allow "
-                "pickle explicitly (--allow-pickle) if you trust it"
-            ) from exc
+            raise _pickle_refused(path, "contains pickled objects beyond tensors") from exc
         raise WeightsUnavailable(f"{path.name} is not a PyTorch or safetensors checkpoint") from exc
     except Exception as exc:  # torch raises RuntimeError/EOFError/ValueError... for garbage
         raise WeightsUnavailable(
@@ -442,6 +557,24 @@ def _load_into(model, state: dict[str, Any], model_name_: str, file_name: str) -
             f"{file_name} does not fit model {model_name_} (wrong architecture?): {'; '.join(parts)}"
         )
     model.load_state_dict(state, strict=True)
+
+
+def _load_torchscript(name: str, data: bytes, file_name: str):
+    """open_clip's OpenAI loader on exactly ``data`` (verified bytes), from a private copy."""
+    import tempfile
+
+    import open_clip
+
+    with tempfile.TemporaryDirectory(prefix="photosense-weights-") as tmp:
+        copy = Path(tmp) / file_name
+        with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(data)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*TorchScript archive.*", category=UserWarning)
+                return open_clip.create_model(name, pretrained=str(copy), weights_only=False)
+        except Exception as exc:
+            raise WeightsUnavailable(f"cannot load {file_name} into {name}: {_one_line(exc)}") from exc
 
 
 def build_random_model(name: str):
@@ -640,25 +773,19 @@ class ClipIQAEngine:
         return self
 
     def _build(self, name: str):
-        import open_clip
-
         tag = pretrained_tag(self.config)
         if tag is not None:
             return self._build_pretrained(name, tag)
         path = Path(self.config.weights).expanduser()  # type: ignore[arg-type]
-        if not path.is_file():
-            raise WeightsUnavailable(f"weights file not found: {path}")
+        _check_file_size(path, regular_weights_file(path).st_size, name)
+        # Consent given now holds for any file; consent remembered holds for its file only.
+        required = None if self.config.allow_pickle else self.config.pickle_sha256
         try:
-            state = _read_state_dict(path, self.config.allow_pickle)
+            state = _read_state_dict(path, self.config.allow_pickle or bool(required), required)
         except OSError as exc:
             raise WeightsUnavailable(f"weights file {path} cannot be read: {exc.strerror or exc}") from exc
-        if state is None:  # OpenAI TorchScript, pickle explicitly allowed
-            try:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=".*TorchScript archive.*", category=UserWarning)
-                    return open_clip.create_model(name, pretrained=str(path), weights_only=False)
-            except Exception as exc:
-                raise WeightsUnavailable(f"cannot load {path.name} into {name}: {_one_line(exc)}") from exc
+        if isinstance(state, bytes):  # OpenAI TorchScript, pickle allowed for these bytes
+            return _load_torchscript(name, state, path.name)
         model = build_random_model(name)
         _load_into(model, state, name, path.name)
         return model
