@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from photosense import settings
 from photosense.errors import LibraryError, PhotosenseError
-from photosense.library.db import WRITE_OPTION, describe_db_error, open_engine
+from photosense.library.db import WRITE_OPTION, describe_db_error, must_open_read_only, open_engine
 from photosense.library.models import (
     COLOR_LABELS,
     FLAG_NONE,
@@ -43,6 +43,7 @@ from photosense.scoring.prompts import (
     BUILTIN_ATTRIBUTES,
     AntonymPair,
     AttributeSpec,
+    normalize_attribute_name,
     validate_attribute_name,
 )
 
@@ -144,6 +145,7 @@ class ScanRecord:
     # JPEG's own digest (to tell whether a JPEG known alone is still the same file).
     companion_path: str | None = None
     companion_hash: str | None = None
+    transient: bool = False  # ``error`` is "cannot read it now" (vanished, unplugged): not stored
 
 
 def _checked_name(name: str) -> str:
@@ -160,14 +162,21 @@ def _vector_to_bytes(vec: np.ndarray) -> bytes:
 class Library:
     """The photosense index in one SQLite file."""
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, *, read_only: bool | None = None):
+        """Open (or create) the library. ``read_only=None`` opens it read-only when it cannot
+        be written (read-only media, no permission): every read works, every write raises
+        LibraryError with one line. ``read_only`` tells whether it was."""
         self.path = Path(path) if path is not None else settings.default_library_path()
-        self.engine = open_engine(self.path)
+        if read_only is None:
+            read_only = must_open_read_only(self.path)
+        self.read_only = read_only
+        self.engine = open_engine(self.path, read_only=read_only)
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(
             self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
         self.sidecar_errors: list[tuple[str, str]] = []  # from the last sync_sidecars
-        self._seed_builtin_attributes()
+        if not read_only:
+            self._seed_builtin_attributes()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -177,6 +186,10 @@ class Library:
 
         ``write=False`` for pure reads (never waits for writers). Environmental SQLite failures
         (locked, read-only, disk full) become LibraryError."""
+        if write and self.read_only:
+            raise LibraryError(
+                f"library {self.path} is read-only (read-only media or no write permission): "
+                "changes cannot be saved; copy it to a writable folder to change it")
         maker = self._write_sessions if write else self._read_sessions
         try:
             with maker() as s, s.begin():
@@ -284,6 +297,7 @@ class Library:
             return [_info(a) for a in rows]
 
     def attribute(self, name: str) -> AttributeInfo:
+        name = normalize_attribute_name(name)
         with self.session(write=False) as s:
             a = s.scalar(select(Attribute).where(Attribute.name == name))
             if a is None:
@@ -312,6 +326,7 @@ class Library:
         """Rename and/or change the prompts (or ``extra`` data) of an attribute; when what
         decides its scores changed, its old scores are dropped."""
         new_name = _checked_name(spec.name)
+        name = normalize_attribute_name(name)
         with self.session() as s:
             a = s.scalar(select(Attribute).where(Attribute.name == name))
             if a is None:
@@ -329,6 +344,7 @@ class Library:
             return _info(a)
 
     def remove_attribute(self, name: str) -> None:
+        name = normalize_attribute_name(name)
         with self.session() as s:
             a = s.scalar(select(Attribute).where(Attribute.name == name))
             if a is None:
