@@ -446,17 +446,27 @@ class Library:
     def feature_matrix(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(photo ids, (N, dim) float32 matrix) of every stored feature for a model."""
         with self.session(write=False) as s:
-            dim = s.scalar(select(Model.dim).where(Model.id == model_id))
-            # Straight through the driver: 100k rows of 4 KB without per-row ORM overhead.
-            rows = s.connection().exec_driver_sql(
+            dim = s.scalar(select(Model.dim).where(Model.id == model_id)) or 0
+            conn = s.connection()
+            n = conn.exec_driver_sql(
+                "SELECT count(*) FROM features WHERE model_id = ?", (model_id,)).scalar_one()
+            ids = np.empty(n, dtype=np.int64)
+            mat = np.empty((n, dim), dtype=np.float32)
+            # Straight through the driver, streamed into one preallocated matrix: 100k rows of
+            # 4 KB without per-row ORM overhead and without a second copy of all the bytes.
+            result = conn.exec_driver_sql(
                 "SELECT photo_id, vector FROM features WHERE model_id = ? ORDER BY photo_id",
                 (model_id,),
-            ).all()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        if not rows:
-            return ids, np.zeros((0, dim or 0), dtype=np.float32)
-        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        return ids, mat
+            )
+            i = 0
+            while chunk := result.fetchmany(2000):
+                for pid, vector in chunk:
+                    if i == n:  # rows added since the count (a concurrent writer): next time
+                        break
+                    ids[i] = pid
+                    mat[i] = np.frombuffer(vector, dtype=np.float32)
+                    i += 1
+        return ids[:i], mat[:i]
 
     def features_for(self, model_id: int, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """(photo ids, matrix) of the stored features of ``ids`` under a model, in id order;
