@@ -57,6 +57,9 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="downscale so the longer side is at most PX before scoring "
                         "(default 1024; 0 = native size, exactly the paper)")
     g.add_argument("--batch", type=int, metavar="N", help="images per model batch (default 8)")
+    g.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "openvino"],
+                   help="where the image tower runs on the CPU (default auto: ONNX Runtime when "
+                        "measured faster than torch; exported once per model into the cache)")
 
 
 def _common_options(subcommand: bool) -> argparse.ArgumentParser:
@@ -233,7 +236,7 @@ def _engine_config(lib, args):
     return load_engine_config(
         lib, model=args.model, weights=os.path.abspath(args.weights) if args.weights else None,
         device=args.device, max_side=args.max_side, batch_size=args.batch,
-        allow_pickle=args.allow_pickle)
+        allow_pickle=args.allow_pickle, backend=args.backend)
 
 
 def _scan(lib, folders=None) -> int:

@@ -82,11 +82,11 @@ def save_engine_config(library: Library, config: EngineConfig) -> None:
     library.set_setting(ENGINE_SETTING, {
         "model": config.model, "weights": config.weights, "device": config.device,
         "max_side": config.max_side, "batch_size": config.batch_size,
-        "pickle_sha256": pickle_sha256,
+        "backend": config.backend, "pickle_sha256": pickle_sha256,
     })
 
 
-_STORED_FIELDS = ("model", "weights", "device", "max_side", "batch_size", "pickle_sha256")
+_STORED_FIELDS = ("model", "weights", "device", "max_side", "batch_size", "backend", "pickle_sha256")
 
 
 def load_engine_config(library: Library, **overrides) -> EngineConfig:

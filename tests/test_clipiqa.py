@@ -93,7 +93,9 @@ def _layer4(visual, batch: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def rn50_engine(rn50_weights):
-    return ClipIQAEngine(EngineConfig(model=DEFAULT_MODEL, weights=str(rn50_weights), device="cpu")).load()
+    """The torch reference (tests hook its layers); the exported backend is checked against it."""
+    return ClipIQAEngine(EngineConfig(model=DEFAULT_MODEL, weights=str(rn50_weights), device="cpu",
+                                      backend="torch")).load()
 
 
 @pytest.fixture
@@ -216,7 +218,9 @@ def test_checkpoint_reproduces_in_memory_model(tmp_path, model_configs_dir):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
     clipiqa.adapt_visual_for_any_size(model)
-    engine = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=str(path), device="cpu"))
+    # Bit-exact: the torch reference (the exported backend agrees to 1e-6, tested below).
+    engine = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=str(path), device="cpu",
+                                        backend="torch"))
     images = [engine.preprocess(_photo(w, h, seed=w)) for w, h in [(64, 64), (90, 50)]]
     tokens = engine.load()._tokenizer(["Good photo."])
     with torch.inference_mode():
@@ -488,3 +492,62 @@ def test_resolve_device_cuda_unavailable():
     with pytest.raises(PhotosenseError) as exc:
         resolve_device("cuda")
     _assert_one_line(exc, "CUDA is not available")
+
+
+# --------------------------------------------------------------------------- CPU backends
+
+
+@pytest.fixture(scope="module")
+def rn50_onnx_engine(rn50_weights):
+    return ClipIQAEngine(EngineConfig(model=DEFAULT_MODEL, weights=str(rn50_weights), device="cpu",
+                                      backend="onnxruntime")).load()
+
+
+@pytest.mark.parametrize(("w", "h"), [(224, 224), (512, 384), (97, 203), (1024, 301)])
+def test_onnxruntime_backend_agrees_with_torch_on_rn50(rn50_engine, rn50_onnx_engine, w, h):
+    """The exported image tower (attention pool without positional embedding, any size) gives
+    torch's features at several sizes and odd aspect ratios, batched too."""
+    assert rn50_onnx_engine.backend == "onnxruntime" and rn50_engine.backend == "torch"
+    tensors = [rn50_engine.preprocess(_photo(w, h, seed=s)) for s in (1, 2)]
+    ref = rn50_engine.encode_images(tensors)
+    got = rn50_onnx_engine.encode_images(tensors)
+    assert np.min(np.sum(ref * got, axis=1)) >= 0.9999
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_export_is_cached_and_a_disagreeing_export_falls_back_to_torch(tiny_weights, tmp_path,
+                                                                     monkeypatch, caplog):
+    import photosense.scoring.backends as backends
+
+    monkeypatch.setenv("PHOTOSENSE_EXPORT_DIR", str(tmp_path / "exports"))
+    config = EngineConfig(model="photosense-tiny", weights=str(tiny_weights), device="cpu",
+                          backend="onnxruntime")
+    assert ClipIQAEngine(config).load().backend == "onnxruntime"
+    exports = list((tmp_path / "exports").glob("*.onnx"))
+    assert len(exports) == 1
+    # A second engine loads the cached export: nothing is exported again.
+    monkeypatch.setattr(backends, "_export", lambda *a: pytest.fail("exported twice"))
+    assert ClipIQAEngine(config).load().backend == "onnxruntime"
+    # An export whose features disagree with torch is refused, with a logged line.
+    meta = exports[0].with_suffix(".json")
+    meta.unlink()
+    real_run = backends.OnnxRuntimeBackend.run
+    monkeypatch.setattr(backends.OnnxRuntimeBackend, "run",
+                        lambda self, images: real_run(self, images)[:, ::-1].copy())
+    monkeypatch.setattr(backends, "_export", lambda visual, path: None)  # keep the file as it is
+    with caplog.at_level("WARNING", logger="photosense.backends"):
+        assert ClipIQAEngine(config).load().backend == "torch"
+    assert "disagrees with torch" in caplog.text
+
+
+def test_auto_backend_and_an_uninstalled_runtime(tiny_weights, monkeypatch, caplog):
+    import photosense.scoring.backends as backends
+
+    config = EngineConfig(model="photosense-tiny", weights=str(tiny_weights), device="cpu",
+                          backend="openvino")
+    monkeypatch.setattr(backends, "runtime_available", lambda name: False)
+    with caplog.at_level("WARNING", logger="photosense.backends"):
+        assert ClipIQAEngine(config).load().backend == "torch"
+    assert "openvino is not installed" in caplog.text
+    with pytest.raises(PhotosenseError, match="unknown backend"):
+        backends.check_backend("tensorrt")
