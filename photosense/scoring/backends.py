@@ -188,7 +188,6 @@ def prepare_image_backend(visual, model_id: str, requested: str, threads: int) -
     """The backend to encode images with: ``requested`` ("auto" picks a faster CPU runtime
     when installed and measured faster). Never raises for a runtime problem: falls back to
     torch with a logged line (an explicit request that cannot be met is logged as a warning)."""
-    import torch
 
     check_backend(requested)
     torch_backend = TorchImageBackend(visual)
