@@ -198,11 +198,13 @@ class TerminalProgress:
         """Adapter for pipeline.Progress."""
         eta = ""
         if p.eta is not None and p.done < p.total:
-            from photosense.pipeline import format_duration
+            from photosense.jobs import format_duration
 
             eta = f"ETA {format_duration(p.eta)}"
         if p.stage == "encoding":
-            self(p.done, p.total, f"{p.rate:.1f}/s {eta}")
+            from photosense.jobs import format_rate
+
+            self(p.done, p.total, f"{format_rate(p.rate)} {eta}")
 
 
 def info(msg: str) -> None:
@@ -294,19 +296,29 @@ def cmd_folders(args) -> int:
     return EXIT_OK
 
 
+def run_job(job):
+    """Run a ``photosense.jobs.Job`` here and return its result; its error becomes the
+    command's one-line error (an unexpected one's traceback is already logged)."""
+    job.run()
+    if job.error is not None:
+        raise PhotosenseError(job.error)
+    return job.result
+
+
 def cmd_score(args) -> int:
+    from photosense.jobs import Job
     from photosense.pipeline import ScoringJob
 
     with open_library(args) as lib:
         config = _engine_config(lib, args)
         _info(f"loading model {config.model}" + (f" from {config.weights}" if config.weights else ""))
         bar = TerminalProgress("score")
-        cancel = threading.Event()
-        job = ScoringJob(lib, config)
+        scoring = ScoringJob(lib, config)
+        job = Job(lambda ctl: scoring.run(bar.progress, ctl.cancel, ctl.checkpoint), "Scoring", "scoring")
         try:
-            report = job.run(bar.progress, cancel)
+            report = run_job(job)
         except KeyboardInterrupt:
-            cancel.set()
+            job.cancel()
             _info("interrupted: photos scored so far are saved; run 'photosense score' to resume")
             return 130
         rate = report.encoded / report.encode_seconds if report.encode_seconds else 0.0

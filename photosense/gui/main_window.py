@@ -124,8 +124,14 @@ def reporting_scanner(library: Library, bridge: ServiceBridge):
     class ReportingScanner(Scanner):
         def scan_all(self, progress=None, cancel=None):
             bridge.scanStarted.emit(0)
+
+            def report(done: int, total: int) -> None:
+                bridge.scanProgress.emit(done, total)
+                if progress is not None:
+                    progress(done, total)
+
             try:
-                return super().scan_all(progress or bridge.scanProgress.emit, cancel)
+                return super().scan_all(report, cancel)
             finally:
                 bridge.scanEnded.emit()
 
