@@ -245,58 +245,80 @@ def _call_listener(fn, *args) -> None:
 
 
 class JobThread:
-    """Runs jobs one after another on one daemon thread (a watch batch, thumbnails, a pool of
-    one). An unexpected error ends that job, never the thread."""
+    """Runs jobs one after another on ``threads`` daemon threads (a pool of one keeps them in
+    order). An unexpected error ends that job, never the thread."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, threads: int = 1):
         self.name = name
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self.current: Job | None = None
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self.running: set[Job] = set()
+        self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}" if threads > 1 else name,
+                                          daemon=True) for i in range(max(1, threads))]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def current(self) -> Job | None:
+        with self._cond:
+            return next(iter(self.running), None)
 
     def submit(self, job: Job) -> Job:
         with self._cond:
-            if self._closed:
-                job.cancel()
-                job.run()  # finishes at once as cancelled: listeners still hear of it
+            if not self._closed:
+                self._queue.append(job)
+                self._cond.notify()
                 return job
-            self._queue.append(job)
-            self._cond.notify()
+        job.cancel()
+        job.run()  # finishes at once as cancelled: its listeners still hear of it
         return job
 
     def pending(self) -> list[Job]:
         with self._cond:
             return list(self._queue)
 
+    def _next(self) -> Job | None:
+        """The next job to run (None: closed and drained); called with the lock held."""
+        while not self._queue and not self._closed:
+            self._cond.wait()
+        return self._queue.popleft() if self._queue else None
+
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
-                if not self._queue:
+                job = self._next()
+                if job is None:
                     return
-                job = self._queue.popleft()
-                self.current = job
-            job.run()
-            with self._cond:
-                self.current = None
+                self.running.add(job)
+            try:
+                self._execute(job)
+            finally:
+                with self._cond:
+                    self.running.discard(job)
+
+    def _execute(self, job: Job) -> None:
+        job.run()
+
+    def close(self) -> None:
+        """Cancel what is queued and running; threads end once their job noticed."""
+        with self._cond:
+            self._closed = True
+            jobs = list(self._queue) + list(self.running)
+            self._cond.notify_all()
+        for job in jobs:
+            job.cancel()
+
+    def join(self, deadline: float) -> bool:
+        """Wait for the threads until ``deadline`` (time.monotonic()); True when all ended."""
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
 
     def shutdown(self, timeout: float = 2.0) -> bool:
         """Cancel what is queued and running, wait at most ``timeout``; True when it stopped."""
-        with self._cond:
-            self._closed = True
-            queued = list(self._queue)
-            current = self.current
-            self._cond.notify_all()
-        for job in queued:
-            job.cancel()
-        if current is not None:
-            current.cancel()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        self.close()
+        return self.join(time.monotonic() + timeout)
 
 
 class ModelScheduler(JobThread):
@@ -306,19 +328,19 @@ class ModelScheduler(JobThread):
 
     def __init__(self, name: str = "photosense-model"):
         self._interactive: deque[Job] = deque()
-        super().__init__(name)
+        super().__init__(name, 1)
 
     def submit(self, job: Job, interactive: bool = False) -> Job:
         if not interactive:
             job.between = self._run_interactive
             return super().submit(job)
         with self._cond:
-            if self._closed:
-                job.cancel()
-                job.run()
+            if not self._closed:
+                self._interactive.append(job)
+                self._cond.notify()
                 return job
-            self._interactive.append(job)
-            self._cond.notify()
+        job.cancel()
+        job.run()
         return job
 
     def pending(self) -> list[Job]:
@@ -332,29 +354,35 @@ class ModelScheduler(JobThread):
                 if not self._interactive:
                     return
                 job = self._interactive.popleft()
+                self.running.add(job)
+            try:
+                job.run()
+            finally:
+                with self._cond:
+                    self.running.discard(job)
+
+    def _next(self) -> Job | None:
+        while not self._queue and not self._interactive and not self._closed:
+            self._cond.wait()
+        if self._interactive:
+            return _INTERACTIVE
+        return self._queue.popleft() if self._queue else None
+
+    def _execute(self, job: Job) -> None:
+        if job is _INTERACTIVE:
+            self._run_interactive()
+        else:
             job.run()
 
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._interactive and not self._closed:
-                    self._cond.wait()
-                if not self._queue and not self._interactive:
-                    return
-                job = None if self._interactive else self._queue.popleft()
-                self.current = job
-            if job is None:
-                self._run_interactive()
-            else:
-                job.run()
-            with self._cond:
-                self.current = None
-
-    def shutdown(self, timeout: float = 2.0) -> bool:
+    def close(self) -> None:
         with self._cond:
-            for job in self._interactive:
-                job.cancel()
-        return super().shutdown(timeout)
+            waiting = list(self._interactive)
+        for job in waiting:
+            job.cancel()
+        super().close()
+
+
+_INTERACTIVE = Job(lambda ctl: None, "interactive requests", "marker")
 
 
 def run_inline(job: Job) -> Job:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,13 +70,17 @@ class WatchService:
         t.start()
         self._threads.append(t)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop watching, scanning and scoring; wait at most ``timeout`` for the threads (a
+        daemon still busy past it is abandoned). True when every thread ended."""
+        deadline = time.monotonic() + timeout
         self.stop_event.set()
         self._wake.set()
         if self.watcher is not None:
             self.watcher.stop()
         for t in self._threads:
-            t.join(timeout=30)
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
 
     def add_folder(self, path: str) -> None:
         folder = self.library.add_folder(path)

@@ -75,6 +75,8 @@ from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
 from photosense.gui.delegate import PhotoDelegate, cell_size
 from photosense.gui.info_panel import InfoPanel
 from photosense.gui.jobs import Job, JobContext, JobRunner, SerialExecutor
+from photosense.gui.status import JobsBar, ProblemsButton
+from photosense.problems import ProblemLog
 from photosense.gui.photo_model import PhotoIdRole, PhotoListModel, RowRole, ThumbnailRole, value_of
 from photosense.gui.settings_dialog import THUMB_MAX, THUMB_MIN, SettingsDialog, SidecarSettings, UiPrefs
 from photosense.gui.sidebar import Sidebar
@@ -105,6 +107,7 @@ SHORTCUTS = [
     ("? or F1", "Show this help"),
 ]
 PAGE_GRID, PAGE_LOUPE, PAGE_COMPARE = 0, 1, 2
+SHUTDOWN_SECONDS = 2.0  # closing the window waits at most this long for background work
 
 
 class ServiceBridge(QObject):
@@ -114,6 +117,8 @@ class ServiceBridge(QObject):
     scanStarted = Signal(int)  # changed paths (files, folders) from the watcher; 0: every folder
     scanProgress = Signal(int, int)  # files read, files to read
     scanEnded = Signal()  # also after a failed scan
+    error = Signal(str)  # a watcher job failed (a locked library, a vanished folder)
+    resolved = Signal(str)  # a kind of problem is gone (a later scan worked)
 
 
 def reporting_scanner(library: Library, bridge: ServiceBridge):
@@ -304,12 +309,11 @@ class MainWindow(QMainWindow):
         self.engine = ClipIQAEngine(self.engine_config)
         self.attributes: list[AttributeInfo] = []
         self.folders: list[FolderInfo] | None = None
-        self.problems: list[str] = []
+        self.problem_log = ProblemLog()
         self.last_message: QMessageBox | None = None
         self.service = None
         self._score_job: Job | None = None
         self._score_again = False
-        self._progress_job: Job | None = None
         self._last_row_refresh = 0.0
         self._restore_selection: tuple[list[int], int | None] | None = None
         self._histogram_job: Job | None = None
@@ -334,6 +338,7 @@ class MainWindow(QMainWindow):
         self.db.error.connect(self.report_error)
         self.jobs = JobRunner(self)
         self.thumbnails = ThumbnailLoader(self, side=self.prefs.thumb_size)
+        self.thumbnails.crashed.connect(lambda message: self.report_error(message, quiet=True, kind="thumbnail"))
         self.model = PhotoListModel(library, self.db, self.thumbnails, self)
         self.culling = CullingController(library, self.db, self.model, self)
         self.culling.failed.connect(self.report_error)
@@ -569,32 +574,19 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
         self.count_label = QLabel()
-        self.job_label = QLabel()
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setFixedWidth(220)
-        self.progress_bar.setTextVisible(True)
-        self.pause_button = QToolButton()
-        self.pause_button.setText("Pause")
-        self.cancel_button = QToolButton()
-        self.cancel_button.setText("Cancel")
-        self.problems_button = QToolButton()
-        self.problems_button.setAutoRaise(True)
-        self.problems_button.setStyleSheet("color: #ff8a7a;")
-        self.problems_button.clicked.connect(self.show_problems)
+        self.job_bar = JobsBar(self.jobs)  # every running job, with its own controls
+        self.problems_button = ProblemsButton(self.problem_log)
         # The watcher's scans have their own indicator: they run while scoring shows its progress.
         self.scan_label = QLabel()
         self.scan_bar = QProgressBar()
         self.scan_bar.setFixedWidth(120)
         self.scan_bar.setTextVisible(False)
-        for w in (self.scan_label, self.scan_bar, self.job_label, self.progress_bar, self.pause_button,
-                  self.cancel_button):
+        for w in (self.scan_label, self.scan_bar):
             sb.addPermanentWidget(w)
             w.hide()
+        sb.addPermanentWidget(self.job_bar)
         sb.addPermanentWidget(self.problems_button)
-        self.problems_button.hide()
         sb.addPermanentWidget(self.count_label)
-        self.pause_button.clicked.connect(self._toggle_pause)
-        self.cancel_button.clicked.connect(self._cancel_progress_job)
 
     def _connect(self) -> None:
         self.model.queryFinished.connect(self._on_query_finished)
@@ -639,7 +631,10 @@ class MainWindow(QMainWindow):
         self.bridge.scanStarted.connect(self._on_watch_scan_started)
         self.bridge.scanProgress.connect(self._on_watch_scan_progress)
         self.bridge.scanEnded.connect(self._on_watch_scan_ended)
-        events = ServiceEvents(scanned=self.bridge.scanned.emit)
+        self.bridge.error.connect(lambda message: self.report_error(message, kind="scan"))
+        self.bridge.resolved.connect(self.problem_log.resolve)
+        events = ServiceEvents(scanned=self.bridge.scanned.emit, error=self.bridge.error.emit,
+                               resolved=self.bridge.resolved.emit)
         self.service = WatchService(self.library, self.engine_config, events,
                                     debounce=self.watch_debounce, score=False)
         self.service.scanner = reporting_scanner(self.library, self.bridge)
@@ -1110,70 +1105,20 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ background jobs
 
     def _track(self, job: Job, label: str, cancellable: bool = True, pausable: bool = False) -> None:
-        """Show a job's progress in the status bar (the latest tracked job wins)."""
-        job.progress.connect(self._on_job_progress)
-        job.finished.connect(self._on_job_finished)
-        self._progress_job = job
-        job.setProperty("label", label)
-        self.job_label.setText(label)
-        self.progress_bar.setRange(0, 0)
-        for w in (self.job_label, self.progress_bar):
-            w.show()
-        self.cancel_button.setVisible(cancellable)
-        self.pause_button.setVisible(pausable)
-        self.pause_button.setText("Pause")
+        """List a job in the status bar (with Cancel / Pause where they apply) until it ends;
+        call before starting it. Every tracked job has its own row."""
+        job.label = label
+        job.core.cancellable = cancellable
+        job.core.pausable = pausable
+        job.shown = True
 
     @Slot(object)
-    def _on_job_progress(self, value) -> None:
-        job = self.sender()
-        if isinstance(value, Progress) and job is self._score_job:
+    def _on_scoring_progress(self, value) -> None:
+        if isinstance(value, Progress) and value.stage == "encoding":
             now = time.monotonic()
-            if value.stage == "encoding" and now - self._last_row_refresh > 1.0:
+            if now - self._last_row_refresh > 1.0:
                 self._last_row_refresh = now
                 self.model.refresh_rows()  # show new scores in place
-        if job is not self._progress_job:
-            return
-        if isinstance(value, Progress):
-            text = {"loading": "Loading the model…", "encoding": "Scoring",
-                    "rescoring": "Scoring new attributes", "done": "Scored"}.get(value.stage, value.stage)
-            if value.total:
-                self.progress_bar.setRange(0, value.total)
-                self.progress_bar.setValue(value.done)
-                self.progress_bar.setFormat(f"{value.done} / {value.total}")
-                eta = "" if value.eta is None else f", {format_duration(value.eta)} left"
-                rate = f" — {value.rate:.1f} photos/s{eta}" if value.stage == "encoding" else ""
-                self.job_label.setText(f"{text}{rate}")
-            else:
-                self.progress_bar.setRange(0, 0)
-                self.job_label.setText(text)
-        elif isinstance(value, tuple) and len(value) == 2:
-            done, total = value
-            self.progress_bar.setRange(0, max(1, total))
-            self.progress_bar.setValue(done)
-            self.progress_bar.setFormat(f"{done} / {total}")
-
-    @Slot()
-    def _on_job_finished(self) -> None:
-        if self.sender() is self._progress_job:
-            self._progress_job = None
-            for w in (self.job_label, self.progress_bar, self.pause_button, self.cancel_button):
-                w.hide()
-
-    def _toggle_pause(self) -> None:
-        job = self._progress_job
-        if job is None:
-            return
-        if job.paused:
-            job.resume()
-            self.pause_button.setText("Pause")
-        else:
-            job.pause()
-            self.pause_button.setText("Resume")
-
-    def _cancel_progress_job(self) -> None:
-        if self._progress_job is not None:
-            self._progress_job.cancel()
-            self.job_label.setText("Cancelling…")
 
     def start_scoring(self) -> Job | None:
         """Score photos that lack scores for the configured model (one job at a time)."""
@@ -1186,7 +1131,8 @@ class MainWindow(QMainWindow):
         def work(ctx: JobContext):
             return ScoringJob(library, config, engine=engine).run(ctx.progress, ctx.cancel)
 
-        job = Job(work, "scoring")
+        job = Job(work, "scoring", kind="scoring")
+        job.progress.connect(self._on_scoring_progress)
         job.result.connect(self._on_scored)
         job.error.connect(self._on_scoring_error)
         job.finished.connect(self._on_scoring_finished)
@@ -1198,6 +1144,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_scored(self, report) -> None:
         self.banner.hide()
+        self.problem_log.resolve("model")  # the weights load now
         if report.cancelled:
             self.statusBar().showMessage(f"Scoring cancelled after {report.encoded} photos", 6000)
         elif report.encoded or report.rescored_attributes:
@@ -1225,9 +1172,9 @@ class MainWindow(QMainWindow):
         job = self.sender()
         if isinstance(getattr(job, "exception", None), WeightsUnavailable):
             self.banner.show_problem(message)
-            self.report_error(f"Scoring is off: {message}", quiet=True)
+            self.report_error(f"Scoring is off: {message}", quiet=True, kind="model")
         else:
-            self.report_error(f"Scoring failed: {message}")
+            self.report_error(f"Scoring failed: {message}", kind="scoring")
 
     @Slot()
     def _on_scoring_finished(self) -> None:
@@ -1289,7 +1236,7 @@ class MainWindow(QMainWindow):
         if path:
             self.add_folder(path)
 
-    def add_folder(self, path: str) -> None:
+    def add_folder(self, path: str) -> Job:
         """Add a folder; it is scanned in the background and its photos appear as they come."""
         library, watcher = self.library, self.service.watcher if self.service is not None else None
 
@@ -1301,7 +1248,7 @@ class MainWindow(QMainWindow):
                 watcher.add(folder.path)  # watched from now on; this job reads what is there
             return Scanner(library).scan_folder(folder, lambda d, t: ctx.progress((d, t)), ctx.cancel)
 
-        self.run_scan_job(work, f"Scanning {path}")
+        return self.run_scan_job(work, f"Scanning {path}")
 
     def rescan(self) -> None:
         if self.service is not None and self.service.watcher is not None:
@@ -1319,7 +1266,7 @@ class MainWindow(QMainWindow):
         self.run_scan_job(work, "Scanning folders")
 
     def run_scan_job(self, work, label: str) -> Job:
-        job = Job(work, "scan")
+        job = Job(work, "scan", kind="scan")
         job.result.connect(self._on_scanned)
         job.error.connect(self.report_error)
         job.finished.connect(lambda: self.reload_library_info(requery=True))
@@ -1381,12 +1328,12 @@ class MainWindow(QMainWindow):
             n = rescore_attributes(library, [library.attribute(attr.name)], engine)
             return n
 
-        job = Job(work, f"rescore {attr.name}")
+        job = Job(work, f"rescore {attr.name}", kind="rescore")
         job.result.connect(lambda _r: (self.statusBar().showMessage(f"“{attr.name}” scored", 5000),
                                        self._after_new_scores()))
         job.error.connect(self._on_scoring_error)
         self._track(job, f"Scoring “{attr.name}”")
-        self.jobs.start(job, "model")
+        self.jobs.start(job, "model", interactive=True)  # between two scoring batches
         return job
 
     def remove_attribute(self, name: str) -> None:
@@ -1526,14 +1473,15 @@ class MainWindow(QMainWindow):
 
             return search(library, engine, text)
 
-        job = Job(work, "search")
+        job = Job(work, "search", kind="search")
         job.setProperty("text", text)
         job.result.connect(self._on_search_results)
         job.error.connect(self._on_search_error)
         self._search_job = job
         self.search_label.setText(f"Searching for “{text}”…")
         self.search_bar.show()
-        self.jobs.start(job, "model")
+        self._track(job, f"Searching for “{text}”")
+        self.jobs.start(job, "model", interactive=True)  # between two scoring batches
         return job
 
     @Slot(object)
@@ -1559,7 +1507,7 @@ class MainWindow(QMainWindow):
         self.requery()
         if isinstance(getattr(job, "exception", None), WeightsUnavailable):
             self.banner.show_problem(message)
-            self.report_error(f"Search needs the model's weights: {message}")
+            self.report_error(f"Search needs the model's weights: {message}", kind="model")
         else:
             self.report_error(f"Search failed: {message}")
 
@@ -1762,27 +1710,21 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ messages
 
-    def report_error(self, message: str, quiet: bool = False) -> None:
-        """Show a problem in the status bar and keep it in the problems log."""
+    def report_error(self, message: str, quiet: bool = False, kind: str = "",
+                     subject: str | None = None) -> None:
+        """Show a problem in the status bar and keep it in the Problems list (once)."""
         log.warning("%s", message)
-        self.problems.append(message)
-        self.problems_button.setText(f"⚠ {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}")
-        self.problems_button.show()
+        self.problem_log.report(message, kind, subject)
         if not quiet:
             self.statusBar().showMessage(message, 10000)
 
-    def show_problems(self) -> None:
-        dlg = QDialog(self)
-        dlg.setWindowTitle("Problems")
-        dlg.resize(700, 360)
-        text = QPlainTextEdit("\n".join(self.problems) or "No problems so far.")
-        text.setReadOnly(True)
-        clear = QPushButton("Clear")
-        clear.clicked.connect(lambda: (self.problems.clear(), self.problems_button.hide(), dlg.accept()))
-        lay = QVBoxLayout(dlg)
-        lay.addWidget(text)
-        lay.addWidget(clear, alignment=Qt.AlignmentFlag.AlignRight)
-        dlg.open()
+    @property
+    def problems(self) -> list[str]:
+        """The problems now listed, oldest first."""
+        return self.problem_log.messages()
+
+    def show_problems(self):
+        return self.problems_button.open_dialog()
 
     def notify(self, title: str, text: str) -> QMessageBox:
         """A non-blocking message box (the window stays usable)."""
@@ -1828,11 +1770,13 @@ class MainWindow(QMainWindow):
         if getattr(self, "_shut_down", False):
             return
         self._shut_down = True
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
         if self.service is not None:
-            self.service.stop()
-        self.jobs.shutdown()
-        self.thumbnails.shutdown()
-        self.db.shutdown()
+            self.service.stop(timeout=SHUTDOWN_SECONDS / 2)
+        left = lambda: max(0.05, deadline - time.monotonic())  # noqa: E731
+        self.jobs.shutdown(left())
+        self.thumbnails.shutdown(left())
+        self.db.shutdown(left())
 
     def sizeHint(self) -> QSize:
         return QSize(1400, 880)
