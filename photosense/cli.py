@@ -514,8 +514,14 @@ def cmd_flag(args) -> int:
         kwargs = {"flag": flag, "rating": args.rating}
         if label is not ...:
             kwargs["color_label"] = label
+        from photosense.curation.sidecar_job import attach_immediate_writer
+
+        attach_immediate_writer(lib)  # XMP auto-write, when on: one command, written at once
         lib.set_culling(ids, **kwargs)
         _info(f"updated {len(ids)} photo(s)")
+        report = getattr(lib, "sidecar_report", None)
+        for path, message in report.errors if report is not None else []:
+            _info(f"  XMP sidecar not written: {display_path(path)}: {message}")
         if flag is not None:
             from photosense.scoring.taste import maybe_refit
 

@@ -118,6 +118,7 @@ class ServiceBridge(QObject):
     scanProgress = Signal(int, int)  # files read, files to read
     scanEnded = Signal()  # also after a failed scan
     error = Signal(str)  # a watcher job failed (a locked library, a vanished folder)
+    sidecars = Signal(object)  # a finished XMP auto-write job (photosense.jobs.Job)
     resolved = Signal(str)  # a kind of problem is gone (a later scan worked)
 
 
@@ -343,6 +344,12 @@ class MainWindow(QMainWindow):
         self.culling = CullingController(library, self.db, self.model, self)
         self.culling.failed.connect(self.report_error)
         self.culling.changed.connect(self._on_culling_changed)
+        from photosense.curation.sidecar_job import SidecarWriter
+
+        self.bridge = ServiceBridge(self)
+        self.bridge.sidecars.connect(self._on_sidecars_written)
+        # XMP auto-write: flags commit at once, sidecars follow in the background, coalesced.
+        self.sidecar_writer = SidecarWriter(library, self.bridge.sidecars.emit)
 
         self._build_central()
         self._build_docks()
@@ -626,7 +633,6 @@ class MainWindow(QMainWindow):
         """Watch and scan the library's folders in the background, then score what is new."""
         from photosense.service import ServiceEvents, WatchService
 
-        self.bridge = ServiceBridge(self)
         self.bridge.scanned.connect(self._on_scanned)
         self.bridge.scanStarted.connect(self._on_watch_scan_started)
         self.bridge.scanProgress.connect(self._on_watch_scan_progress)
@@ -914,10 +920,22 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(self.culling.stack.undoText() or "Saved", 2500)
         if ids:
             self._taste_timer.start()  # refit "my taste" once the flags settle
-        if self.sidecar_settings.auto_write:  # the write above also wrote the sidecars: any trouble?
-            self.db.submit(lambda: getattr(self.library, "sidecar_errors", []),
-                           lambda errors: [self.report_error(f"XMP sidecar: {p}: {m}", quiet=True)
-                                           for p, m in (errors or [])[:20]])
+
+    @Slot(object)
+    def _on_sidecars_written(self, job) -> None:
+        """An XMP auto-write batch finished: its failures are problems, its successes clear
+        earlier problems of the same photos."""
+        if job.error is not None:
+            self.report_error(f"XMP sidecars: {job.error}", quiet=True, kind="xmp")
+            return
+        report = job.result
+        failed = {path for path, _m in report.errors}
+        for path, message in report.errors[:50]:
+            self.report_error(f"XMP sidecar {path}: {message}", quiet=True, kind="xmp", subject=path)
+        for pid in job.photo_ids:
+            row = self.model.photo_row(pid)
+            if row is not None and row.path not in failed:
+                self.problem_log.resolve("xmp", row.path)
 
     # ------------------------------------------------------------------ culling
 
@@ -1774,6 +1792,7 @@ class MainWindow(QMainWindow):
         if self.service is not None:
             self.service.stop(timeout=SHUTDOWN_SECONDS / 2)
         left = lambda: max(0.05, deadline - time.monotonic())  # noqa: E731
+        self.sidecar_writer.close(left())  # pending sidecars written first, within the budget
         self.jobs.shutdown(left())
         self.thumbnails.shutdown(left())
         self.db.shutdown(left())

@@ -52,24 +52,26 @@ class JobRow(QWidget):
     def __init__(self, job: Job, parent: QWidget | None = None):
         super().__init__(parent)
         self.job = job
-        self.label = QLabel(job.label)
-        self.bar = QProgressBar()
+        # Children get their parent before any setVisible: a parentless widget shown would
+        # become a window of its own (and take the focus from the main window).
+        self.label = QLabel(job.label, self)
+        self.bar = QProgressBar(self)
         self.bar.setFixedWidth(160)
         self.bar.setRange(0, 0)
         self.bar.setTextVisible(True)
-        self.pause_button = QToolButton()
+        self.pause_button = QToolButton(self)
         self.pause_button.setText("Pause")
-        self.pause_button.setVisible(job.pausable)
         self.pause_button.clicked.connect(self.toggle_pause)
-        self.cancel_button = QToolButton()
+        self.cancel_button = QToolButton(self)
         self.cancel_button.setText("Cancel")
-        self.cancel_button.setVisible(job.cancellable)
         self.cancel_button.clicked.connect(self.cancel)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(6, 0, 0, 0)
         lay.setSpacing(4)
         for w in (self.label, self.bar, self.pause_button, self.cancel_button):
             lay.addWidget(w)
+        self.pause_button.setVisible(job.pausable)
+        self.cancel_button.setVisible(job.cancellable)
         job.progress.connect(self.show_progress)
         if job.last_progress is not None:
             self.show_progress(job.last_progress)
