@@ -34,6 +34,9 @@ from photosense.scoring.maths import attribute_scores
 log = logging.getLogger("photosense.pipeline")
 
 ENGINE_SETTING = "engine"  # last engine configuration used to score this library
+# A batch holds at most about this many seconds of inference (measured as the run goes), so an
+# interactive request waiting at the next checkpoint waits no longer than that, even on a CPU.
+BATCH_SECONDS = 1.0
 
 
 @dataclass
@@ -183,6 +186,7 @@ class ScoringJob:
         if not todo:
             return
         done = 0
+        per_photo: float | None = None  # seconds of inference per photo, measured
         t_encode = time.monotonic()
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="photosense-decode") as pool:
             queue: deque[tuple[int, str, Future]] = deque()
@@ -205,7 +209,9 @@ class ScoringJob:
                         fut.cancel()
                     break
                 ids, tensors = [], []
-                while queue and len(ids) < batch_size:
+                limit = 1 if per_photo is None else max(1, min(batch_size, int(BATCH_SECONDS / per_photo)))
+                while queue and len(ids) < limit:
+                    self._checkpoint()
                     pid, path, fut = queue.popleft()
                     try:
                         tensors.append(fut.result())
@@ -218,7 +224,9 @@ class ScoringJob:
                         done += 1
                     refill()  # keep decoders busy while the model runs
                 if ids:
+                    t_batch = time.monotonic()
                     feats = self.engine.encode_images(tensors)
+                    per_photo = (time.monotonic() - t_batch) / len(ids)
                     scores = scorer.score_all(attrs, feats, np.asarray(ids, dtype=np.int64))
                     items_out = [
                         (pid, feats[i], {aid: float(v[i]) for aid, v in scores.items()})
