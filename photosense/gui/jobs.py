@@ -30,7 +30,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from photosense import jobs as core
 from photosense.errors import PhotosenseError
-from photosense.jobs import JobCancelled, JobControl, describe_error
+from photosense.jobs import JobCancelled, JobControl, describe_error  # noqa: F401 - re-exported
 
 log = logging.getLogger("photosense.gui")
 
@@ -81,6 +81,37 @@ class Job(QObject):
         elif job.state == core.DONE:
             self.result.emit(job.result)
         self.finished.emit()
+
+
+class LatestRequest:
+    """"Replace the previous request, drop stale results", written once: a new search, a
+    histogram of another sort key, bursts found again. ``start`` cancels the request before
+    it; ``slot`` wraps a result/error handler so it runs (as ``fn(job, value)``) only for the
+    current request, which is then done."""
+
+    def __init__(self) -> None:
+        self.job: Job | None = None
+
+    def start(self, job: Job) -> Job:
+        self.cancel()
+        self.job = job
+        return job
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.job = None
+
+    def slot(self, job: Job, fn: Callable[[Job, Any], None]) -> Callable[[Any], None]:
+        def deliver(value) -> None:
+            if job is self.job:
+                self.job = None
+                fn(job, value)
+        return deliver
+
+    @property
+    def pending(self) -> bool:
+        return self.job is not None
 
 
 class JobRunner(QObject):
