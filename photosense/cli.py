@@ -204,11 +204,13 @@ class TerminalProgress:
         """Adapter for pipeline.Progress."""
         eta = ""
         if p.eta is not None and p.done < p.total:
-            from photosense.pipeline import format_duration
+            from photosense.jobs import format_duration
 
             eta = f"ETA {format_duration(p.eta)}"
         if p.stage == "encoding":
-            self(p.done, p.total, f"{p.rate:.1f}/s {eta}")
+            from photosense.jobs import format_rate
+
+            self(p.done, p.total, f"{format_rate(p.rate)} {eta}")
 
 
 def info(msg: str) -> None:
@@ -308,19 +310,29 @@ def _failed_text(report) -> str:
                if report.unavailable else ""))
 
 
+def run_job(job):
+    """Run a ``photosense.jobs.Job`` here and return its result; its error becomes the
+    command's one-line error (an unexpected one's traceback is already logged)."""
+    job.run()
+    if job.error is not None:
+        raise PhotosenseError(job.error)
+    return job.result
+
+
 def cmd_score(args) -> int:
+    from photosense.jobs import Job
     from photosense.pipeline import ScoringJob
 
     with open_library(args) as lib:
         config = _engine_config(lib, args)
         _info(f"loading model {config.model}" + (f" from {config.weights}" if config.weights else ""))
         bar = TerminalProgress("score")
-        cancel = threading.Event()
-        job = ScoringJob(lib, config)
+        scoring = ScoringJob(lib, config)
+        job = Job(lambda ctl: scoring.run(bar.progress, ctl.cancel, ctl.checkpoint), "Scoring", "scoring")
         try:
-            report = job.run(bar.progress, cancel)
+            report = run_job(job)
         except KeyboardInterrupt:
-            cancel.set()
+            job.cancel()
             _info("interrupted: photos scored so far are saved; run 'photosense score' to resume")
             return 130
         rate = report.encoded / report.encode_seconds if report.encode_seconds else 0.0
@@ -519,8 +531,14 @@ def cmd_flag(args) -> int:
         kwargs = {"flag": flag, "rating": args.rating}
         if label is not ...:
             kwargs["color_label"] = label
+        from photosense.curation.sidecar_job import attach_immediate_writer
+
+        attach_immediate_writer(lib)  # XMP auto-write, when on: one command, written at once
         lib.set_culling(ids, **kwargs)
         _info(f"updated {len(ids)} photo(s)")
+        report = getattr(lib, "sidecar_report", None)
+        for path, message in report.errors if report is not None else []:
+            _info(f"  XMP sidecar not written: {display_path(path)}: {message}")
         if flag is not None:
             from photosense.scoring.taste import maybe_refit
 

@@ -6,7 +6,8 @@ and attribute scores in one transaction (a photo is scored completely or not at 
 killed run resumes where it stopped), then fills in scores of attributes that are new or
 edited from the stored features with one matrix product per attribute.
 
-Progress goes to a callback; cancel is cooperative (a ``threading.Event``).
+Progress goes to a callback; cancel is cooperative (a ``threading.Event``); ``checkpoint`` is
+called between two batches (a ``ModelScheduler`` runs interactive requests there).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from photosense.errors import DecodeError, PhotosenseError
 from photosense.ingest.decode import open_image
 from photosense.ingest.raw import best_image_path
+from photosense.jobs import Progress, format_duration  # noqa: F401 - re-exported for callers
 from photosense.library import AttributeInfo, Library, ModelInfo
 from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig, file_sha256
 from photosense.scoring.maths import attribute_scores
@@ -33,30 +35,9 @@ from photosense.scoring.maths import attribute_scores
 log = logging.getLogger("photosense.pipeline")
 
 ENGINE_SETTING = "engine"  # last engine configuration used to score this library
-
-
-@dataclass(frozen=True)
-class Progress:
-    stage: str  # "loading", "encoding", "rescoring", "done"
-    done: int
-    total: int
-    rate: float  # photos per second over the run so far
-    eta: float | None  # seconds left, when known
-
-    def line(self) -> str:
-        eta = "" if self.eta is None else f", ETA {format_duration(self.eta)}"
-        return f"{self.stage}: {self.done}/{self.total} ({self.rate:.1f} photos/s{eta})"
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    m, s = divmod(seconds, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
+# A batch holds at most about this many seconds of inference (measured as the run goes), so an
+# interactive request waiting at the next checkpoint waits no longer than that, even on a CPU.
+BATCH_SECONDS = 1.0
 
 
 @dataclass
@@ -174,10 +155,12 @@ class ScoringJob:
         return model, AttributeScorer(self.library, self.engine, model)
 
     def run(self, progress: Callable[[Progress], None] | None = None,
-            cancel: threading.Event | None = None) -> ScoreReport:
+            cancel: threading.Event | None = None,
+            checkpoint: Callable[[], None] | None = None) -> ScoreReport:
         start = time.monotonic()
         report = ScoreReport()
         emit = progress or (lambda p: None)
+        self._checkpoint = checkpoint or (lambda: None)
         if self._up_to_date():
             report.seconds = time.monotonic() - start
             emit(Progress("done", 0, 0, 0.0, 0.0))
@@ -242,6 +225,7 @@ class ScoringJob:
         if not todo:
             return
         done = 0
+        per_photo: float | None = None  # seconds of inference per photo, measured
         t_encode = time.monotonic()
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="photosense-decode") as pool:
             queue: deque[tuple[int, str, Future]] = deque()
@@ -257,13 +241,16 @@ class ScoringJob:
 
             refill()
             while queue:
+                self._checkpoint()  # between two batches: interactive model requests run here
                 if cancel is not None and cancel.is_set():
                     report.cancelled = True
                     for _pid, _path, fut in queue:
                         fut.cancel()
                     break
                 ids, tensors = [], []
-                while queue and len(ids) < batch_size:
+                limit = 1 if per_photo is None else max(1, min(batch_size, int(BATCH_SECONDS / per_photo)))
+                while queue and len(ids) < limit:
+                    self._checkpoint()
                     pid, path, fut = queue.popleft()
                     try:
                         tensors.append(fut.result())
@@ -273,7 +260,9 @@ class ScoringJob:
                         done += 1
                     refill()  # keep decoders busy while the model runs
                 if ids:
+                    t_batch = time.monotonic()
                     feats = self.engine.encode_images(tensors)
+                    per_photo = (time.monotonic() - t_batch) / len(ids)
                     scores = scorer.score_all(attrs, feats, np.asarray(ids, dtype=np.int64))
                     items_out = [
                         (pid, feats[i], {aid: float(v[i]) for aid, v in scores.items()})

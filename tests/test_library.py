@@ -233,10 +233,28 @@ def test_feature_store_roundtrip_and_atomic_batches(tmp_path):
     assert list(got_ids) == ids[:4]
     np.testing.assert_array_equal(mat, vecs)
     assert [p for p, _ in lib.photos_needing_features(model.id)] == [ids[4]]
-    # A feature vector of the wrong type in the batch fails the whole batch: nothing half-written.
-    with pytest.raises(Exception):
-        lib.store_features(model.id, 512, [(ids[4], vecs[0], {attr.id: 0.1}), (ids[4], None, {attr.id: "x"})])
+    # A failure after the features were inserted (the disk fills while the scores are written)
+    # rolls the whole batch back: no photo has a feature without its scores.
+    import sqlite3
+
+    from sqlalchemy import event
+
+    statements = []
+
+    def fail_on_scores(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement.split("(")[0].strip())
+        if statement.startswith("INSERT INTO scores"):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    event.listen(lib.engine, "before_cursor_execute", fail_on_scores)
+    try:
+        with pytest.raises(Exception, match="full"):
+            lib.store_features(model.id, 512, [(ids[4], vecs[0], {attr.id: 0.1})])
+    finally:
+        event.remove(lib.engine, "before_cursor_execute", fail_on_scores)
+    assert "INSERT INTO features" in statements  # the feature row was written, then undone
     assert [p for p, _ in lib.photos_needing_features(model.id)] == [ids[4]]
+    assert ids[4] not in list(lib.feature_matrix(model.id)[0])
 
 
 def test_scores_of_attributes_and_photos_removed_meanwhile_are_skipped(tmp_path):

@@ -98,7 +98,7 @@ def test_edited_attribute_is_rescored_by_the_next_run(scanned, tiny_config, shar
     assert after.keys() == before.keys() and after != before
 
 
-def test_cancel_and_resume_after_a_kill(scanned, tiny_config, shared_engine, monkeypatch):
+def test_cancel_and_resume_after_a_kill(scanned, tiny_config, shared_engine):
     cancel = threading.Event()
     cfg = EngineConfig(**{**tiny_config.__dict__, "batch_size": 4})
     seen = []
@@ -116,17 +116,26 @@ def test_cancel_and_resume_after_a_kill(scanned, tiny_config, shared_engine, mon
         assert len(row.scores) in (0, 12)
     assert len(scanned.photos_needing_features(model.id)) == 15 - report.encoded
 
-    # A "kill" in the middle of storing a batch leaves nothing half-written.
-    original = scanned.store_features
+    # A "kill" in the middle of storing a batch (the real store_features: its feature rows
+    # already inserted, the scores being written) leaves nothing half-written.
+    from sqlalchemy import event
 
-    def crash(*a, **k):
-        raise KeyboardInterrupt
+    statements = []
 
-    monkeypatch.setattr(scanned, "store_features", crash)
-    with pytest.raises(KeyboardInterrupt):
-        ScoringJob(scanned, cfg, engine=shared_engine).run()
-    monkeypatch.setattr(scanned, "store_features", original)
+    def kill_while_storing_scores(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+        if statement.startswith("INSERT INTO scores"):
+            raise KeyboardInterrupt
+
+    event.listen(scanned.engine, "before_cursor_execute", kill_while_storing_scores)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ScoringJob(scanned, cfg, engine=shared_engine).run()
+    finally:
+        event.remove(scanned.engine, "before_cursor_execute", kill_while_storing_scores)
+    assert any(st.startswith("INSERT INTO features") for st in statements)
     assert len(scanned.photos_needing_features(model.id)) == 15 - report.encoded
+    assert len(scanned.feature_matrix(model.id)[0]) == report.encoded
 
     resumed = ScoringJob(scanned, cfg, engine=shared_engine).run()
     assert resumed.encoded == 15 - report.encoded

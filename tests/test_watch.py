@@ -50,6 +50,15 @@ def service_lib(tmp_path, photo_folder):
 def test_watch_picks_up_new_moved_and_deleted_files_and_scores_them(service_lib, photo_folder, tiny_config, real_photos):
     scored = []
     service = WatchService(service_lib, tiny_config, ServiceEvents(scored=scored.append), debounce=0.3)
+    sizes_read: list[int] = []  # the size of new.jpg each time the watcher handed it to the scanner
+    scan_paths = service.scanner.scan_paths
+
+    def spy(paths):
+        paths = list(paths)
+        sizes_read.extend(os.path.getsize(p) for p in paths if p.endswith("new.jpg") and os.path.exists(p))
+        return scan_paths(paths)
+
+    service.scanner.scan_paths = spy
     service.start()
     try:
         assert _wait(lambda: len(service_lib.query_ids(PhotoQuery())) == 15)
@@ -70,7 +79,8 @@ def test_watch_picks_up_new_moved_and_deleted_files_and_scores_them(service_lib,
             return rows[0] if rows else None
 
         assert _wait(lambda: row("new.jpg") is not None and len(row("new.jpg").scores) == 12)
-        assert row("new.jpg").error is None, "a half-copied file must not be read"
+        assert row("new.jpg").error is None
+        assert sizes_read and set(sizes_read) == {len(data)}, "a half-copied file must not be read"
         # Move into a new subfolder: same photo, new path.
         pid = row("rocket.jpg").id
         (photo_folder / "sub").mkdir()

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from sqlalchemy import update
 
 from photosense.cli import main
 from photosense.curation import xmp
+from photosense.curation.sidecar_job import attach_immediate_writer
 from photosense.ingest.scan import Scanner
 from photosense.library import (
     FLAG_NONE,
@@ -296,32 +298,82 @@ def test_malformed_sidecar_is_never_overwritten(lib, shoot):
 # -- auto-write ---------------------------------------------------------------------------
 
 def test_auto_write_on_set_culling_and_undo(lib, shoot, exiftool):
+    from photosense.curation.sidecar_job import SidecarWriter
+
     ids = _scan(lib, shoot)
     pid = ids["astronaut.jpg"]
     sidecar = shoot / "astronaut.jpg.xmp"
-    lib.set_culling([pid], flag=FLAG_PICK)
-    assert not sidecar.exists()  # off by default
+    reports = []
+    writer = SidecarWriter(lib, reports.append, delay=0.05)
+    try:
+        lib.set_culling([pid], flag=FLAG_PICK)
+        assert writer.flush() and not sidecar.exists()  # off by default
 
-    lib.set_setting(xmp.SETTING_AUTO_WRITE, True)
-    before = lib.set_culling([pid], flag=FLAG_REJECT, rating=3, color_label="yellow")
-    assert read_back(exiftool, sidecar) == {"Rating": -1, "Label": "Yellow", "PickLabel": 1}
-    lib.set_states(before)  # what undo does
-    assert read_back(exiftool, sidecar) == {"Rating": 0, "PickLabel": 3}
-    assert lib.sidecar_errors == []
+        lib.set_setting(xmp.SETTING_AUTO_WRITE, True)
+        before = lib.set_culling([pid], flag=FLAG_REJECT, rating=3, color_label="yellow")
+        assert writer.flush()
+        assert read_back(exiftool, sidecar) == {"Rating": -1, "Label": "Yellow", "PickLabel": 1}
+        lib.set_states(before)  # what undo does
+        assert writer.flush()
+        assert read_back(exiftool, sidecar) == {"Rating": 0, "PickLabel": 3}
+        assert reports and all(r.result.errors == [] for r in reports)
+    finally:
+        writer.close()
 
 
 def test_auto_write_failure_keeps_the_library_change(lib, shoot, caplog):
+    from photosense.curation.sidecar_job import SidecarWriter
+
     ids = _scan(lib, shoot)
     pid = ids["chelsea.jpg"]
     bad = shoot / "chelsea.jpg.xmp"
     bad.write_text("garbage <<<")
     lib.set_setting(xmp.SETTING_AUTO_WRITE, True)
-    with caplog.at_level(logging.WARNING, logger="photosense.curation.xmp"):
-        lib.set_culling([pid], flag=FLAG_PICK, rating=5)
-    assert _state(lib, pid) == (FLAG_PICK, 5, None)
-    assert len(lib.sidecar_errors) == 1 and "not valid XML" in lib.sidecar_errors[0][1]
+    reports = []
+    writer = SidecarWriter(lib, reports.append, delay=0.05)
+    try:
+        with caplog.at_level(logging.WARNING, logger="photosense.curation.xmp"):
+            lib.set_culling([pid], flag=FLAG_PICK, rating=5)
+            assert _state(lib, pid) == (FLAG_PICK, 5, None)  # committed before any sidecar
+            assert writer.flush()
+    finally:
+        writer.close()
+    errors = reports[0].result.errors
+    assert len(errors) == 1 and "not valid XML" in errors[0][1]
     assert "chelsea.jpg.xmp" in caplog.text
     assert bad.read_text() == "garbage <<<"
+
+
+def test_sidecar_writer_coalesces_repeated_changes_into_one_write(lib, shoot, monkeypatch):
+    from photosense.curation import sidecar_job
+
+    ids = _scan(lib, shoot)
+    lib.set_setting(xmp.SETTING_AUTO_WRITE, True)
+    calls = []
+    original = xmp.write_sidecars
+    monkeypatch.setattr(xmp, "write_sidecars", lambda library, batch, **kw: (calls.append(list(batch)),
+                                                                           original(library, batch, **kw))[1])
+    writer = sidecar_job.SidecarWriter(lib, delay=0.3, max_wait=5)
+    try:
+        pid = ids["astronaut.jpg"]
+        t0 = time.monotonic()
+        for rating in range(1, 6):
+            lib.set_culling([pid], rating=rating)
+        lib.set_culling(list(ids.values()), flag=FLAG_PICK)
+        culling_s = time.monotonic() - t0
+        assert writer.flush()
+    finally:
+        writer.close()
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(ids.values())  # one batch, each photo once
+    assert culling_s < 1.0  # the writes did not wait for any sidecar
+    assert read_xmp_rating(shoot / "astronaut.jpg.xmp") == "5"
+
+
+def read_xmp_rating(path) -> str | None:
+    import re
+
+    m = re.search(r'xmp:Rating="(-?\d+)"|<xmp:Rating>(-?\d+)<', path.read_text())
+    return (m.group(1) or m.group(2)) if m else None
 
 
 # -- reading on scan ----------------------------------------------------------------------
@@ -439,6 +491,7 @@ def _exiftool_rating(exiftool: str, sidecar: Path, rating: int) -> None:
 
 @pytest.mark.parametrize("policy", ["library", "sidecar"])
 def test_rescan_reads_a_sidecar_edited_elsewhere(lib, shoot, exiftool, policy):
+    attach_immediate_writer(lib)  # auto-write as the CLI does it: with each change
     lib.set_setting(xmp.SETTING_CONFLICT, policy)
     lib.set_setting(xmp.SETTING_AUTO_WRITE, True)
     ids = _scan(lib, shoot)
@@ -464,6 +517,7 @@ def test_rescan_reads_a_sidecar_edited_elsewhere(lib, shoot, exiftool, policy):
 
 
 def test_sidecars_photosense_wrote_are_not_read_back(lib, shoot, monkeypatch):
+    attach_immediate_writer(lib)  # auto-write as the CLI does it: with each change
     lib.set_setting(xmp.SETTING_AUTO_WRITE, True)
     ids = _scan(lib, shoot)
     lib.set_culling(list(ids.values()), flag=FLAG_PICK, rating=3)

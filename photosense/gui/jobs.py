@@ -1,10 +1,15 @@
-"""Background work for the window: one job contract, and a serial executor for library I/O.
+"""The Qt side of background work: one thin adapter around ``photosense.jobs``.
 
-``Job`` wraps a function ``fn(ctx: JobContext) -> result`` run on a worker thread. Every job
-has the same signals (started, progress(object), result(object), error(str), finished),
-cooperative cancel (``ctx.cancel`` is a ``threading.Event``) and pause (``ctx.progress``
-blocks while paused). Signals are emitted from the worker thread on a QObject that lives in
-the GUI thread, so Qt delivers them queued: slots always run in the GUI thread.
+``Job`` wraps a core ``photosense.jobs.Job`` (a function ``fn(ctx) -> result``; ``ctx`` is a
+``JobControl``: progress, cancel event, pause, checkpoint) and turns its callbacks into the
+same signals for every job: started, progress(object), result(object), error(str), finished.
+They are emitted on the worker thread from a QObject that lives in the GUI thread, so Qt
+delivers them queued: slots always run in the GUI thread.
+
+``JobRunner`` owns the threads: ``model`` is the ``ModelScheduler`` (the one CLIP engine;
+interactive requests run between two batches of a scoring run), ``background`` a small pool.
+Every started job is announced (``added``), so the status bar shows each running job.
+``shutdown`` cancels them all and waits at most its timeout.
 
 ``SerialExecutor`` runs small functions (page reads, culling writes) one at a time, in
 submission order, on one thread, and calls back in the GUI thread. One executor for reads and
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,47 +28,17 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from photosense import jobs as core
 from photosense.errors import PhotosenseError
+from photosense.jobs import JobCancelled, JobControl, describe_error  # noqa: F401 - re-exported
 
 log = logging.getLogger("photosense.gui")
 
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line message for the user: expected errors as written, bugs with their type."""
-    if isinstance(exc, PhotosenseError):
-        return str(exc)
-    return f"unexpected error ({type(exc).__name__}): {exc}"
-
-
-class JobCancelled(Exception):
-    """Raised by ``JobContext.check()`` when the job was cancelled."""
-
-
-class JobContext:
-    """What a job function gets: progress reporting, the cancel event, pause support."""
-
-    def __init__(self, job: Job):
-        self._job = job
-        self.cancel = job.cancel_event
-
-    def progress(self, value: Any) -> None:
-        """Report progress (any object); blocks here while the job is paused."""
-        self._job._resume_event.wait()
-        self._job.progress.emit(value)
-
-    def check(self) -> None:
-        """Wait while paused; raise JobCancelled once cancelled."""
-        self._job._resume_event.wait()
-        if self.cancel.is_set():
-            raise JobCancelled()
-
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel.is_set()
+JobContext = JobControl  # what a job's function gets
 
 
 class Job(QObject):
-    """One unit of background work with the standard signals."""
+    """One unit of background work with the standard signals (see the module docstring)."""
 
     started = Signal()
     progress = Signal(object)
@@ -70,72 +46,96 @@ class Job(QObject):
     error = Signal(str)
     finished = Signal()
 
-    def __init__(self, fn: Callable[[JobContext], Any], name: str, parent: QObject | None = None):
+    def __init__(self, fn: Callable[[JobControl], Any], name: str, parent: QObject | None = None, *,
+                 kind: str = "", label: str = "", cancellable: bool = True, pausable: bool = False):
         super().__init__(parent)
-        self.fn = fn
-        self.name = name
-        self.cancel_event = threading.Event()
-        self._resume_event = threading.Event()
-        self._resume_event.set()
-        self.running = False
-        self.done = False
-        self.future: Future | None = None
-        self.exception: BaseException | None = None  # set before ``error`` is emitted
+        self.core = core.Job(fn, name, kind or name, cancellable=cancellable, pausable=pausable)
+        self.label = label or name  # what the status bar says
+        self.shown = False  # whether the status bar lists it
+        self.core.on_started.append(lambda _j: self.started.emit())
+        self.core.on_progress.append(lambda _j, value: self.progress.emit(value))
+        self.core.on_finished.append(self._finished)
+
+    name = property(lambda self: self.core.name)
+    kind = property(lambda self: self.core.kind)
+    cancellable = property(lambda self: self.core.cancellable)
+    pausable = property(lambda self: self.core.pausable)
+    exception = property(lambda self: self.core.exception)  # set before ``error`` is emitted
+    done = property(lambda self: self.core.finished)
+    running = property(lambda self: self.core.state == core.RUNNING)
+    paused = property(lambda self: self.core.paused)
+    last_progress = property(lambda self: self.core.progress)
 
     def cancel(self) -> None:
-        self.cancel_event.set()
-        self._resume_event.set()  # a paused job must wake up to notice
+        self.core.cancel()
 
     def pause(self) -> None:
-        self._resume_event.clear()
+        self.core.pause()
 
     def resume(self) -> None:
-        self._resume_event.set()
+        self.core.resume()
+
+    def _finished(self, job: core.Job) -> None:
+        if job.state == core.FAILED:
+            self.error.emit(job.error or "failed")
+        elif job.state == core.DONE:
+            self.result.emit(job.result)
+        self.finished.emit()
+
+
+class LatestRequest:
+    """"Replace the previous request, drop stale results", written once: a new search, a
+    histogram of another sort key, bursts found again. ``start`` cancels the request before
+    it; ``slot`` wraps a result/error handler so it runs (as ``fn(job, value)``) only for the
+    current request, which is then done."""
+
+    def __init__(self) -> None:
+        self.job: Job | None = None
+
+    def start(self, job: Job) -> Job:
+        self.cancel()
+        self.job = job
+        return job
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.job = None
+
+    def slot(self, job: Job, fn: Callable[[Job, Any], None]) -> Callable[[Any], None]:
+        def deliver(value) -> None:
+            if job is self.job:
+                self.job = None
+                fn(job, value)
+        return deliver
 
     @property
-    def paused(self) -> bool:
-        return not self._resume_event.is_set()
-
-    def _run(self) -> None:
-        """Runs on the worker thread."""
-        self.running = True
-        self.started.emit()
-        try:
-            value = self.fn(JobContext(self))
-        except JobCancelled:
-            log.info("%s: cancelled", self.name)
-        except Exception as exc:  # noqa: BLE001 - reported to the user, never swallowed
-            self.exception = exc
-            if not isinstance(exc, PhotosenseError):
-                log.error("%s failed:\n%s", self.name, traceback.format_exc())
-            else:
-                log.warning("%s: %s", self.name, exc)
-            self.error.emit(describe_error(exc))
-        else:
-            self.result.emit(value)
-        finally:
-            self.running = False
-            self.done = True
-            self.finished.emit()
+    def pending(self) -> bool:
+        return self.job is not None
 
 
 class JobRunner(QObject):
-    """Named thread pools for jobs: ``model`` (one thread: everything that uses the CLIP
-    engine, so it is loaded once and never used twice at a time) and ``background``."""
+    """The window's job threads: ``model`` (one thread, the CLIP engine, scheduled) and
+    ``background`` (a small pool). ``jobs`` are those started and not finished."""
+
+    added = Signal(object)  # a Job just started (queued)
+    removed = Signal(object)  # a Job finished
 
     def __init__(self, parent: QObject | None = None, background_threads: int = 2):
         super().__init__(parent)
-        self._pools = {
-            "model": ThreadPoolExecutor(1, thread_name_prefix="photosense-model"),
-            "background": ThreadPoolExecutor(background_threads, thread_name_prefix="photosense-bg"),
-        }
+        self.model = core.ModelScheduler("photosense-model")
+        self.background = core.JobThread("photosense-bg", background_threads)
         self.jobs: list[Job] = []
 
-    def start(self, job: Job, pool: str = "background") -> Job:
+    def start(self, job: Job, pool: str = "background", *, interactive: bool = False) -> Job:
         job.setParent(self)
         self.jobs.append(job)
         job.finished.connect(self._forget)
-        job.future = self._pools[pool].submit(job._run)
+        self.added.emit(job)
+        if pool == "model":
+            self.model.submit(job.core, interactive=interactive)
+        else:
+            self.background.submit(job.core)
         return job
 
     @Slot()
@@ -143,13 +143,24 @@ class JobRunner(QObject):
         job = self.sender()
         if job in self.jobs:
             self.jobs.remove(job)
+            self.removed.emit(job)
 
-    def shutdown(self, timeout: float = 30.0) -> None:
-        """Cancel every job and wait for the threads (called when the window closes)."""
+    def of_kind(self, kind: str) -> list[Job]:
+        return [j for j in self.jobs if j.kind == kind]
+
+    def shutdown(self, timeout: float = 2.0) -> bool:
+        """Cancel every job and wait at most ``timeout`` seconds for the threads; True when
+        they all ended (a job still busy past it is abandoned: its thread is a daemon)."""
+        deadline = time.monotonic() + timeout
         for job in list(self.jobs):
             job.cancel()
-        for pool in self._pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
+        self.model.close()
+        self.background.close()
+        stopped = self.model.join(deadline) & self.background.join(deadline)
+        if not stopped:
+            log.warning("background jobs still running after %.1f s: %s", timeout,
+                        ", ".join(j.name for j in self.jobs if not j.done) or "?")
+        return stopped
 
 
 class SerialExecutor(QObject):
@@ -204,6 +215,13 @@ class SerialExecutor(QObject):
         with self._lock:
             return self._pending == 0
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 2.0) -> bool:
+        """Stop taking work; wait at most ``timeout`` for the task in flight (a library write
+        is one short transaction: SQLite rolls back one that never committed)."""
         self._closed = True
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        threads = list(getattr(self._pool, "_threads", ()))
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)

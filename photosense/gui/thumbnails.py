@@ -107,6 +107,7 @@ class ThumbnailLoader(QObject):
 
     ready = Signal(int)
     failed = Signal(int, str)
+    crashed = Signal(str)  # an unexpected error (a bug, not an unreadable file): for Problems
     _made = Signal(int, int, object)  # generation, photo id, QImage | str (error)
 
     def __init__(self, parent: QObject | None = None, workers: int = 2, side: int = 160,
@@ -184,10 +185,19 @@ class ThumbnailLoader(QObject):
             self._pixmaps.popitem(last=False)
         self.ready.emit(photo_id)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 2.0) -> bool:
+        """Drop what is queued and wait at most ``timeout`` for thumbnails being made (their
+        cache writes are atomic: an abandoned one leaves no partial file)."""
+        import time
+
         self._closed = True
         self.drop_pending()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        threads = list(getattr(self._pool, "_threads", ()))
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
 
     @property
     def busy(self) -> bool:
@@ -209,6 +219,8 @@ class ThumbnailLoader(QObject):
         except Exception as exc:  # noqa: BLE001 - shown on the cell, logged with traceback
             log.exception("thumbnail of %s failed", path)
             result = f"thumbnail failed: {exc}"
+            if not self._closed:
+                self.crashed.emit(f"thumbnail of {path} failed: unexpected error ({type(exc).__name__}): {exc}")
         finally:
             with self._lock:
                 self._in_flight.discard(photo_id)

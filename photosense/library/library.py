@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -174,7 +174,9 @@ class Library:
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(
             self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
-        self.sidecar_errors: list[tuple[str, str]] = []  # from the last sync_sidecars
+        # Called with the ids of photos whose flag, rating or label changed, after the commit
+        # (photosense.curation.sidecar_job writes their XMP sidecars from here).
+        self.culling_listeners: list[Callable[[list[int]], None]] = []
         if not read_only:
             self._seed_builtin_attributes()
 
@@ -733,25 +735,20 @@ class Library:
             for st in states:
                 s.execute(update(Photo).where(Photo.id == st.photo_id).values(
                     flag=st.flag, rating=st.rating, color_label=st.color_label))
-        if sync_sidecars:
-            self.sync_sidecars([st.photo_id for st in states])
+        if sync_sidecars:  # False: the change came from the sidecars themselves
+            self.culling_changed([st.photo_id for st in states])
 
-    def sync_sidecars(self, ids: Sequence[int]) -> list[tuple[str, str]]:
-        """When the setting ``xmp_auto_write`` is on, rewrite these photos' XMP sidecars.
-
-        Never raises (the library change stands): failures are logged, kept in
-        ``sidecar_errors`` and returned as (photo path, message)."""
-        self.sidecar_errors = []
-        if not ids or not self.get_setting("xmp_auto_write", False):
-            return []
-        try:
-            from photosense.curation.xmp import write_sidecars
-
-            self.sidecar_errors = write_sidecars(self, list(ids)).errors
-        except Exception as exc:  # a sidecar problem must not undo or hide the library change
-            log.exception("writing XMP sidecars failed")
-            self.sidecar_errors = [("", str(exc))]
-        return self.sidecar_errors
+    def culling_changed(self, ids: Sequence[int]) -> None:
+        """Tell the culling listeners these photos changed; a listener's failure is logged and
+        never undoes or hides the library change."""
+        ids = list(ids)
+        if not ids:
+            return
+        for fn in list(self.culling_listeners):
+            try:
+                fn(ids)
+            except Exception:  # noqa: BLE001 - the change is committed; report, go on
+                log.exception("culling listener failed")
 
     _UNSET = object()
 
@@ -777,7 +774,7 @@ class Library:
             with self.session() as s:
                 for start in range(0, len(ids), 500):
                     s.execute(update(Photo).where(Photo.id.in_(ids[start:start + 500])).values(**values))
-            self.sync_sidecars(ids)
+            self.culling_changed(ids)
         return before
 
     def time_and_hash(self, ids: Iterable[int] | None = None, include_missing: bool = False,

@@ -55,8 +55,8 @@ def shoot_folder(scored_template) -> Path:
 
 def wait_idle(qtbot, window, timeout: int = 15000) -> None:
     """Until every query, page read, write and job of the window has finished."""
-    qtbot.waitUntil(lambda: window.db.idle and not window.model.busy and not window.jobs.jobs,
-                    timeout=timeout)
+    qtbot.waitUntil(lambda: window.db.idle and not window.model.busy and not window.jobs.jobs
+                    and window.sidecar_writer.idle, timeout=timeout)
 
 
 def open_window(qtbot, library, config, **kwargs):

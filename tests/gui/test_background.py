@@ -50,7 +50,8 @@ def test_scoring_reports_progress_while_the_event_loop_keeps_ticking(qtbot, unsc
         job = window.start_scoring()
         job.progress.connect(progress.append)
         seen_bar = []
-        job.progress.connect(lambda _p: seen_bar.append(window.progress_bar.isVisible()))
+        job.progress.connect(lambda _p: seen_bar.append(window.job_bar.row(job) is not None
+                                                        and window.job_bar.row(job).isVisible()))
         with qtbot.waitSignal(job.finished, timeout=90000):
             pass
         wait_idle(qtbot, window)
@@ -62,7 +63,7 @@ def test_scoring_reports_progress_while_the_event_loop_keeps_ticking(qtbot, unsc
         assert any(p.stage == "encoding" and p.done > 0 for p in progress)
         assert progress[-1].stage == "done"
         assert len(gaps) > 20 and all(seen_bar)
-        assert not window.progress_bar.isVisible()  # hidden when the job is over
+        assert window.job_bar.row(job) is None and not window.job_bar.isVisible()  # gone with the job
         rows = unscored_library.rows(window.model.ids)
         assert all("quality" in r.scores for r in rows)
         qtbot.waitUntil(lambda: window.model.photo_row(window.model.ids[0]) is not None
@@ -72,15 +73,35 @@ def test_scoring_reports_progress_while_the_event_loop_keeps_ticking(qtbot, unsc
 
 
 def test_scoring_can_be_cancelled(qtbot, unscored_library, tiny_config):
-    window = open_window(qtbot, unscored_library, tiny_config)
+    """Cancel in the status bar stops a run part-way: what was scored stays, the rest waits.
+    Deterministic: the run pauses itself (on its worker thread) after its first photo, so the
+    click lands mid-run; a Cancel that did nothing would leave it paused (timeout) or, if the
+    run ignored the cancel, score all 15."""
+    from dataclasses import replace
+
+    window = open_window(qtbot, unscored_library, replace(tiny_config, batch_size=1))
     try:
         job = window.start_scoring()
+        row = window.job_bar.row(job)
+        assert row is not None and row.cancel_button.isVisibleTo(window) and row.pause_button.isVisibleTo(window)
+        paused = []
+
+        def pause_after_first_photo(core_job, p):
+            if p.stage == "encoding" and p.done >= 1 and not paused:
+                paused.append(p.done)
+                core_job.pause()  # takes hold at the run's next checkpoint
+
+        job.core.on_progress.append(pause_after_first_photo)
         results = []
         job.result.connect(results.append)
-        window._cancel_progress_job()
+        qtbot.waitUntil(lambda: bool(paused) and job.paused, timeout=60000)
         with qtbot.waitSignal(job.finished, timeout=60000):
-            pass
-        assert results and (results[0].cancelled or results[0].encoded == 15)
+            row.cancel_button.click()
+        report = results[0]
+        assert report.cancelled and 1 <= report.encoded < 15
+        model = unscored_library.active_model()
+        assert len(unscored_library.photos_needing_features(model.id)) == 15 - report.encoded
+        qtbot.waitUntil(lambda: window.job_bar.row(job) is None)
     finally:
         window.shutdown()
 

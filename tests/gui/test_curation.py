@@ -299,6 +299,43 @@ def test_xmp_sidecars_for_the_selection_then_all_and_the_settings(qtbot, small_l
         window.shutdown()
 
 
+def test_auto_written_sidecars_do_not_hold_up_flagging(qtbot, small_library, tiny_config, monkeypatch):
+    """With XMP auto-write on, flagging every photo returns at once (the sidecars are written
+    by the background writer, in one coalesced batch) and they land soon after."""
+    import time
+    from pathlib import Path
+
+    from photosense.curation import xmp
+
+    lib, _folder = small_library  # its own copy of the photos: the sidecars land there
+    lib.set_setting("xmp_auto_write", True)
+    window = open_window(qtbot, lib, tiny_config)
+    batches = []
+    original = xmp.write_sidecars
+
+    def slow_write(library, ids, **kwargs):  # as slow as fsyncs on a spinning disk
+        batches.append(list(ids))
+        time.sleep(1.0)
+        return original(library, ids, **kwargs)
+
+    monkeypatch.setattr(xmp, "write_sidecars", slow_write)
+    window.view.selectAll()
+    t0 = time.perf_counter()
+    window.set_flag(FLAG_PICK)
+    gui_ms = (time.perf_counter() - t0) * 1000
+    qtbot.waitUntil(lambda: window.db.idle, timeout=5000)  # the library write is done…
+    committed_ms = (time.perf_counter() - t0) * 1000
+    assert all(st.flag == FLAG_PICK for st in window.library.states(window.model.ids))
+    wait_idle(qtbot, window, timeout=30000)  # …and the sidecars follow
+    assert gui_ms < 100, f"flagging took {gui_ms:.0f} ms of GUI time"
+    assert committed_ms < 800, f"the flags waited {committed_ms:.0f} ms for their sidecars"
+    assert len(batches) == 1 and len(batches[0]) == 3
+    rows = window.library.rows(window.model.ids)
+    assert all(xmp.read_sidecar(Path(r.path + ".xmp")).flag == FLAG_PICK for r in rows)
+    assert not window.problems
+    window.shutdown()
+
+
 def test_report_is_written_in_the_background(qtbot, window, tmp_path):
     import json
 

@@ -70,15 +70,15 @@ def test_watch_scans_and_added_folders_show_progress_then_clear(qtbot, tmp_path,
         second.mkdir()
         real_photos["rocket"].save(second / "rocket.jpg", quality=90)
         formats: list[str] = []
-        window.add_folder(str(second))
-        job = window._progress_job
-        assert job is not None and window.job_label.text() == f"Scanning {second}"
-        job.progress.connect(lambda _v: formats.append(window.progress_bar.format()))
+        job = window.add_folder(str(second))
+        row = window.job_bar.row(job)
+        assert row is not None and row.label.text() == f"Scanning {second}"
+        job.progress.connect(lambda _v: formats.append(row.bar.format()))
         with qtbot.waitSignal(job.finished, timeout=30000):
             pass
         qtbot.waitUntil(lambda: window.model.total() == 4, timeout=30000)
         assert formats and formats[-1] == "1 / 1"
-        assert window._progress_job is not job
+        assert window.job_bar.row(job) is None  # gone with the job
         # the new folder is watched
         real_photos["coffee"].save(tmp_path / "tmp.part", quality=90, format="JPEG")
         shutil.move(tmp_path / "tmp.part", second / "coffee.jpg")

@@ -1,0 +1,108 @@
+"""What the main window's parts share: shortcuts, page numbers, the service bridge, small
+text helpers."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import (
+    QObject,
+    Signal,
+)
+
+from photosense.library import (
+    Library,
+)
+
+LABEL_KEYS = {"6": "red", "7": "yellow", "8": "green", "9": "blue"}
+
+
+SHORTCUTS = [
+    ("← → ↑ ↓", "Move between photos"),
+    ("P", "Flag as pick"),
+    ("X", "Flag as reject"),
+    ("U", "Remove flag"),
+    ("0 – 5", "Set star rating"),
+    ("6 7 8 9", "Colour label red, yellow, green, blue (again to remove)"),
+    ("Space / Enter", "Loupe: view the photo full size"),
+    ("Z or click", "Zoom to 100 % and back (loupe, compare)"),
+    ("C", "Compare the selected photos side by side"),
+    ("G", "Collapse bursts to their best photo, and back"),
+    ("Shift+G", "Expand or collapse the current photo's burst"),
+    ("Ctrl+F", "Search the photos by a description (Enter runs, Esc clears)"),
+    ("Esc", "Back to the grid"),
+    ("Ctrl+Z", "Undo"),
+    ("Ctrl+Shift+Z", "Redo"),
+    ("Ctrl+A", "Select all"),
+    ("? or F1", "Show this help"),
+]
+
+
+PAGE_GRID, PAGE_LOUPE, PAGE_COMPARE = 0, 1, 2
+
+
+SHUTDOWN_SECONDS = 2.0  # closing the window waits at most this long for background work
+
+
+class ServiceBridge(QObject):
+    """Turns WatchService callbacks (worker threads) into queued Qt signals."""
+
+    scanned = Signal(object)
+    scanStarted = Signal(int)  # changed paths (files, folders) from the watcher; 0: every folder
+    scanProgress = Signal(int, int)  # files read, files to read
+    scanEnded = Signal()  # also after a failed scan
+    error = Signal(str)  # a watcher job failed (a locked library, a vanished folder)
+    sidecars = Signal(object)  # a finished XMP auto-write job (photosense.jobs.Job)
+    resolved = Signal(str)  # a kind of problem is gone (a later scan worked)
+
+
+def reporting_scanner(library: Library, bridge: ServiceBridge):
+    """A ``Scanner`` for the ``WatchService`` that tells ``bridge`` what it is reading (its
+    public methods only: a full scan reports done/total, a watcher batch its path count)."""
+    from photosense.ingest.scan import Scanner
+
+    class ReportingScanner(Scanner):
+        def scan_all(self, progress=None, cancel=None):
+            bridge.scanStarted.emit(0)
+
+            def report(done: int, total: int) -> None:
+                bridge.scanProgress.emit(done, total)
+                if progress is not None:
+                    progress(done, total)
+
+            try:
+                return super().scan_all(report, cancel)
+            finally:
+                bridge.scanEnded.emit()
+
+        def scan_paths(self, paths):
+            paths = list(paths)
+            bridge.scanStarted.emit(len(paths))
+            try:
+                return super().scan_paths(paths)
+            finally:
+                bridge.scanEnded.emit()
+
+    return ReportingScanner(library)
+
+
+def taste_summary(status) -> str:
+    """One or two lines on the "my taste" model for the sidebar (a ``TasteStatus``)."""
+    if status.model is None:
+        return "Score the photos, then pick and reject: “my taste” learns from your flags."
+    if status.fitted:
+        accuracy = "" if status.cv_accuracy is None else f": {status.cv_accuracy:.0%} accurate (cross-validated)"
+        text = f"Learned from {status.fitted_picks} picks and {status.fitted_rejects} rejects{accuracy}"
+        return text if status.up_to_date else text + "; flags changed since"
+    need = [(max(0, status.min_per_class - n), what) for n, what in
+            ((status.picks, "pick"), (status.rejects, "reject"))]
+    parts = [f"{n} more {what}{'s' if n != 1 else ''}" for n, what in need if n]
+    if parts:
+        return (f"Needs {' and '.join(parts)} to learn your taste "
+                f"({status.picks} picks, {status.rejects} rejects so far)")
+    return "Enough picks and rejects: learning shortly…"
+
+
+def photos(n: int) -> str:
+    return f"{n} photo{'s' if n != 1 else ''}"
+
+
+_photos = photos

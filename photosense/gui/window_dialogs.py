@@ -1,0 +1,166 @@
+"""Dialogs and file outputs: attributes, settings, export, XMP sidecars, reports, messages.
+
+A part of ``MainWindow`` (photosense.gui.main_window): the methods use the widgets and
+state the window builds."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtCore import (
+    Qt,
+    Slot,
+)
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QMessageBox,
+)
+
+from photosense.gui.jobs import Job, JobContext
+from photosense.gui.settings_dialog import SettingsDialog, SidecarSettings, UiPrefs
+from photosense.gui.window_common import _photos
+from photosense.library import (
+    CHECK_NAMES,
+)
+from photosense.pipeline import save_engine_config
+from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
+
+
+class DialogActions:
+    """Mixed into ``MainWindow``; see the module docstring."""
+
+    def show_add_attribute(self) -> None:
+        from photosense.gui.attribute_dialog import AttributeDialog
+
+        dlg = AttributeDialog(self, None, {a.name for a in self.attributes})
+        if dlg.exec() == QDialog.DialogCode.Accepted:
+            self.add_attribute(dlg.spec())
+
+    def show_edit_attribute(self, name: str) -> None:
+        from photosense.gui.attribute_dialog import AttributeDialog
+
+        info = next((a for a in self.attributes if a.name == name), None)
+        if info is None:
+            return
+        dlg = AttributeDialog(self, info.spec, {a.name for a in self.attributes if a.name != name})
+        if dlg.exec() == QDialog.DialogCode.Accepted:
+            self.edit_attribute(name, dlg.spec())
+
+    def write_xmp(self, ids: list[int] | None = None) -> Job:
+        """Write XMP sidecars of ``ids`` (default: the selection, or every photo)."""
+        from photosense.curation.xmp import write_sidecars
+
+        ids = ids if ids is not None else (self.selected_ids() or None)
+        library = self.library
+
+        def work(ctx: JobContext):
+            return write_sidecars(library, ids, progress=lambda d, t: ctx.progress((d, t)), cancel=ctx.cancel)
+
+        job = Job(work, "xmp")
+        job.result.connect(self._on_xmp_written)
+        job.error.connect(lambda msg: self.report_error(f"Writing XMP sidecars failed: {msg}"))
+        self._track(job, "Writing XMP sidecars" + (f" of {_photos(len(ids))}" if ids else ""))
+        self.jobs.start(job, "background")
+        return job
+
+    @Slot(object)
+    def _on_xmp_written(self, report) -> None:
+        self.statusBar().showMessage(f"XMP sidecars: {report.summary()}", 8000)
+        for path, message in report.errors[:50]:
+            self.report_error(f"XMP sidecar {path}: {message}", quiet=True)
+        self.notify("XMP sidecars", report.summary())
+
+    def choose_report(self) -> None:
+        path, chosen = QFileDialog.getSaveFileName(self, "Export report", "photosense-report.csv",
+                                                   "CSV (*.csv);;JSON (*.json)")
+        if not path:
+            return
+        if not path.lower().endswith((".csv", ".json")):
+            path += ".json" if "json" in chosen.lower() else ".csv"
+        self.export_report(path)
+
+    def export_report(self, path: str) -> Job:
+        """A CSV or JSON report (by extension) of the photos the filters show, in view order."""
+        from photosense.curation.report import write_report
+
+        library, query = self.library, replace(self.model.query)
+
+        def work(ctx: JobContext):
+            return write_report(library, path, query)
+
+        job = Job(work, "report")
+        job.result.connect(lambda n: (self.statusBar().showMessage(f"Report of {_photos(n)} saved to {path}", 8000),
+                                      self.notify("Report saved", f"{_photos(n)} written to\n{path}")))
+        job.error.connect(lambda msg: self.report_error(f"Report failed: {msg}"))
+        self._track(job, "Writing the report", cancellable=False)
+        self.jobs.start(job, "background")
+        return job
+
+    def show_export_dialog(self) -> None:
+        from photosense.gui.export_dialog import ExportDialog
+
+        dlg = ExportDialog(self, [a.name for a in self.attributes] + list(CHECK_NAMES))
+        if dlg.exec() == QDialog.DialogCode.Accepted:
+            self.export(dlg.options())
+
+    def export(self, options) -> Job:
+        from photosense.curation.export import export_photos
+
+        library = self.library
+
+        def work(ctx: JobContext):
+            return export_photos(library, options, progress=lambda d, t: ctx.progress((d, t)),
+                                 cancel=ctx.cancel)
+
+        job = Job(work, "export")
+        job.result.connect(self._on_exported)
+        job.error.connect(lambda msg: self.report_error(f"Export failed: {msg}"))
+        self._track(job, "Exporting")
+        self.jobs.start(job, "background")
+        return job
+
+    @Slot(object)
+    def _on_exported(self, report) -> None:
+        self.statusBar().showMessage(f"Export: {report.summary().splitlines()[0]}", 8000)
+        for path, message in report.errors:
+            self.report_error(f"export {path}: {message}", quiet=True)
+        self.notify("Export finished", report.summary())
+
+    def show_settings(self) -> None:
+        dlg = SettingsDialog(self, self.engine_config, self.prefs, self.sidecar_settings)
+        if dlg.exec() == QDialog.DialogCode.Accepted:
+            self.apply_settings(dlg.engine_config(), dlg.prefs(), dlg.sidecar_settings())
+
+    def apply_settings(self, engine_config: EngineConfig, prefs: UiPrefs,
+                       sidecars: SidecarSettings | None = None) -> None:
+        engine_changed = engine_config != self.engine_config
+        bursts_changed = (prefs.burst_window_s, prefs.burst_threshold) != (self.prefs.burst_window_s,
+                                                                          self.prefs.burst_threshold)
+        self.prefs = prefs
+        if sidecars is not None and sidecars != self.sidecar_settings:
+            self.sidecar_settings = sidecars
+            self.db.submit(lambda: sidecars.write(self.library), None, self.report_error)
+        if bursts_changed:
+            self._bursts_changed()
+        self.set_thumb_size(prefs.thumb_size)
+        try:
+            prefs.save()
+        except OSError as exc:
+            self.report_error(f"Cannot save settings: {exc}")
+        if engine_changed:
+            self.engine_config = engine_config
+            self.engine = ClipIQAEngine(engine_config)
+            self.db.submit(lambda: save_engine_config(self.library, engine_config), None, self.report_error)
+            self.banner.hide()
+            if self._score_job is not None:
+                self._score_job.cancel()
+            self.start_scoring()
+
+    def notify(self, title: str, text: str) -> QMessageBox:
+        """A non-blocking message box (the window stays usable)."""
+        box = QMessageBox(QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.show()
+        self.last_message = box
+        return box
