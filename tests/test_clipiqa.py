@@ -5,6 +5,7 @@ Random weights only (fixtures in tests/fixtures/models.py); nothing is ever down
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -238,8 +239,9 @@ def test_torch_state_dict_files_load_too(tmp_path, tiny_weights, tiny_config):
     pt = tmp_path / "wrapped.pt"
     torch.save({"state_dict": state, "epoch": 3}, pt)
     image = ClipIQAEngine(tiny_config).preprocess(_photo(64, 48, seed=9))
-    a = ClipIQAEngine(tiny_config).encode_images([image])
-    b = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=str(pt), device="cpu")).encode_images([image])
+    a = ClipIQAEngine(dataclasses.replace(tiny_config, backend="torch")).encode_images([image])
+    b = ClipIQAEngine(EngineConfig(model="photosense-tiny", weights=str(pt), device="cpu",
+                                   backend="torch")).encode_images([image])
     np.testing.assert_array_equal(a, b)
 
 
