@@ -1,7 +1,12 @@
 #!/bin/sh
-# Install (or with --uninstall, remove) photosense's desktop entry and icon for this user:
-#   ~/.local/share/applications/photosense.desktop
-#   ~/.local/share/icons/hicolor/{scalable,256x256}/apps/photosense.{svg,png}
+# Install photosense's desktop integration for this user:
+#   1. the system libraries Qt's window needs (X11/Wayland client libraries PySide6 does not
+#      bring), when some are missing: apt-get (Debian/Ubuntu) or dnf (Fedora), through sudo
+#      when not root;
+#   2. the desktop entry and icon:
+#      ~/.local/share/applications/photosense.desktop
+#      ~/.local/share/icons/hicolor/{scalable,256x256}/apps/photosense.{svg,png}
+# --system-packages does only 1, --no-system-packages only 2, --uninstall removes 2.
 # Safe to run again. Uses desktop-file-install / xdg-icon-resource when installed, plain
 # copies otherwise. The photosense command itself comes from pip/pipx (see packaging/README.md).
 set -eu
@@ -12,9 +17,57 @@ data_home=${XDG_DATA_HOME:-"$HOME/.local/share"}
 apps="$data_home/applications"
 icons="$data_home/icons/hicolor"
 
+# Keep in step with photosense/system_libs.py (DEBIAN_/FEDORA_DESKTOP_PACKAGES) and the README.
+DEBIAN_PACKAGES="libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3"
+FEDORA_PACKAGES="xcb-util-cursor xcb-util-wm xcb-util-image xcb-util-keysyms xcb-util-renderutil libxkbcommon-x11 libglvnd-egl libglvnd-glx fontconfig dbus-libs"
+
 usage() {
-    echo "usage: $0 [--uninstall]" >&2
+    echo "usage: $0 [--uninstall | --system-packages | --no-system-packages]" >&2
     exit 2
+}
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "error: installing system packages needs root: run as root or install sudo" >&2
+        exit 1
+    fi
+}
+
+system_packages() {
+    missing=""
+    if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
+        for p in $DEBIAN_PACKAGES; do
+            dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed" \
+                || missing="$missing $p"
+        done
+        if [ -n "$missing" ]; then
+            echo "installing the system libraries the window needs:$missing"
+            as_root apt-get update -qq
+            # shellcheck disable=SC2086  # one word per package
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+        fi
+    elif command -v dnf >/dev/null 2>&1 && command -v rpm >/dev/null 2>&1; then
+        for p in $FEDORA_PACKAGES; do
+            rpm -q "$p" >/dev/null 2>&1 || missing="$missing $p"
+        done
+        if [ -n "$missing" ]; then
+            echo "installing the system libraries the window needs:$missing"
+            # shellcheck disable=SC2086
+            as_root dnf install -y -q $missing
+        fi
+    else
+        echo "note: neither apt-get nor dnf found; install Qt's X11 client libraries" \
+             "(xcb-cursor, xcb-icccm, xcb-image, xcb-keysyms, xcb-randr, xcb-render-util," \
+             "xcb-shape, xcb-xkb, xkbcommon-x11, EGL, GL, fontconfig, dbus) yourself" >&2
+        return 0
+    fi
+    if [ -z "$missing" ]; then
+        echo "the system libraries the window needs are installed"
+    fi
 }
 
 refresh() {
@@ -68,8 +121,10 @@ uninstall_all() {
 }
 
 case "${1:-}" in
-    "") install_all ;;
+    "") system_packages; install_all ;;
+    --system-packages) system_packages ;;
+    --no-system-packages) install_all ;;
     --uninstall) uninstall_all ;;
-    -h|--help) echo "usage: $0 [--uninstall]"; exit 0 ;;
+    -h|--help) echo "usage: $0 [--uninstall | --system-packages | --no-system-packages]"; exit 0 ;;
     *) usage ;;
 esac

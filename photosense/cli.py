@@ -271,7 +271,10 @@ def cmd_gui(args) -> int:
     try:
         app = importlib.import_module("photosense.gui.app")
     except ImportError as exc:
-        raise PhotosenseError(f"the desktop window cannot start: {exc}") from exc
+        from photosense.system_libs import explain_import_error
+
+        raise PhotosenseError(explain_import_error(exc)
+                              or f"the desktop window cannot start: {exc}") from exc
     return app.run(args.library, [os.path.abspath(p) for p in getattr(args, "paths", [])])
 
 

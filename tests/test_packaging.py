@@ -52,7 +52,7 @@ def test_icons_exist_and_are_valid():
 def test_install_script_is_idempotent_and_uninstalls(tmp_path):
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path), "HOME": str(tmp_path)}
     for _ in range(2):
-        done = subprocess.run(["sh", str(INSTALL)], env=env, capture_output=True, text=True,
+        done = subprocess.run(["sh", str(INSTALL), "--no-system-packages"], env=env, capture_output=True, text=True,
                               timeout=60)
         assert done.returncode == 0, done.stderr
     desktop = tmp_path / "applications" / "photosense.desktop"
@@ -66,3 +66,69 @@ def test_install_script_is_idempotent_and_uninstalls(tmp_path):
     assert not list(tmp_path.rglob("photosense.*"))
     bad = subprocess.run(["sh", str(INSTALL), "--bogus"], env=env, capture_output=True, timeout=60)
     assert bad.returncode == 2
+
+
+def _fake_tools(tmp_path: Path, installed: set[str], manager: str) -> tuple[Path, Path]:
+    """A PATH of stand-ins: the package tools of ``manager`` (apt or dnf) that know
+    ``installed`` and log every install, a non-root ``id`` and a ``sudo`` that logs; plus the
+    few real tools the script uses. (PATH, log file)"""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    log = tmp_path / "calls.log"
+    known = " ".join(sorted(installed))
+
+    def script(name: str, body: str) -> None:
+        path = bin_dir / name
+        path.write_text("#!/bin/sh\n" + body + "\n", encoding="utf-8")
+        path.chmod(0o755)
+
+    script("id", 'echo 1000')
+    script("sudo", f'echo "sudo $*" >> "{log}"; exec "$@"')
+    if manager == "apt":
+        script("dpkg-query", f'for p in {known}; do [ "$p" = "$3" ] && '
+                             'echo "install ok installed" && exit 0; done; exit 1')
+        script("apt-get", f'echo "apt-get $*" >> "{log}"')
+    else:
+        script("rpm", f'for p in {known}; do [ "$p" = "$2" ] && exit 0; done; exit 1')
+        script("dnf", f'echo "dnf $*" >> "{log}"')
+    for tool in ("dirname", "grep", "env", "cat"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    return bin_dir, log
+
+
+def _package_list(variable: str) -> list[str]:
+    line = next(l for l in INSTALL.read_text(encoding="utf-8").splitlines()
+                if l.startswith(f"{variable}="))
+    return line.split("=", 1)[1].strip('"').split()
+
+
+@pytest.mark.parametrize("manager", ["apt", "dnf"])
+def test_install_script_installs_only_the_missing_system_packages(tmp_path, manager):
+    wanted = _package_list("DEBIAN_PACKAGES" if manager == "apt" else "FEDORA_PACKAGES")
+    absent = wanted[1:3]
+    bin_dir, log = _fake_tools(tmp_path, set(wanted) - set(absent), manager)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    done = subprocess.run([shutil.which("sh"), str(INSTALL), "--system-packages"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text(encoding="utf-8").splitlines()
+    installs = [c for c in calls if c.startswith(("apt-get install", "dnf install"))]
+    assert len(installs) == 1 and installs[0].split()[-2:] == absent
+    assert all(c.startswith("sudo ") for c in calls if not c.startswith(("apt-get", "dnf")))
+    if manager == "apt":
+        assert "apt-get update -qq" in calls
+    # everything present: nothing is installed, and it says so
+    log.unlink()
+    bin_dir2, log2 = _fake_tools(tmp_path / "all", set(wanted), manager)
+    done = subprocess.run([shutil.which("sh"), str(INSTALL), "--system-packages"],
+                          env={**env, "PATH": str(bin_dir2)}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "are installed" in done.stdout
+    assert not log2.exists()
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = next(line for line in readme.splitlines() if line.startswith("command -v exiftool"))
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert ci[-1] == command

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import logging
+import os
 import sys
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QMessageBox, QStyleFactory
 
-from photosense.errors import LibraryError
+from photosense.errors import LibraryError, PhotosenseError
+from photosense.gui.startup import SignalQuit, check_platform, fatal_platform_errors
 
 log = logging.getLogger("photosense.gui")
 
@@ -72,7 +72,12 @@ def run(library_path: str | None, paths: list[str] | tuple[str, ...] = ()) -> in
     from photosense.library import Library
     from photosense.gui.main_window import MainWindow
 
-    app = make_application()
+    if QApplication.instance() is None:
+        problem = check_platform()
+        if problem:
+            raise PhotosenseError(problem)
+    with fatal_platform_errors():
+        app = make_application()
     app.setAttribute(Qt.ApplicationAttribute.AA_DontShowIconsInMenus, False)
     try:
         library = Library(library_path)
@@ -81,11 +86,14 @@ def run(library_path: str | None, paths: list[str] | tuple[str, ...] = ()) -> in
         return 1
     window = MainWindow(library)
     window.show()
+    log.info("window shown: %s", window.windowTitle())
     for path in paths:
         folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
         window.add_folder(folder)
+    quit_on_signal = SignalQuit(window.close)  # SIGTERM (logout, kill) saves and closes
     try:
         return app.exec()
     finally:
+        quit_on_signal.restore()
         window.shutdown()
         library.close()
