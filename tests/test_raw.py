@@ -482,12 +482,17 @@ def test_scoring_and_export_use_both_files_of_a_pair(lib, shoot, real_photos, ti
     from photosense.curation.export import ExportOptions, export_photos
     from photosense.pipeline import ScoringJob
 
-    # The RAW of this pair is unreadable to LibRaw: only its JPEG can be scored.
+    # The RAW of this pair is unreadable to LibRaw: only its JPEG can be scored, and the
+    # scan says so rather than hiding the broken RAW behind its JPEG.
     (shoot / "IMG_1.orf").write_bytes(b"\0\1garbage" * 300)
     real_photos["astronaut"].save(shoot / "IMG_1.jpg", quality=90)
     write_dng(shoot / "IMG_2.dng", mosaic(left_bright_scene()), preview=half_white(600, 400))
     lib.add_folder(shoot)
-    assert not Scanner(lib).scan_all().errors
+    ((path, message),) = Scanner(lib).scan_all().errors
+    assert path == str(shoot / "IMG_1.orf")
+    assert message == ("unsupported or corrupt RAW file (LibRaw cannot read this camera's "
+                       "format) (the RAW; its JPEG IMG_1.jpg is shown)")
+    assert _rows(lib)["IMG_1.orf"].error is None  # the photo itself is fine
     report = ScoringJob(lib, tiny_config).run()
     assert report.encoded == 2 and report.failed == 0
 

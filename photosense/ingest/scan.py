@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from photosense.errors import DecodeError
 from photosense.ingest.decode import file_digest, is_image_path, is_raw_path, open_image
 from photosense.ingest.metadata import read_metadata
+from photosense.ingest.raw import check_raw
 from photosense.library import FolderInfo, Library, ScanRecord
 
 log = logging.getLogger("photosense.ingest")
@@ -204,13 +205,25 @@ def analyse_file(path: str, size: int, mtime: float,
             except DecodeError as exc:  # unreadable JPEG: the RAW alone identifies the shot
                 log.warning("%s: %s", companion_path, exc)
         image = None
+        warning = None
         if companion_path is not None:
             try:
                 image = open_image(companion_path, max_side=CHECK_SIDE)
             except DecodeError as exc:  # a broken JPEG: the RAW still stands for the shot
                 log.warning("%s: %s", companion_path, exc)
+            else:
+                try:  # its pixels are not needed, but a broken RAW must not go unnoticed
+                    check_raw(path)
+                except DecodeError as exc:
+                    warning = (f"{exc} (the RAW; its JPEG {os.path.basename(companion_path)} "
+                               "is shown)")
         if image is None:
-            image = open_image(path, max_side=CHECK_SIDE)
+            try:
+                image = open_image(path, max_side=CHECK_SIDE)
+            except DecodeError as exc:
+                if not is_raw_path(path):
+                    raise
+                return _unreadable_raw(base, digest, exc)
         meta = read_metadata(image)  # open_image keeps the source size and EXIF it needs
         capture_time, camera = meta.capture_time, meta.camera
         if companion_path is not None and (capture_time is None or camera is None):
@@ -222,12 +235,24 @@ def analyse_file(path: str, size: int, mtime: float,
                 log.warning("%s: %s", path, exc)
         checks = compute_checks(image).as_dict()
         return ScanRecord(**base, content_hash=digest, width=meta.width, height=meta.height,
-                          capture_time=capture_time, camera=camera, checks=checks)
+                          capture_time=capture_time, camera=camera, checks=checks,
+                          warning=warning)
     except DecodeError as exc:
         return ScanRecord(**base, content_hash=digest, error=str(exc))
     except MemoryError:
         return ScanRecord(**base, content_hash=digest,
                           error="not enough memory to decode this image")
+
+
+def _unreadable_raw(base: dict, digest: str | None, error: DecodeError) -> ScanRecord:
+    """The record of a RAW whose pixels cannot be decoded: the error, and what its metadata
+    says all the same (camera, time and size are read without LibRaw)."""
+    try:
+        meta = read_metadata(base["path"])
+    except DecodeError:
+        return ScanRecord(**base, content_hash=digest, error=str(error))
+    return ScanRecord(**base, content_hash=digest, width=meta.width, height=meta.height,
+                      capture_time=meta.capture_time, camera=meta.camera, error=str(error))
 
 
 class Scanner:
@@ -414,6 +439,9 @@ class Scanner:
         if rec.error:
             report.errors.append((rec.path, rec.error))
             log.warning("%s: %s", rec.path, rec.error)
+        elif rec.warning:
+            report.errors.append((rec.path, rec.warning))
+            log.warning("%s: %s", rec.path, rec.warning)
         if len(batch) >= WRITE_BATCH:
             self._flush(batch, folder_id, report)
         return done + 1

@@ -144,6 +144,9 @@ class ScanRecord:
     # JPEG's own digest (to tell whether a JPEG known alone is still the same file).
     companion_path: str | None = None
     companion_hash: str | None = None
+    # A problem to report that does not make the photo unreadable: the RAW of a pair that
+    # cannot be read while its JPEG can (not stored; the scan reports it).
+    warning: str | None = None
 
 
 def _checked_name(name: str) -> str:
