@@ -210,19 +210,23 @@ class _Raw:
             return DecodeError(truncated)
         said = self.stderr.message()
         converted = _libraw_error(error)
-        if said and isinstance(converted, DecodeError) and said not in str(converted):
-            return DecodeError(f"{converted}: LibRaw: {said}")
+        if said and isinstance(converted, DecodeError):
+            return _complaint(said)
         return converted
 
     def check(self) -> None:
         """Raise what LibRaw complained about while decoding (it goes on after a data error,
         leaving the rest of the image black): a truncated file, or corrupt data."""
         said = self.stderr.message()
-        if said is None:
-            return
-        if "end of file" in said.lower():
-            raise DecodeError(f"truncated RAW file: LibRaw: {said}")
-        raise DecodeError(f"corrupt RAW file: LibRaw: {said}")
+        if said is not None:
+            raise _complaint(said)
+
+
+def _complaint(said: str) -> DecodeError:
+    """What LibRaw printed about a file, as its one-line DecodeError."""
+    if "end of file" in said.lower():
+        return DecodeError(f"truncated RAW file (LibRaw: {said})")
+    return DecodeError(f"corrupt RAW file (LibRaw: {said})")
 
 
 def _libraw_error(error: BaseException) -> BaseException:
@@ -319,8 +323,7 @@ class RawLayout:
     def truncated_message(self) -> str | None:
         if self.data_end <= self.file_size:
             return None
-        return (f"truncated RAW file ({self.file_size:,} of at least {self.data_end:,} bytes; "
-                "copy it from the card again)")
+        return f"truncated RAW file ({self.file_size:,} of at least {self.data_end:,} bytes)"
 
 
 def raw_layout(path: str | os.PathLike[str]) -> RawLayout:
@@ -644,11 +647,34 @@ def _file_exif(path: str | os.PathLike[str]) -> tuple[dict[int, Any], dict[int, 
                 _exifread_into(fp, main, sub)
             elif head[4:12] == b"ftypcrx ":
                 _cr3_into(fp, main, sub)
+            elif head.startswith(b"FUJIFILMCCD-RAW"):
+                _raf_into(fp, main, sub)
     except DecodeError:
         raise
     except Exception as e:  # noqa: BLE001 - malformed EXIF in a user's file is not our bug
         log.debug("unreadable RAW EXIF: %s", e)
     return main, sub
+
+
+def _raf_into(fp: IO[bytes], main: dict, sub: dict) -> None:
+    """Fujifilm RAF: the camera's EXIF is in the embedded JPEG, whose offset and length the
+    RAF header gives. (LibRaw's own preview of it carries an EXIF that LibRaw writes, with
+    its own names for the camera.)"""
+    fp.seek(84)
+    offset, length = struct.unpack(">II", fp.read(8))
+    if not 0 < length <= 64 << 20:
+        return
+    fp.seek(offset)
+    data = fp.read(length)
+    with Image.open(io.BytesIO(data), formats=("JPEG",)) as img:
+        exif_bytes = img.info.get("exif")
+    if not exif_bytes:
+        return
+    exif = Image.Exif()
+    exif.load(exif_bytes)
+    main.update({t: exif[t] for t in _MAIN_TAGS if t in exif})
+    ifd = exif.get_ifd(_EXIF_IFD)
+    sub.update({t: ifd[t] for t in _EXIF_TAGS if t in ifd})
 
 
 def _exif(tags: tuple[dict[int, Any], dict[int, Any]], raw, thumb_exif: bytes | None,

@@ -26,6 +26,7 @@ import logging
 import os
 import stat
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,12 +63,16 @@ class ScanReport:
     unchanged: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     cancelled: bool = False
+    # Files of kinds photosense does not read: {lower-case extension ("" for none): count}.
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def merge(self, other: ScanReport) -> None:
         for name in ("added", "updated", "moved", "missing", "restored", "unchanged"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
         self.cancelled = self.cancelled or other.cancelled
+        for ext, count in other.skipped.items():
+            self.skipped[ext] = self.skipped.get(ext, 0) + count
 
     def summary(self) -> str:
         parts = [f"{self.added} added", f"{self.updated} updated", f"{self.moved} moved",
@@ -76,7 +81,15 @@ class ScanReport:
             parts.append(f"{self.restored} back")
         if self.errors:
             parts.append(f"{len(self.errors)} unreadable")
+        if self.skipped:
+            parts.append(f"{sum(self.skipped.values())} skipped ({describe_skipped(self.skipped)})")
         return ", ".join(parts)
+
+
+def describe_skipped(skipped: dict[str, int]) -> str:
+    """ "3 .mov, 1 .psd, 1 without extension": most first, then by name."""
+    items = sorted(skipped.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{count} {ext or 'without extension'}" for ext, count in items)
 
 
 def _same_stem(path: str) -> list[tuple[str, int, float]]:
@@ -109,13 +122,19 @@ def is_sidecar_path(path: str) -> bool:
     return path.lower().endswith(".xmp")
 
 
+# Other apps' edit files beside photos (not photos, and not worth reporting as skipped):
+# RawTherapee, DxO, ON1, Capture One, Apple Photos edits, ACDSee.
+_OTHER_SIDECARS = frozenset({".pp3", ".dop", ".on1", ".cos", ".cot", ".cof", ".comask", ".aae"})
+
+
 def walk_images(root: str, sidecars: SidecarStats | None = None,
-                ) -> Iterator[tuple[str, int, float]]:
+                skipped: Counter[str] | None = None) -> Iterator[tuple[str, int, float]]:
     """Yield (path, size, mtime) of image files under ``root``, recursively; XMP sidecars
-    found on the way go into ``sidecars`` when given.
+    found on the way go into ``sidecars`` when given, and the lower-case extension ("" for
+    none) of every other file, which photosense does not read, is counted in ``skipped``.
 
     Follows symlinked folders but never the same folder twice (no symlink loops); skips hidden
-    files and folders; files that vanish while walking are skipped.
+    files and folders (not counted); files that vanish while walking are skipped.
     """
     seen: set[tuple[int, int]] = set()
     stack = [root]
@@ -148,6 +167,11 @@ def walk_images(root: str, sidecars: SidecarStats | None = None,
                         sidecars[entry.path] = (st.st_size, st.st_mtime_ns)
                     continue
                 if not is_image_path(entry.name):
+                    if skipped is not None:
+                        ext = os.path.splitext(entry.name)[1].lower()
+                        if ext not in _OTHER_SIDECARS and not is_sidecar_path(entry.name) \
+                                and stat.S_ISREG(entry.stat().st_mode):
+                            skipped[ext] += 1
                     continue
                 st = entry.stat()
             except OSError:
@@ -287,7 +311,9 @@ class Scanner:
         restored: list[str] = []
         seen: set[str] = set()
         sidecars: SidecarStats = {}
-        for path, size, mtime, companion in pair_files(walk_images(folder.path, sidecars)):
+        skipped: Counter[str] = Counter()
+        for path, size, mtime, companion in pair_files(walk_images(folder.path, sidecars,
+                                                                   skipped)):
             seen.add(path)
             if companion is not None:
                 seen.add(companion)
@@ -299,6 +325,11 @@ class Scanner:
                     restored.append(path)
                 continue
             todo.append((path, size, mtime, companion))
+        report.skipped = dict(skipped)
+        self.library.set_skipped_files(folder.id, report.skipped)
+        if skipped:
+            log.info("%s: skipped %s (not photos photosense reads)", folder.path,
+                     describe_skipped(report.skipped))
         if restored:
             report.restored = self.library.set_missing(restored, False)
         self._analyse(folder.id, todo, report, progress, cancel)
