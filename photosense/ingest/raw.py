@@ -34,7 +34,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
 import struct
 import tempfile
 import threading
