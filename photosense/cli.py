@@ -299,8 +299,12 @@ def cmd_folders(args) -> int:
             lib.remove_folder(args.remove)
             _info(f"removed {args.remove}")
             return EXIT_OK
+        from photosense.ingest.scan import describe_skipped
+
         for f in lib.folders():
             state = " (missing)" if f.missing else ""
+            if f.skipped:
+                state += f"  [skipped {f.skipped_count}: {describe_skipped(f.skipped)}]"
             print(f"{f.photo_count:7d}  {display_path(f.path)}{state}")
     return EXIT_OK
 

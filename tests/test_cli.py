@@ -250,3 +250,18 @@ def test_renaming_an_attribute_keeps_scores_without_loading_the_model(capsys, li
     assert code == 0
     code, out, _ = run(capsys, "list", "--format", "json", "--library", lib_path)
     assert all("happy" in r["scores"] for r in json.loads(out))
+
+
+def test_folders_shows_what_the_scan_skipped(tmp_path, capsys, real_photos):
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    real_photos["coffee"].save(shoot / "a.jpg")
+    for name in ("clip.mov", "clip2.MOV", "edit.psd"):
+        (shoot / name).write_bytes(b"x")
+    lib_path = tmp_path / "lib.sqlite3"
+    code, _, err = run(capsys, "add", str(shoot), "--library", lib_path)
+    assert code == 0
+    assert "3 skipped (2 .mov, 1 .psd)" in err
+    code, out, _ = run(capsys, "folders", "--library", lib_path)
+    assert code == 0
+    assert out.splitlines() == [f"      1  {shoot}  [skipped 3: 2 .mov, 1 .psd]"]

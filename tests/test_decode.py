@@ -483,12 +483,38 @@ def test_pillow_limit_raised_not_lowered():
     assert Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS >= MAX_PIXELS
 
 
-def test_heif_without_support(tmp_path):
+def test_heif_without_support(tmp_path, monkeypatch):
+    """A broken install (pi-heif missing) says so instead of "not an image file"."""
     path = tmp_path / "phone.heic"
     path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
-    message = decode_error(path)
-    if not decode._HEIF_INSTALLED:
-        assert message == "HEIF/HEIC image, but HEIC support is not installed (photosense[heic])"
+    monkeypatch.setattr(decode, "_HEIF_INSTALLED", False)
+    assert decode_error(path) == "HEIF/HEIC image, but HEIC support (pi-heif) is not installed"
+
+
+def test_heif_and_avif_are_in_the_default_install():
+    """pi-heif (a dependency, not an extra) reads HEIC/HEIF, Pillow itself AVIF."""
+    assert decode._HEIF_INSTALLED and decode._heif_formats() == ("HEIF",)
+    assert "AVIF" in decode._open_formats()
+    for name in ("a.heic", "a.HEIC", "a.heif", "a.hif", "a.HIF", "a.avif", "a.AVIF"):
+        assert is_image_path(name), name
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_avif_is_decoded_upright(tmp_path, orientation):
+    """AVIF's EXIF orientation is applied once, as for a JPEG."""
+    path = tmp_path / "photo.avif"
+    stored = Image.new("RGB", (64, 32), (0, 0, 0))
+    stored.paste((255, 255, 255), (0, 0, 32, 32))  # left half white as stored
+    stored.save(path, exif=with_orientation(orientation).tobytes(), quality=95)
+    img = open_image(path)
+    with Image.open(path) as stored_file:
+        expected = ImageOps.exif_transpose(stored_file).convert("RGB")
+    assert img.size == expected.size == ((32, 64) if orientation in (6, 8) else (64, 32))
+    diff = np.abs(np.asarray(img, np.int16) - np.asarray(expected, np.int16))
+    assert diff.mean() < 3
+    meta = read_metadata(path)
+    assert (meta.width, meta.height, meta.orientation) == (*img.size, orientation)
+    assert read_metadata(img) == meta
 
 
 # --- hashing, and never writing ---------------------------------------------------------------

@@ -303,3 +303,53 @@ def test_groups_command(capsys, burst_library, tmp_path):
     assert code == 1 and err.count("photosense:") == 1
     code, _, err = run_cli(capsys, "groups", "--by", "nope", "--library", path)
     assert code == 1 and "unknown attribute or check: nope" in err
+
+
+def _burst_path(rng, n: int) -> list[np.ndarray]:
+    """Features of ``n`` frames drifting slowly: neighbours alike, the ends not."""
+    start, end = unit(rng), unit(rng)
+    return [near((1 - k / (n - 1)) * start + k / (n - 1) * end, rng, eps=0.005) for k in range(n)]
+
+
+def test_a_20_fps_burst_is_ordered_and_split_by_sub_second_time(tmp_path):
+    """20 frames inside one second of the camera's clock: they are told apart only by their
+    sub-second time (SubSecTimeOriginal), which must survive the library and order them."""
+    rng = np.random.default_rng(20)
+    vecs = _burst_path(rng, 20)
+    # Frames 0-9 at 50 ms steps; a 300 ms pause; frames 10-19. Stored in reverse (ids run
+    # against the clock), all in the same whole second but the last ones.
+    times = [0.05 * k for k in range(10)] + [0.75 + 0.05 * k for k in range(10)]
+    shots = [Shot(f"f{19 - k:02d}.jpg", times[k], vecs[k]) for k in range(20)]
+    lib, ids = synthetic_library(tmp_path, list(reversed(shots)))
+    by_id = {v: k for k, v in ids.items()}
+    stored = {os.path.basename(r.path): r.capture_time for r in lib.query(PhotoQuery())}
+    assert stored["f18.jpg"] - stored["f19.jpg"] == timedelta(milliseconds=50)
+
+    (group,) = find_groups(lib, window_s=0.5, threshold=0.9)
+    assert [by_id[i] for i in group.ids] == [f"f{19 - k:02d}.jpg" for k in range(20)]
+    assert group.kind == "burst"
+    # A window shorter than the pause splits the burst there, and only there.
+    first, second = find_groups(lib, window_s=0.1, threshold=0.9)
+    assert [by_id[i] for i in first.ids] == [f"f{19 - k:02d}.jpg" for k in range(10)]
+    assert [by_id[i] for i in second.ids] == [f"f{19 - k:02d}.jpg" for k in range(10, 20)]
+    lib.close()
+
+
+def test_sub_second_capture_times_come_from_the_files(tmp_path, real_photos):
+    """Scanned JPEGs with the same DateTimeOriginal and different SubSecTimeOriginal keep
+    their order in the library, whatever their names."""
+    from PIL import Image
+
+    folder = tmp_path / "burst"
+    folder.mkdir()
+    for name, subsec in (("a.jpg", "95"), ("b.jpg", "05"), ("c.jpg", "5")):
+        exif = Image.Exif()
+        exif.get_ifd(0x8769).update({0x9003: "2024:06:01 12:00:00", 0x9291: subsec})
+        real_photos["coffee"].save(folder / name, exif=exif.tobytes())
+    lib = Library(tmp_path / "lib.sqlite3")
+    lib.add_folder(folder)
+    Scanner(lib).scan_all()
+    rows = sorted(lib.query(PhotoQuery()), key=lambda r: r.capture_time)
+    assert [(r.name, r.capture_time.microsecond) for r in rows] == [
+        ("b.jpg", 50000), ("c.jpg", 500000), ("a.jpg", 950000)]
+    lib.close()

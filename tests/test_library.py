@@ -74,7 +74,7 @@ def test_not_a_library_is_refused(tmp_path):
         Library(other)
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_saved_libraries_open_with_flags_intact(tmp_path, version):
     """Checked-in databases of every past schema version must open with the user's work."""
     copy = tmp_path / f"v{version}.sqlite3"
@@ -86,6 +86,11 @@ def test_saved_libraries_open_with_flags_intact(tmp_path, version):
     rows = lib.query(PhotoQuery(sort="name"))
     assert [(r.name, r.flag_name, r.rating, r.color_label) for r in rows] == [
         ("a.jpg", "pick", 5, "red"), ("b.jpg", "reject", 0, None), ("c.jpg", "none", 3, "green")]
+    # Schema 4: what a folder's scan skipped (nothing known before it).
+    (folder,) = lib.folders()
+    assert folder.skipped == ({".mov": 2, ".psd": 1} if version >= 4 else {})
+    lib.set_skipped_files(folder.id, {".heic": 1})
+    assert lib.skipped_files(folder.id) == {".heic": 1}
 
 
 def test_migration_runs_in_one_transaction_and_keeps_flags(tmp_path, monkeypatch):

@@ -214,3 +214,125 @@ def test_malformed_exif_prints_no_warning_in_a_normal_interpreter(tmp_path, astr
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["128", "96", "None", "None", "(128,", "96)"]
     assert done.stderr == ""
+
+
+# --- capture time beyond EXIF: XMP, IPTC; the last-edit time last -----------------------------
+
+
+def xmp_packet(**props: str) -> bytes:
+    """An XMP packet as cameras and Photoshop embed it: ``exif_DateTimeOriginal="..."`` is
+    the property exif:DateTimeOriginal, written as an attribute of rdf:Description."""
+    namespaces = {"exif": "http://ns.adobe.com/exif/1.0/",
+                  "photoshop": "http://ns.adobe.com/photoshop/1.0/",
+                  "xmp": "http://ns.adobe.com/xap/1.0/"}
+    attrs = " ".join(f'{k.replace("_", ":", 1)}="{v}"' for k, v in props.items())
+    xmlns = " ".join(f'xmlns:{p}="{u}"' for p, u in namespaces.items())
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" {xmlns} {attrs}/></rdf:RDF></x:xmpmeta>'
+        + " " * 200 + '<?xpacket end="w"?>').encode("utf-8")
+
+
+def iptc_app13(date: str, time: str | None = None) -> bytes:
+    """A JPEG APP13 segment (Photoshop 3.0, 8BIM resource 0x0404) holding IPTC 2:55/2:60."""
+    records = b""
+    for number, value in ((55, date), (60, time)):
+        if value is not None:
+            data = value.encode("ascii")
+            records += b"\x1c\x02" + bytes([number]) + len(data).to_bytes(2, "big") + data
+    resource = b"8BIM" + (0x0404).to_bytes(2, "big") + b"\0\0" + len(records).to_bytes(4, "big")
+    resource += records + b"\0" * (len(records) % 2)
+    payload = b"Photoshop 3.0\0" + resource
+    return b"\xff\xed" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def save_jpeg(tmp_path, img, exif=None, xmp: bytes | None = None, iptc: bytes | None = None,
+              name="photo.jpg"):
+    path = tmp_path / name
+    options = {}
+    if exif is not None:
+        options["exif"] = exif.tobytes()
+    if xmp is not None:
+        options["xmp"] = xmp
+    img.save(path, **options)
+    if iptc is not None:
+        data = path.read_bytes()
+        path.write_bytes(data[:2] + iptc + data[2:])  # right after SOI
+    return path
+
+
+EDITED = {DATETIME: "2024:06:01 12:00:00"}  # IFD0 DateTime: the last save, not the shot
+
+
+@pytest.mark.parametrize("source, expected", [
+    # The camera's DateTimeOriginal beats everything, sub-seconds and offset kept.
+    ("exif", datetime(2020, 5, 6, 7, 8, 9, 120000, tzinfo=timezone(timedelta(hours=9)))),
+    # Without it: XMP exif:DateTimeOriginal, sub-seconds and offset from the XMP date.
+    ("xmp-exif", datetime(2021, 1, 2, 3, 4, 5, 678000, tzinfo=timezone(timedelta(hours=-5)))),
+    # Then XMP photoshop:DateCreated.
+    ("xmp-photoshop", datetime(2021, 2, 3, 4, 5, 6)),
+    # Then IPTC DateCreated + TimeCreated.
+    ("iptc", datetime(2019, 12, 31, 23, 59, 58, tzinfo=timezone(timedelta(hours=1)))),
+    # Only then IFD0 DateTime.
+    ("none", datetime(2024, 6, 1, 12, 0, 0)),
+])
+def test_capture_time_order(tmp_path, astronaut, source, expected):
+    sub = {DATETIME_ORIGINAL: "2020:05:06 07:08:09", SUBSEC_TIME_ORIGINAL: "12",
+           OFFSET_TIME_ORIGINAL: "+09:00"} if source == "exif" else {}
+    props = {}
+    if source in ("exif", "xmp-exif"):
+        props["exif_DateTimeOriginal"] = "2021-01-02T03:04:05.678-05:00"
+    if source in ("exif", "xmp-exif", "xmp-photoshop"):
+        props["photoshop_DateCreated"] = "2021-02-03T04:05:06"
+    iptc = iptc_app13("20191231", "235958+0100") if source != "none" else None
+    path = save_jpeg(tmp_path, astronaut, make_exif(EDITED, sub),
+                     xmp=xmp_packet(**props) if props else None, iptc=iptc)
+    assert read_metadata(path).capture_time == expected
+    assert read_metadata(open_image(path, max_side=32)).capture_time == expected  # as scanned
+
+
+def test_xmp_create_date_beats_the_last_edit_time(tmp_path, astronaut):
+    path = save_jpeg(tmp_path, astronaut, make_exif(EDITED),
+                     xmp=xmp_packet(xmp_CreateDate="2005-09-07T15:07:40-07:00"))
+    assert read_metadata(path).capture_time.isoformat() == "2005-09-07T15:07:40-07:00"
+
+
+def test_a_day_without_a_time_still_beats_the_last_edit_time(tmp_path, astronaut):
+    path = save_jpeg(tmp_path, astronaut, make_exif(EDITED), iptc=iptc_app13("20180704"))
+    assert read_metadata(path).capture_time == datetime(2018, 7, 4)
+    # ... but a source with a time of day beats a day alone, whatever its rank.
+    path = save_jpeg(tmp_path, astronaut, make_exif(EDITED), iptc=iptc_app13("20180704"),
+                     xmp=xmp_packet(photoshop_DateCreated="2018-07-04"), name="b.jpg")
+    assert read_metadata(path).capture_time == datetime(2018, 7, 4)
+    path = save_jpeg(tmp_path, astronaut, make_exif(EDITED),
+                     iptc=iptc_app13("20180704", "101112"),
+                     xmp=xmp_packet(photoshop_DateCreated="2018-07-04"), name="c.jpg")
+    assert read_metadata(path).capture_time == datetime(2018, 7, 4, 10, 11, 12)
+
+
+@pytest.mark.parametrize("packet", [b"<x:xmpmeta>not xml", b"\xff\xfe garbage", b""])
+def test_malformed_xmp_is_ignored(tmp_path, astronaut, packet):
+    path = save_jpeg(tmp_path, astronaut, make_exif(EDITED), xmp=packet or None)
+    assert read_metadata(path).capture_time == datetime(2024, 6, 1, 12, 0, 0)
+
+
+@pytest.mark.parametrize("name", ["photo.png", "photo.tif", "photo.webp"])
+def test_xmp_capture_time_in_other_formats(tmp_path, astronaut, name):
+    from PIL.PngImagePlugin import PngInfo
+
+    path = tmp_path / name
+    packet = xmp_packet(exif_DateTimeOriginal="2022-03-04T05:06:07.5")
+    options = {"exif": make_exif(EDITED).tobytes()}
+    if name.endswith(".png"):  # an iTXt chunk, as Photoshop and exiftool write it
+        options["pnginfo"] = PngInfo()
+        options["pnginfo"].add_itxt("XML:com.adobe.xmp", packet.decode("utf-8"))
+    elif name.endswith(".tif"):  # TIFF tag 700, XMLPacket
+        options["tiffinfo"] = {700: packet}
+    else:
+        options["xmp"] = packet
+    astronaut.save(path, **options)
+    assert read_metadata(path).capture_time == datetime(2022, 3, 4, 5, 6, 7, 500000)
+    assert read_metadata(open_image(path, max_side=32)).capture_time == \
+        datetime(2022, 3, 4, 5, 6, 7, 500000)

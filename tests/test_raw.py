@@ -67,9 +67,13 @@ def mosaic(scene: np.ndarray) -> np.ndarray:
 
 def write_dng(path, cfa: np.ndarray, preview: Image.Image | None = None, orientation: int = 1,
               make: str = "Testmaker", model: str = "Testmaker DNG-1",
-              taken: str = "2023:04:05 06:07:08", subsec: str = "250") -> None:
+              taken: str = "2023:04:05 06:07:08", subsec: str = "250",
+              pixel_bytes: int | None = None, raw_tags: dict | None = None) -> None:
+    """``pixel_bytes``: keep only this many bytes of the mosaic (a strip shorter than the
+    image, its byte count honest: the file's structure looks whole, LibRaw runs out of data).
+    ``raw_tags``: more tags for the raw image's IFD (DefaultCropSize, say)."""
     height, width = cfa.shape
-    pixels = cfa.astype("<u2").tobytes()
+    pixels = cfa.astype("<u2").tobytes()[:pixel_bytes]
     jpeg = b""
     if preview is not None:
         buf = io.BytesIO()
@@ -86,7 +90,7 @@ def write_dng(path, cfa: np.ndarray, preview: Image.Image | None = None, orienta
         254: (4, [0]), 256: (4, [width]), 257: (4, [height]), 258: (3, [16]), 259: (3, [1]),
         262: (3, [32803]), 273: (4, [8]), 277: (3, [1]), 278: (4, [height]),
         279: (4, [len(pixels)]), 284: (3, [1]), 33421: (3, [2, 2]), 33422: (1, [0, 1, 1, 2]),
-        50717: (4, [65535]),
+        50717: (4, [65535]), **(raw_tags or {}),
     }
     exif = {36867: (2, taken), 37521: (2, subsec)}
     ifd0_at = 8 + len(data)
@@ -482,12 +486,17 @@ def test_scoring_and_export_use_both_files_of_a_pair(lib, shoot, real_photos, ti
     from photosense.curation.export import ExportOptions, export_photos
     from photosense.pipeline import ScoringJob
 
-    # The RAW of this pair is unreadable to LibRaw: only its JPEG can be scored.
+    # The RAW of this pair is unreadable to LibRaw: only its JPEG can be scored, and the
+    # scan says so rather than hiding the broken RAW behind its JPEG.
     (shoot / "IMG_1.orf").write_bytes(b"\0\1garbage" * 300)
     real_photos["astronaut"].save(shoot / "IMG_1.jpg", quality=90)
     write_dng(shoot / "IMG_2.dng", mosaic(left_bright_scene()), preview=half_white(600, 400))
     lib.add_folder(shoot)
-    assert not Scanner(lib).scan_all().errors
+    ((path, message),) = Scanner(lib).scan_all().errors
+    assert path == str(shoot / "IMG_1.orf")
+    assert message == ("unsupported or corrupt RAW file (LibRaw cannot read this camera's "
+                       "format) (the RAW; its JPEG IMG_1.jpg is shown)")
+    assert _rows(lib)["IMG_1.orf"].error is None  # the photo itself is fine
     report = ScoringJob(lib, tiny_config).run()
     assert report.encoded == 2 and report.failed == 0
 
@@ -519,3 +528,107 @@ def test_cr3_exif_boxes_are_found():
     raw_mod._cr3_into(io.BytesIO(data), main_tags, sub_tags)
     assert main_tags == {271: "Canon", 272: "Canon EOS R6", 306: "2024:01:02 03:04:05"}
     assert sub_tags == {0x9003: "2024:01:02 03:04:00", 0x9011: "+02:00"}
+
+
+# -- the camera's dimensions, metadata without pixels, truncated files, LibRaw's stderr ----
+
+
+def test_dimensions_are_the_cameras_default_crop(tmp_path):
+    """A DNG's DefaultCropSize is the image (LibRaw's active area keeps the border pixels)."""
+    path = tmp_path / "crop.dng"
+    write_dng(path, mosaic(left_bright_scene()), preview=half_white(600, 400), orientation=6,
+              raw_tags={50720: (3, [588, 392])})
+    meta = read_metadata(str(path))
+    assert (meta.width, meta.height) == (392, 588)
+    assert image_size(path) == (392, 588)
+    assert read_metadata(open_image(path, max_side=64)) == meta
+
+
+def test_libraw_stderr_becomes_the_files_message(tmp_path, capfd):
+    """LibRaw prints "Unexpected end of file" on fd 2 from C: nothing reaches the terminal,
+    and the message says what happened."""
+    path = tmp_path / "short.dng"
+    write_dng(path, mosaic(left_bright_scene()), pixel_bytes=100_000)  # the strip ends early
+    with pytest.raises(DecodeError) as err:
+        open_image(path, max_side=64)
+    assert str(err.value) == "truncated RAW file (LibRaw: unexpected end of file)"
+    out, printed = capfd.readouterr()
+    assert "end of file" not in printed.lower() and not out
+    # Its metadata is read all the same.
+    meta = read_metadata(str(path))
+    assert (meta.camera, meta.width, meta.height) == ("Testmaker DNG-1", 600, 400)
+
+
+def test_stderr_capture_is_per_file_and_keeps_other_output(tmp_path, capfd):
+    """Concurrent LibRaw calls each get their own lines; anything else written to fd 2
+    meanwhile still reaches stderr."""
+    import threading
+    import time
+
+    from photosense.ingest.raw import _LibRawStderr
+
+    results: dict[int, list[str]] = {}
+
+    def one(i: int) -> None:
+        path = f"/photos/IMG_{i}.CR2"
+        with _LibRawStderr(path) as caught:
+            os.write(2, f"{path}: Unexpected end of file\n".encode())
+            time.sleep(0.01)
+            os.write(2, f"{path}: data corrupted at {i}\n".encode())
+            os.write(2, f"someone else's line {i}\n".encode())
+        results[i] = caught.messages
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: ["Unexpected end of file", f"data corrupted at {i}"] for i in range(8)}
+    printed = capfd.readouterr().err
+    assert sorted(printed.splitlines()) == sorted(f"someone else's line {i}" for i in range(8))
+
+
+def test_truncated_raw_says_truncated_not_unsupported(tmp_path):
+    good = tmp_path / "good.dng"
+    write_dng(good, mosaic(left_bright_scene()), preview=half_white(600, 400))
+    data = good.read_bytes()
+    for keep in (2000, len(data) - 100):  # the IFDs (at the end) are cut
+        cut = tmp_path / f"cut{keep}.dng"
+        cut.write_bytes(data[:keep])
+        with pytest.raises(DecodeError, match=r"^truncated RAW file \("):
+            open_image(cut, max_side=64)
+
+
+def test_raw_alone_that_cannot_be_decoded_keeps_its_metadata(lib, shoot):
+    write_dng(shoot / "IMG_7.dng", mosaic(left_bright_scene()), pixel_bytes=100_000,
+              make="SONY", model="ILCE-7M3", taken="2022:08:09 10:11:12", subsec="345")
+    lib.add_folder(shoot)
+    ((path, message),) = Scanner(lib).scan_all().errors
+    row = _rows(lib)["IMG_7.dng"]
+    assert row.error == message == "truncated RAW file (LibRaw: unexpected end of file)"
+    assert (row.camera, row.width, row.height) == ("SONY ILCE-7M3", 600, 400)
+    assert row.capture_time == datetime(2022, 8, 9, 10, 11, 12, 345000)
+
+
+def test_unreadable_raw_of_a_pair_is_reported_not_hidden(lib, shoot, real_photos):
+    """Only the JPEG of a pair is decoded, but a RAW cut short (or one LibRaw cannot open) is
+    reported by the scan; the photo goes on with its JPEG."""
+    good = shoot / "tmp.dng"
+    write_dng(good, mosaic(left_bright_scene()))
+    (shoot / "IMG_1.dng").write_bytes(good.read_bytes()[:3000])
+    good.unlink()
+    (shoot / "IMG_2.cr3").write_bytes(b"\0\0\0\x18ftypcrx " + b"\0" * 3000)
+    write_dng(shoot / "IMG_3.dng", mosaic(left_bright_scene()))
+    for stem in ("IMG_1", "IMG_2", "IMG_3"):
+        real_photos["coffee"].save(shoot / f"{stem}.jpg")
+    lib.add_folder(shoot)
+    report = Scanner(lib).scan_all()
+    assert report.added == 3
+    assert sorted((os.path.basename(p), m) for p, m in report.errors) == [
+        ("IMG_1.dng", "truncated RAW file (3,000 of at least 480,010 bytes) (the RAW; its JPEG "
+                      "IMG_1.jpg is shown)"),
+        ("IMG_2.cr3", "unsupported or corrupt RAW file (LibRaw cannot read this camera's "
+                      "format) (the RAW; its JPEG IMG_2.jpg is shown)")]
+    rows = _rows(lib)
+    assert rows["IMG_1.dng"].error is None and rows["IMG_1.dng"].companion_path
+    assert all(v is not None for v in rows["IMG_1.dng"].checks.values())  # from the JPEG

@@ -201,3 +201,57 @@ def test_cancel_stops_a_small_scan_too(lib, photo_folder):
     lib.add_folder(photo_folder)
     report = Scanner(lib, workers=1).scan_all(cancel=cancel)
     assert report.cancelled and report.added < 15
+
+
+# --- files of kinds photosense does not read are counted, not hidden -------------------------
+
+
+def _shoot_with_other_files(root: Path, jpeg: bytes) -> None:
+    (root / "day2" / ".hidden").mkdir(parents=True)
+    (root / "a.jpg").write_bytes(jpeg)
+    (root / "day2" / "b.jpg").write_bytes(jpeg)
+    for name in ("clip.MOV", "clip2.mov", "day2/clip3.mov", "edit.psd", "README", "notes.txt"):
+        (root / name).write_bytes(b"x")
+    # Not counted: hidden files and folders, XMP and other apps' sidecars, folders.
+    for name in (".DS_Store", "day2/.hidden/x.mov", "a.jpg.xmp", "a.xmp", "a.pp3", "a.dop",
+                 "IMG_1.AAE"):
+        (root / name).write_bytes(b"x")
+    (root / "empty.folder").mkdir()
+
+
+def test_skipped_files_are_counted_per_folder_and_kept(lib, tmp_path, real_photos):
+    import io
+
+    buf = io.BytesIO()
+    real_photos["coffee"].save(buf, "JPEG")
+    shoot, other = tmp_path / "shoot", tmp_path / "other"
+    shoot.mkdir()
+    other.mkdir()
+    _shoot_with_other_files(shoot, buf.getvalue())
+    (other / "fine.jpg").write_bytes(buf.getvalue())
+    lib.add_folder(shoot)
+    lib.add_folder(other)
+    report = Scanner(lib).scan_all()
+    expected = {".mov": 3, ".psd": 1, ".txt": 1, "": 1}
+    assert report.added == 3 and not report.errors
+    assert report.skipped == expected
+    assert report.summary().endswith(
+        ", 6 skipped (3 .mov, 1 without extension, 1 .psd, 1 .txt)")
+    folders = {os.path.basename(f.path): f for f in lib.folders()}
+    assert folders["shoot"].skipped == expected and folders["shoot"].skipped_count == 6
+    assert folders["other"].skipped == {} and folders["other"].skipped_count == 0
+    assert lib.skipped_files(folders["shoot"].id) == expected
+    # A rescan counts again: the count is the folder's state now, not a running total.
+    (shoot / "edit.psd").unlink()
+    Scanner(lib).scan_all()
+    assert lib.skipped_files(folders["shoot"].id) == {".mov": 3, ".txt": 1, "": 1}
+
+
+def test_walk_counts_what_it_skips(tmp_path):
+    from collections import Counter
+
+    _shoot_with_other_files(tmp_path, b"x")
+    skipped: Counter[str] = Counter()
+    found = sorted(os.path.basename(p) for p, _, _ in walk_images(str(tmp_path), {}, skipped))
+    assert found == ["a.jpg", "b.jpg"]
+    assert skipped == {".mov": 3, ".psd": 1, ".txt": 1, "": 1}

@@ -42,8 +42,12 @@ log = logging.getLogger("photosense.ingest.decode")
 #: Anything with more pixels than this is refused (250 megapixels, e.g. 20000 x 12500).
 MAX_PIXELS = 250_000_000
 
-_HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
-_HEIF_INSTALLED = importlib.util.find_spec("pillow_heif") is not None
+#: HEIC/HEIF (phones; ``.hif`` is what Sony and Canon cameras write), decoded by pi-heif (the
+#: decode-only build of pillow-heif: libheif and libde265, LGPL; no GPL x265 encoder).
+HEIF_EXTENSIONS: frozenset[str] = frozenset({".heic", ".heif", ".hif"})
+_HEIF_INSTALLED = importlib.util.find_spec("pi_heif") is not None
+#: AVIF, decoded by Pillow itself (its wheels bundle libavif since Pillow 11.2).
+AVIF_EXTENSIONS: frozenset[str] = frozenset({".avif"})
 
 #: Camera RAW extensions (lowercase, with the dot), decoded by :mod:`photosense.ingest.raw`.
 RAW_EXTENSIONS: frozenset[str] = frozenset(
@@ -53,12 +57,12 @@ RAW_EXTENSIONS: frozenset[str] = frozenset(
 #: Extensions (lowercase, with the dot) that scanning treats as photos, RAW included.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp"}
-) | (_HEIF_EXTENSIONS if _HEIF_INSTALLED else frozenset()) | RAW_EXTENSIONS
+) | HEIF_EXTENSIONS | AVIF_EXTENSIONS | RAW_EXTENSIONS
 
 # Formats Pillow may identify a file as. Restricting the list keeps random bytes from being
 # "recognised" by a permissive plugin (TGA, for one) and decoded as garbage.
 # (Camera MPO files are identified as JPEG, whose opener returns an MPO image when it is one.)
-_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "GIF", "BMP")
+_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "AVIF", "GIF", "BMP")
 _HEIF_FORMATS = ("HEIF",)
 
 # EXIF orientation -> the transpose that displays the image upright (as ImageOps.exif_transpose).
@@ -77,6 +81,7 @@ _ORIENTATION_TAG = 0x0112
 # the file's metadata from the decoded image without opening the file again.
 INFO_SOURCE_SIZE = "photosense.source_size"  # (width, height) as displayed, before downscaling
 INFO_ORIENTATION = "photosense.orientation"  # the file's EXIF orientation, already applied
+INFO_EMBEDDED_TIMES = "photosense.embedded_times"  # capture times from XMP/IPTC (metadata.py)
 
 # Errors Pillow raises on corrupt or truncated data, while identifying or decoding.
 _CORRUPT_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
@@ -118,7 +123,7 @@ _formats: tuple[str, ...] | None = None
 
 
 def _heif_formats() -> tuple[str, ...]:
-    """Register pillow_heif's opener on first use; the HEIF format names if it is available."""
+    """Register pi_heif's opener on first use; the HEIF format names if it is available."""
     global _heif_registered
     if not _HEIF_INSTALLED:
         return ()
@@ -127,10 +132,10 @@ def _heif_formats() -> tuple[str, ...]:
     with _heif_lock:
         if not _heif_registered:
             try:
-                import pillow_heif
+                import pi_heif
 
-                pillow_heif.register_heif_opener()
-            except Exception as e:  # a broken optional extra must not break JPEG decoding
+                pi_heif.register_heif_opener()
+            except Exception as e:  # a broken HEIC library must not break JPEG decoding
                 log.warning("HEIC support unavailable: %s", e)
                 return ()
             _heif_registered = True
@@ -233,8 +238,10 @@ def _unidentified(fp: IO[bytes]) -> DecodeError:
         head = fp.read(16)
     except OSError:
         head = b""
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis") and "AVIF" not in _open_formats():
+        return DecodeError("AVIF image, but this Pillow cannot read AVIF (Pillow >= 11.2 can)")
     if head[4:8] == b"ftyp" and not _heif_formats():
-        return DecodeError("HEIF/HEIC image, but HEIC support is not installed (photosense[heic])")
+        return DecodeError("HEIF/HEIC image, but HEIC support (pi-heif) is not installed")
     return DecodeError("not an image file")
 
 
@@ -248,6 +255,19 @@ def file_orientation(img: Image.Image) -> int:
         log.debug("unreadable EXIF orientation in %s: %s", img.format, e)
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def reported_orientation(img: Image.Image) -> int:
+    """The orientation the file declares (1-8), for reporting.
+
+    The HEIF opener turns the pixels upright itself (the container's rotation and mirroring)
+    and then sets the EXIF orientation to 1, so that it is not applied twice; the file's own
+    value is kept in ``info["original_orientation"]``. Every other format: the EXIF value.
+    """
+    if img.format == "HEIF":
+        value = img.info.get("original_orientation")
+        return value if isinstance(value, int) and 1 <= value <= 8 else 1
+    return file_orientation(img)
 
 
 def oriented_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
@@ -359,6 +379,7 @@ def open_image(path: str | os.PathLike[str], max_side: int = 0) -> Image.Image:
         orientation = file_orientation(img)
         native = oriented_size(_stored_size(img), orientation)
         exif_bytes = _portable_exif(img)
+        embedded = _embedded_times(img)
         if max_side and max(img.size) >= 2 * max_side and img.format in ("JPEG", "MPO"):
             img.draft("RGB", _ceil_target(img.size, max_side))
         try:
@@ -384,10 +405,19 @@ def open_image(path: str | os.PathLike[str], max_side: int = 0) -> Image.Image:
             rgb = rgb.transpose(_ORIENTATION_TRANSPOSE[pending])
         if rgb is img:
             rgb = img.copy()  # detach from the file, which is closed on return
-    rgb.info = {INFO_SOURCE_SIZE: native, INFO_ORIENTATION: orientation}
+        if img.format == "HEIF":  # upright already (see reported_orientation)
+            orientation = reported_orientation(img)
+    rgb.info = {INFO_SOURCE_SIZE: native, INFO_ORIENTATION: orientation,
+                INFO_EMBEDDED_TIMES: embedded}
     if exif_bytes:
         rgb.info["exif"] = exif_bytes
     return rgb
+
+
+def _embedded_times(img: Image.Image) -> tuple:
+    from photosense.ingest.metadata import embedded_times
+
+    return embedded_times(img)
 
 
 def _ceil_target(size: tuple[int, int], max_side: int) -> tuple[int, int]:

@@ -26,6 +26,7 @@ import logging
 import os
 import stat
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from photosense.errors import DecodeError, is_transient_error
 from photosense.ingest.decode import file_digest, is_image_path, is_raw_path, open_image
 from photosense.ingest.metadata import read_metadata
+from photosense.ingest.raw import check_raw
 from photosense.library import FolderInfo, Library, ScanRecord
 
 log = logging.getLogger("photosense.ingest")
@@ -61,12 +63,16 @@ class ScanReport:
     unchanged: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     cancelled: bool = False
+    # Files of kinds photosense does not read: {lower-case extension ("" for none): count}.
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def merge(self, other: ScanReport) -> None:
         for name in ("added", "updated", "moved", "missing", "restored", "unchanged"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
         self.cancelled = self.cancelled or other.cancelled
+        for ext, count in other.skipped.items():
+            self.skipped[ext] = self.skipped.get(ext, 0) + count
 
     def summary(self) -> str:
         parts = [f"{self.added} added", f"{self.updated} updated", f"{self.moved} moved",
@@ -75,7 +81,15 @@ class ScanReport:
             parts.append(f"{self.restored} back")
         if self.errors:
             parts.append(f"{len(self.errors)} unreadable")
+        if self.skipped:
+            parts.append(f"{sum(self.skipped.values())} skipped ({describe_skipped(self.skipped)})")
         return ", ".join(parts)
+
+
+def describe_skipped(skipped: dict[str, int]) -> str:
+    """ "3 .mov, 1 .psd, 1 without extension": most first, then by name."""
+    items = sorted(skipped.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{count} {ext or 'without extension'}" for ext, count in items)
 
 
 def _same_stem(path: str) -> list[tuple[str, int, float]]:
@@ -108,13 +122,19 @@ def is_sidecar_path(path: str) -> bool:
     return path.lower().endswith(".xmp")
 
 
+# Other apps' edit files beside photos (not photos, and not worth reporting as skipped):
+# RawTherapee, DxO, ON1, Capture One, Apple Photos edits, ACDSee.
+_OTHER_SIDECARS = frozenset({".pp3", ".dop", ".on1", ".cos", ".cot", ".cof", ".comask", ".aae"})
+
+
 def walk_images(root: str, sidecars: SidecarStats | None = None,
-                ) -> Iterator[tuple[str, int, float]]:
+                skipped: Counter[str] | None = None) -> Iterator[tuple[str, int, float]]:
     """Yield (path, size, mtime) of image files under ``root``, recursively; XMP sidecars
-    found on the way go into ``sidecars`` when given.
+    found on the way go into ``sidecars`` when given, and the lower-case extension ("" for
+    none) of every other file, which photosense does not read, is counted in ``skipped``.
 
     Follows symlinked folders but never the same folder twice (no symlink loops); skips hidden
-    files and folders; files that vanish while walking are skipped.
+    files and folders (not counted); files that vanish while walking are skipped.
     """
     seen: set[tuple[int, int]] = set()
     stack = [root]
@@ -147,6 +167,11 @@ def walk_images(root: str, sidecars: SidecarStats | None = None,
                         sidecars[entry.path] = (st.st_size, st.st_mtime_ns)
                     continue
                 if not is_image_path(entry.name):
+                    if skipped is not None:
+                        ext = os.path.splitext(entry.name)[1].lower()
+                        if ext not in _OTHER_SIDECARS and not is_sidecar_path(entry.name) \
+                                and stat.S_ISREG(entry.stat().st_mode):
+                            skipped[ext] += 1
                     continue
                 st = entry.stat()
             except OSError:
@@ -204,13 +229,25 @@ def analyse_file(path: str, size: int, mtime: float,
             except DecodeError as exc:  # unreadable JPEG: the RAW alone identifies the shot
                 log.warning("%s: %s", companion_path, exc)
         image = None
+        warning = None
         if companion_path is not None:
             try:
                 image = open_image(companion_path, max_side=CHECK_SIDE)
             except DecodeError as exc:  # a broken JPEG: the RAW still stands for the shot
                 log.warning("%s: %s", companion_path, exc)
+            else:
+                try:  # its pixels are not needed, but a broken RAW must not go unnoticed
+                    check_raw(path)
+                except DecodeError as exc:
+                    warning = (f"{exc} (the RAW; its JPEG {os.path.basename(companion_path)} "
+                               "is shown)")
         if image is None:
-            image = open_image(path, max_side=CHECK_SIDE)
+            try:
+                image = open_image(path, max_side=CHECK_SIDE)
+            except DecodeError as exc:
+                if not is_raw_path(path):
+                    raise
+                return _unreadable_raw(base, digest, exc)
         meta = read_metadata(image)  # open_image keeps the source size and EXIF it needs
         capture_time, camera = meta.capture_time, meta.camera
         if companion_path is not None and (capture_time is None or camera is None):
@@ -222,12 +259,24 @@ def analyse_file(path: str, size: int, mtime: float,
                 log.warning("%s: %s", path, exc)
         checks = compute_checks(image).as_dict()
         return ScanRecord(**base, content_hash=digest, width=meta.width, height=meta.height,
-                          capture_time=capture_time, camera=camera, checks=checks)
+                          capture_time=capture_time, camera=camera, checks=checks,
+                          warning=warning)
     except DecodeError as exc:
         return ScanRecord(**base, content_hash=digest, error=str(exc), transient=exc.transient)
     except MemoryError:
         return ScanRecord(**base, content_hash=digest,
                           error="not enough memory to decode this image")
+
+
+def _unreadable_raw(base: dict, digest: str | None, error: DecodeError) -> ScanRecord:
+    """The record of a RAW whose pixels cannot be decoded: the error, and what its metadata
+    says all the same (camera, time and size are read without LibRaw)."""
+    try:
+        meta = read_metadata(base["path"])
+    except DecodeError:
+        return ScanRecord(**base, content_hash=digest, error=str(error))
+    return ScanRecord(**base, content_hash=digest, width=meta.width, height=meta.height,
+                      capture_time=meta.capture_time, camera=meta.camera, error=str(error))
 
 
 class Scanner:
@@ -262,7 +311,9 @@ class Scanner:
         restored: list[str] = []
         seen: set[str] = set()
         sidecars: SidecarStats = {}
-        for path, size, mtime, companion in pair_files(walk_images(folder.path, sidecars)):
+        skipped: Counter[str] = Counter()
+        for path, size, mtime, companion in pair_files(walk_images(folder.path, sidecars,
+                                                                   skipped)):
             seen.add(path)
             if companion is not None:
                 seen.add(companion)
@@ -274,6 +325,11 @@ class Scanner:
                     restored.append(path)
                 continue
             todo.append((path, size, mtime, companion))
+        report.skipped = dict(skipped)
+        self.library.set_skipped_files(folder.id, report.skipped)
+        if skipped:
+            log.info("%s: skipped %s (not photos photosense reads)", folder.path,
+                     describe_skipped(report.skipped))
         if restored:
             report.restored = self.library.set_missing(restored, False)
         self._analyse(folder.id, todo, report, progress, cancel)
@@ -415,6 +471,9 @@ class Scanner:
             log.warning("%s: %s", rec.path, rec.error)
             if rec.transient:  # vanished or unreadable now: not recorded, seen again next scan
                 return done + 1
+        elif rec.warning:
+            report.errors.append((rec.path, rec.warning))
+            log.warning("%s: %s", rec.path, rec.warning)
         batch.append(rec)
         if len(batch) >= WRITE_BATCH:
             self._flush(batch, folder_id, report)

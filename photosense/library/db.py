@@ -22,7 +22,7 @@ from photosense.library.models import Base
 
 log = logging.getLogger("photosense.library")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 5.0
 
 
@@ -44,10 +44,16 @@ def _v2_to_v3(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_sidecars_photo_id ON sidecars (photo_id)")
 
 
+def _v3_to_v4(conn: Connection) -> None:
+    """Per folder, the files of unsupported kinds its last scan skipped."""
+    conn.exec_driver_sql("ALTER TABLE folders ADD COLUMN skipped JSON")
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Each step runs inside the one
 # transaction opened by ``migrate``; it must not commit. Keep a saved database of every past
 # version in tests/fixtures/libraries/ (vN.sqlite3) so the upgrade path stays tested.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3,
+                                                        3: _v3_to_v4}
 
 
 def describe_db_error(exc: BaseException, path: Path | str) -> str | None:

@@ -60,6 +60,12 @@ class FolderInfo:
     path: str
     photo_count: int
     missing: bool
+    # What its last scan skipped: {lower-case extension ("" for none): file count}.
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def skipped_count(self) -> int:
+        return sum(self.skipped.values())
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,9 @@ class ScanRecord:
     companion_path: str | None = None
     companion_hash: str | None = None
     transient: bool = False  # ``error`` is "cannot read it now" (vanished, unplugged): not stored
+    # A problem to report that does not make the photo unreadable: the RAW of a pair that
+    # cannot be read while its JPEG can (not stored; the scan reports it).
+    warning: str | None = None
 
 
 def _checked_name(name: str) -> str:
@@ -273,9 +282,23 @@ class Library:
                 s.execute(select(Photo.folder_id, func.count()).group_by(Photo.folder_id)).all()
             )
             return [
-                FolderInfo(f.id, f.path, counts.get(f.id, 0), f.missing)
+                FolderInfo(f.id, f.path, counts.get(f.id, 0), f.missing, dict(f.skipped or {}))
                 for f in s.scalars(select(Folder).order_by(Folder.path))
             ]
+
+    def set_skipped_files(self, folder_id: int, skipped: dict[str, int]) -> None:
+        """Record what a full scan of the folder skipped ({extension: count})."""
+        with self.session() as s:
+            s.execute(update(Folder).where(Folder.id == folder_id)
+                      .values(skipped=dict(sorted(skipped.items()))))
+
+    def skipped_files(self, folder_id: int) -> dict[str, int]:
+        """{lower-case extension ("" for none): count} of the files of kinds photosense does
+        not read that the folder's last scan skipped (hidden files and sidecars not counted);
+        empty before its first scan."""
+        with self.session(write=False) as s:
+            value = s.scalar(select(Folder.skipped).where(Folder.id == folder_id))
+        return dict(value or {})
 
     def set_folder_missing(self, folder_id: int, missing: bool) -> None:
         with self.session() as s:

@@ -53,6 +53,9 @@ class Folder(Base):
     path: Mapped[str] = mapped_column(FsPath, unique=True)
     added_at: Mapped[float] = mapped_column(Float)
     missing: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Files the last full scan skipped because photosense does not read their kind:
+    # {lower-case extension (".mov", "" for none): count}. Hidden files and sidecars not counted.
+    skipped: Mapped[dict | None] = mapped_column(JSON)
 
 
 class Photo(Base):
