@@ -1,11 +1,28 @@
-"""XMP sidecars: culling decisions that Lightroom, darktable, digiKam and Capture One can read.
+"""XMP sidecars: culling decisions that Lightroom, darktable, digiKam, Capture One and Bridge
+can read, written beside files other apps own without damaging their data.
 
-What is written, into ``photo.ext.xmp`` (darktable, digiKam) or ``photo.xmp`` (Lightroom,
-Capture One) — the library setting ``xmp_sidecar_style``, "ext" or "stem":
+Which file: the sidecars a photo already has, whatever their naming (``photo.ext.xmp``,
+darktable and digiKam; ``photo.xmp``, Lightroom, Capture One, Bridge), all of them when there
+are two, so that they never disagree. Only a photo with none gets new ones, named by the
+library setting ``xmp_sidecar_style`` ("ext" or "stem"). A ``photo.xmp`` that another image
+with the same stem would share (``IMG_1.jpg`` + ``IMG_1.png``) is nobody's. A RAW+JPEG pair
+gets the RAW's sidecar and the JPEG's (darktable keeps one per file). Photos whose file is
+missing or could not be read get none.
 
-- ``xmp:Rating`` 0–5, and -1 for a reject (the Lightroom and darktable convention);
-- ``xmp:Label``: Lightroom's colour names (Red, Yellow, Green, Blue, Purple), absent when none;
-- ``digiKam:PickLabel``: 0 none, 1 rejected, 3 accepted (2, "pending", is only ever read);
+What is written: photosense changes only the fields whose meaning differs from the library,
+each in the vocabulary already in the file, and keeps everything else exactly:
+
+- ``xmp:Rating`` 0–5, and -1 for a reject (the darktable and Bridge convention); the stars a
+  reject hides stay in ``photosense:ratingBeforeReject`` and come back when the reject is
+  cleared; ``MicrosoftPhoto:Rating`` (digiKam's percent), where present, keeps the stars;
+- ``digiKam:PickLabel``: 0 none, 1 rejected, 3 accepted (2, "pending", is kept as "none");
+- colour labels: left verbatim, even ones photosense does not have (Capture One's "Orange",
+  a custom Lightroom set), unless photosense's colour differs from the sidecar's. Then every
+  label field present changes together: ``xmp:Label`` (Lightroom's and Capture One's names
+  Red Yellow Green Blue Purple, or Bridge's Select Second Approved Review "To Do" where the
+  sidecar uses those), ``digiKam:ColorLabel`` (1 3 4 5 6) and ``photoshop:Urgency`` beside it,
+  ``darktable:colorlabels`` (0–4; darktable's other colours are kept after the new one).
+  Clearing the label removes ``xmp:Label`` and darktable's list and sets digiKam's to 0.
 - photosense's own data under :data:`PHOTOSENSE_NS`: ``photosense:model`` (the model id) and
   the structs ``photosense:scores`` and ``photosense:checks``, one element per attribute and
   check (names reduced to ASCII XML names).
@@ -13,25 +30,28 @@ Capture One) — the library setting ``xmp_sidecar_style``, "ext" or "stem":
 An existing sidecar is merged, never replaced: it is parsed with a real XML parser, only the
 properties above change (wherever they are, as attributes of ``rdf:Description`` or as child
 elements), every other namespace, element, attribute, comment, the ``x:xmpmeta``/``rdf:RDF``
-wrapper and the ``<?xpacket`` header and trailer stay as they were. A sidecar that cannot be
-parsed is never overwritten. Files are written atomically (temporary file + ``os.replace``) and
-only when their content changes. Image files are never opened for writing.
+wrapper and the ``<?xpacket`` header and trailer stay as they were. Files are written
+atomically (temporary file + ``os.replace``) and only when their content changes; the
+temporary files a killed write leaves are swept by the next write or scan of the folder
+(:func:`photosense.fsutil.sweep_temporaries`). Image files are never opened for writing.
 
-A RAW+JPEG pair gets the RAW's sidecar and the JPEG's (darktable keeps one per file); with the
-"stem" style both are the same file.
+Hostile sidecars: files over :data:`MAX_SIDECAR_BYTES` are refused unread, the XML is parsed
+in one feed (no quadratic re-scanning), and every value read is validated (``inf``, ``nan``,
+out-of-range, non-numeric, a list where a value belongs). Such a sidecar is neither imported
+nor overwritten: it is reported per file and the others go on.
 
-Reading (``read_sidecar``, ``import_sidecars``): a photo is rejected when ``xmp:Rating`` is
-negative or ``digiKam:PickLabel`` is 1, picked when ``PickLabel`` is 3; ``xmp:Label`` (or
-darktable's ``darktable:colorlabels``) gives the colour. The library setting ``xmp_conflict``
-decides who wins for a photo that already has a flag, rating or label: "library" (default) or
-"sidecar". A photo without any gets the sidecar's values. With "library", a sidecar that
-photosense read or wrote before and that was edited since in another app still wins when the
-photo's flag, rating and label are what they were at that last read or write: only a change on
-both sides is a conflict.
+Reading (``read_sidecar``, ``import_sidecars``): a photo is rejected when ``xmp:Rating`` is -1
+or ``digiKam:PickLabel`` is 1, picked when ``PickLabel`` is 3; the stars are ``xmp:Rating``'s,
+else ``MicrosoftPhoto:Rating``'s; the colour ``xmp:Label``'s when it is one photosense has,
+else digiKam's, else darktable's first. The library setting ``xmp_conflict`` decides who wins
+for a photo that already has a flag, rating or label: "library" (default) or "sidecar". A photo
+without any gets the sidecar's values. With "library", a sidecar that photosense read or wrote
+before and that was edited since in another app still wins when the photo's flag, rating and
+label are what they were at that last read or write: only a change on both sides is a conflict.
 
 photosense remembers each sidecar it reads or writes (size, mtime and the photo's state then,
 in the library's ``sidecars`` table), so a scan re-reads exactly the sidecars changed by other
-apps, and never its own writes.
+apps, and never its own writes. A sidecar is remembered as read only once it was imported.
 
 No Qt here.
 """
