@@ -216,7 +216,7 @@ def test_round_trip_keeps_every_other_field(app, lib, shot, exiftool):
     assert sorted(p.name for p in shot.parent.glob("*.xmp")) == [name]
 
 
-@pytest.mark.parametrize("label", ["Orange", "Pink", "Client picks", "red "])
+@pytest.mark.parametrize("label", ["Orange", "Pink", "Client picks", "Rot"])
 def test_a_label_photosense_does_not_have_is_kept_verbatim(label, lib, shot, exiftool):
     sidecar = shot.parent / "shot.xmp"
     text = (SAMPLES / "captureone.xmp").read_text(encoding="utf-8")
@@ -342,3 +342,35 @@ def test_no_sidecar_for_a_photo_that_could_not_be_read(lib, shot, tmp_path):
     lib.set_setting(xmp.SETTING_AUTO_WRITE, True)
     lib.set_culling(ids, flag=FLAG_REJECT)
     assert not list(shot.parent.glob("broken*.xmp"))
+
+
+def test_digikams_pending_pick_stays_while_photosense_has_no_flag(lib, shot, exiftool):
+    sidecar = shot.parent / "shot.jpg.xmp"
+    text = (SAMPLES / "digikam.xmp").read_text(encoding="utf-8")
+    sidecar.write_text(text.replace('digiKam:PickLabel="3"', 'digiKam:PickLabel="2"'))
+    pid = _scan(lib, shot.parent)
+    assert _state(lib, pid) == (FLAG_NONE, 4, "green")  # "pending" is no flag in photosense
+    lib.set_culling([pid], rating=2)
+    xmp.write_sidecars(lib, [pid])
+    tags = exiftool_x(exiftool, sidecar)
+    assert (tags[PICK], tags[RATING], tags[MS_RATING]) == ("2", "2", "25")
+    lib.set_culling([pid], flag=FLAG_PICK)
+    xmp.write_sidecars(lib, [pid])
+    assert exiftool_x(exiftool, sidecar)[PICK] == "3"
+
+
+def test_a_stem_sidecar_two_images_share_is_nobodys(lib, shot, exiftool):
+    shutil.copy(shot, shot.parent / "shot.png")  # not a RAW+JPEG pair: two photos
+    shared = shot.parent / "shot.xmp"
+    shutil.copy(SAMPLES / "captureone.xmp", shared)
+    before = shared.read_bytes()
+    lib.add_folder(shot.parent)
+    Scanner(lib, workers=1).scan_all()
+    rows = lib.query(PhotoQuery())
+    assert {_state(lib, r.id) for r in rows} == {(FLAG_NONE, 0, None)}  # read for neither
+    lib.set_culling([r.id for r in rows], rating=5)
+    report = xmp.write_sidecars(lib, [r.id for r in rows])
+    assert report.photos == 2 and report.errors == []
+    assert shared.read_bytes() == before
+    assert sorted(p.name for p in shot.parent.glob("*.xmp")) == [
+        "shot.jpg.xmp", "shot.png.xmp", "shot.xmp"]
