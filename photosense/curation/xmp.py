@@ -72,7 +72,7 @@ from sqlalchemy import select
 
 from photosense import __version__
 from photosense.errors import PhotosenseError
-from photosense.fsutil import atomic_write, sweep_folder
+from photosense.fsutil import atomic_write, is_own_temporary, sweep_folder, sweep_temporaries
 from photosense.library import (
     COLOR_LABELS,
     FLAG_NONE,
@@ -170,9 +170,10 @@ class SidecarError(PhotosenseError):
 class SidecarState:
     """The culling decisions a sidecar holds.
 
-    ``rating`` 0–5, or None when the sidecar only says "rejected" (``xmp:Rating`` -1 keeps no
-    stars: the library's rating is kept); ``label`` one of COLOR_LABELS or None; ``flag``
-    FLAG_PICK / FLAG_NONE / FLAG_REJECT."""
+    ``rating`` 0–5, or None when the sidecar only says "rejected" (``xmp:Rating`` -1 with no
+    stars kept beside it in ``photosense:ratingBeforeReject`` or ``MicrosoftPhoto:Rating``:
+    the library's rating is kept); ``label`` one of COLOR_LABELS, or None for none and for a
+    colour photosense does not have; ``flag`` FLAG_PICK / FLAG_NONE / FLAG_REJECT."""
 
     rating: int | None
     label: str | None
@@ -246,6 +247,7 @@ class _Folders:
 
     def __init__(self):
         self._names: dict[str, dict[str, str]] = {}
+        self._stems: dict[str, dict[str, list[str]]] = {}
 
     def names(self, directory: str) -> dict[str, str]:
         """lower-case name -> name of the files in a folder."""
@@ -271,16 +273,24 @@ class _Folders:
     def stem_shared_with(self, photo_path: str, companion_path: str | None) -> str | None:
         """Another image file with this photo's stem in its folder (``IMG_1.jpg`` beside
         ``IMG_1.png``): then ``IMG_1.xmp`` is no sidecar of this photo alone. None if none."""
-        from photosense.ingest.decode import is_image_path
-
         directory, name = os.path.split(photo_path)
-        stem = os.path.splitext(name)[0].lower()
         own = {name.lower()} | ({os.path.basename(companion_path).lower()} if companion_path else set())
-        for lower, real in self.names(directory).items():
-            if (lower not in own and os.path.splitext(lower)[0] == stem and not lower.startswith(".")
-                    and is_image_path(lower)):
-                return os.path.join(directory, real)
+        for lower in self._images_by_stem(directory).get(os.path.splitext(name)[0].lower(), ()):
+            if lower not in own:
+                return os.path.join(directory, self.names(directory)[lower])
         return None
+
+    def _images_by_stem(self, directory: str) -> dict[str, list[str]]:
+        stems = self._stems.get(directory)
+        if stems is None:
+            from photosense.ingest.decode import is_image_path
+
+            stems = {}
+            for lower in self.names(directory):
+                if not lower.startswith(".") and is_image_path(lower):
+                    stems.setdefault(os.path.splitext(lower)[0], []).append(lower)
+            self._stems[directory] = stems
+        return stems
 
 
 def existing_sidecars(photo_path: str, style: str = DEFAULT_STYLE,
@@ -1083,7 +1093,9 @@ def write_sidecars(library: Library, ids: Sequence[int] | None = None,
                 directory = os.path.dirname(target)
                 if directory not in swept:
                     swept.add(directory)
-                    sweep_folder(directory)
+                    sweep_temporaries(os.path.join(directory, n)
+                                      for n in folders.names(directory).values()
+                                      if n.startswith(".") and is_own_temporary(n))
                 owner[os.path.realpath(target)] = (row.id, row.path)
                 try:
                     if _write_one(target, row, row.scores, model):
