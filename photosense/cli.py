@@ -9,7 +9,6 @@ Heavy modules (torch, open_clip, Qt) are imported only by the commands that need
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib
 import json
 import logging
@@ -167,7 +166,11 @@ def command_modules() -> list:
 def open_library(args):
     from photosense.library import Library
 
-    return Library(args.library) if args.library else Library()
+    lib = Library(args.library) if args.library else Library()
+    if lib.read_only:
+        info(f"photosense: library {display_path(str(lib.path))} is read-only (read-only media or "
+             "no write permission): it can be read, changes cannot be saved")
+    return lib
 
 
 class TerminalProgress:
@@ -294,6 +297,14 @@ def cmd_folders(args) -> int:
     return EXIT_OK
 
 
+def _failed_text(report) -> str:
+    """", 2 unreadable, 3 not available now (scored when they are back)" for a ScoreReport."""
+    bad = report.failed - report.unavailable
+    return ((f", {bad} unreadable" if bad else "")
+            + (f", {report.unavailable} not available now (scored when they are back)"
+               if report.unavailable else ""))
+
+
 def cmd_score(args) -> int:
     from photosense.pipeline import ScoringJob
 
@@ -311,7 +322,7 @@ def cmd_score(args) -> int:
             return 130
         rate = report.encoded / report.encode_seconds if report.encode_seconds else 0.0
         _info(f"scored {report.encoded} photos in {report.seconds:.1f}s ({rate:.2f} photos/s)"
-              + (f", {report.failed} unreadable" if report.failed else "")
+              + _failed_text(report)
               + (f", rescored {report.rescored_attributes} attributes" if report.rescored_attributes else ""))
     return EXIT_OK
 
@@ -332,7 +343,7 @@ def cmd_watch(args) -> int:
 
         def scored(report):
             if report.encoded or report.failed:
-                _info(f"scored {report.encoded} photos" + (f", {report.failed} unreadable" if report.failed else ""))
+                _info(f"scored {report.encoded} photos" + _failed_text(report))
 
         def model_error(msg):
             _info(f"photosense: {msg}")
@@ -417,6 +428,11 @@ def cmd_attr(args) -> int:
             pos, neg = attr.spec.prompt_texts()
             _info(f"{args.attr_command}ed attribute {attr.name}: "
                   + "; ".join(f"{p!r} vs {n!r}" for p, n in zip(pos, neg)))
+            if any(len(p) > 75 for p in pos + neg):
+                from photosense.scoring.clipiqa import truncation_notes
+
+                for note in truncation_notes(_engine_config(lib, args), pos + neg):
+                    _info(f"photosense: {note}")
             _rescore_after_attr_change(lib, args, attr)
     return EXIT_OK
 
@@ -446,8 +462,10 @@ def _fmt(value) -> str:
 def cmd_list(args) -> int:
     from photosense.library import PhotoQuery
 
+    from photosense.scoring.prompts import normalize_attribute_name
+
     with open_library(args) as lib:
-        sort = args.sort
+        sort = normalize_attribute_name(args.sort) if args.sort else None
         if sort is None:
             sort = "quality" if lib.active_model() is not None else "name"
         ranges: dict[str, list] = {}
@@ -468,13 +486,9 @@ def cmd_list(args) -> int:
         json.dump([_row_object(r) for r in rows], out, indent=2, ensure_ascii=False)
         out.write("\n")
     elif args.format == "csv":
-        checks = ["sharpness", "exposure", "noise"]
-        w = csv.writer(out)
-        w.writerow(["path", "flag", "rating", "label", "missing", "error", *checks, *attr_names])
-        for r in rows:
-            w.writerow([display_path(r.path), r.flag_name, r.rating, r.color_label or "",
-                        int(r.missing), r.error or "", *(r.checks[c] for c in checks),
-                        *(r.scores.get(a, "") for a in attr_names)])
+        from photosense.curation.report import write_csv
+
+        write_csv(out, rows, attr_names)
     else:
         flags = {"pick": "P", "reject": "X", "none": " "}
         header = f"{'flag':4s} {'stars':5s} {sort[:10]:>10s}  path"

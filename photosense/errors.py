@@ -19,4 +19,22 @@ class WeightsUnavailable(PhotosenseError):
 
 
 class DecodeError(PhotosenseError):
-    """A file could not be read as an image."""
+    """A file could not be read as an image.
+
+    ``transient``: the file could not be read *now* (it vanished, its drive was unplugged, a
+    permission or I/O error) rather than being a bad image. Such a failure is reported but
+    never stored as the photo's error: the photo is tried again once its file is back."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+# Messages an older photosense stored as a photo's error for what was a transient failure:
+# a photo carrying one is analysed again when it is seen.
+TRANSIENT_ERROR_PREFIXES = ("file disappeared", "permission denied", "cannot read file:",
+                            "broken symbolic link")
+
+
+def is_transient_error(message: str | None) -> bool:
+    return bool(message) and message.startswith(TRANSIENT_ERROR_PREFIXES)

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from photosense.errors import DecodeError, PhotosenseError
 from photosense.ingest.decode import open_image
 from photosense.ingest.raw import best_image_path
 from photosense.library import AttributeInfo, Library, ModelInfo
-from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
+from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig, file_sha256
 from photosense.scoring.maths import attribute_scores
 
 log = logging.getLogger("photosense.pipeline")
@@ -61,7 +62,8 @@ def format_duration(seconds: float) -> str:
 @dataclass
 class ScoreReport:
     encoded: int = 0
-    failed: int = 0
+    failed: int = 0  # photos that could not be decoded (``unavailable`` of them only for now)
+    unavailable: int = 0  # vanished or unreadable now: tried again when their file is back
     rescored_attributes: int = 0
     cancelled: bool = False
     seconds: float = 0.0  # the whole run, model loading included
@@ -69,17 +71,30 @@ class ScoreReport:
 
 
 def save_engine_config(library: Library, config: EngineConfig) -> None:
+    """Remember the engine configuration. Consent to unpickle is never stored as such: only
+    the SHA-256 of the weights file it was given for, so it covers that exact file alone."""
+    pickle_sha256 = config.pickle_sha256
+    if config.allow_pickle and config.weights:
+        try:
+            pickle_sha256 = file_sha256(Path(config.weights))
+        except (PhotosenseError, OSError):
+            pickle_sha256 = None
     library.set_setting(ENGINE_SETTING, {
         "model": config.model, "weights": config.weights, "device": config.device,
         "max_side": config.max_side, "batch_size": config.batch_size,
-        "allow_pickle": config.allow_pickle,
+        "pickle_sha256": pickle_sha256,
     })
 
 
+_STORED_FIELDS = ("model", "weights", "device", "max_side", "batch_size", "pickle_sha256")
+
+
 def load_engine_config(library: Library, **overrides) -> EngineConfig:
-    """The library's last engine configuration, with explicit (non-None) overrides applied."""
+    """The library's last engine configuration, with explicit (non-None) overrides applied.
+    A stored ``allow_pickle`` (photosense 0.1 kept one) is ignored: consent never outlives the
+    command that gave it, except as the content hash ``pickle_sha256``."""
     stored = library.get_setting(ENGINE_SETTING) or {}
-    values = {k: v for k, v in stored.items() if k in EngineConfig.__dataclass_fields__}
+    values = {k: v for k, v in stored.items() if k in _STORED_FIELDS}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return EngineConfig(**values)
 
@@ -120,12 +135,20 @@ class AttributeScorer:
 
     def score_all(self, attrs: list[AttributeInfo], features: np.ndarray,
                   photo_ids: np.ndarray | None = None) -> dict[int, np.ndarray]:
+        self.prepare(attrs)
         return {a.id: self.score(a, features, photo_ids) for a in attrs}
+
+    def prepare(self, attrs: list[AttributeInfo]) -> None:
+        """Encode the prompts of all ``attrs`` not cached yet in one text-encoder batch (a new
+        library's twelve built-ins: one call instead of twelve)."""
+        prompts = [t for a in attrs if a.kind == "prompts" for side in a.spec.prompt_texts() for t in side]
+        self.text_features(list(dict.fromkeys(prompts)))
 
     def rescore(self, attrs: list[AttributeInfo]) -> int:
         """Scores of ``attrs`` for every stored feature: no image is decoded."""
         if not attrs:
             return 0
+        self.prepare(attrs)
         ids, matrix = self.library.feature_matrix(self.model.id)
         for attr in attrs:
             self.library.replace_scores(self.model.id, attr.id, ids, self.score(attr, matrix, ids))
@@ -192,6 +215,22 @@ class ScoringJob:
         self.library.set_setting("active_model", model.key)
         return True
 
+    def _failed(self, pid: int, path: str, exc: DecodeError | OSError, report: ScoreReport) -> None:
+        """A photo that could not be decoded. A bad image keeps its error (not tried again
+        until its file changes); a file that vanished or cannot be read now is never marked
+        bad: gone, it is marked missing (a rescan brings it back), else it is tried next run."""
+        transient = isinstance(exc, OSError) or exc.transient
+        msg = str(exc) if isinstance(exc, DecodeError) else f"cannot read file: {exc.strerror or exc}"
+        log.warning("%s: %s", path, msg)
+        report.failed += 1
+        if not transient:
+            self.library.set_photo_error(pid, msg)
+        elif not os.path.lexists(path) or not os.path.isdir(os.path.dirname(path) or "."):
+            self.library.set_missing([path], True)
+            report.unavailable += 1
+        else:
+            report.unavailable += 1
+
     def _decode(self, path: str, companion: str | None = None):
         image = open_image(best_image_path(path, companion), max_side=self.config.max_side)
         return self.engine.preprocess(image)
@@ -230,10 +269,7 @@ class ScoringJob:
                         tensors.append(fut.result())
                         ids.append(pid)
                     except (DecodeError, OSError) as exc:
-                        msg = str(exc) if isinstance(exc, DecodeError) else f"cannot read file: {exc.strerror or exc}"
-                        log.warning("%s: %s", path, msg)
-                        self.library.set_photo_error(pid, msg)
-                        report.failed += 1
+                        self._failed(pid, path, exc, report)
                         done += 1
                     refill()  # keep decoders busy while the model runs
                 if ids:
@@ -262,7 +298,7 @@ def rescore_attributes(library: Library, attrs: list[AttributeInfo] | None = Non
     if engine.id != model.key:  # the id needs no torch: say so before a slow model load
         raise PhotosenseError(
             f"the library was scored with {model.key}, but the configured model is {engine.id}")
-    engine.load()
+    engine.load_text()
     scorer = AttributeScorer(library, engine, model)
     attrs = attrs if attrs is not None else library.attributes_missing_scores(model.id)
     return scorer.rescore(attrs)

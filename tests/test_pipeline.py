@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from photosense.errors import WeightsUnavailable
 from photosense.ingest.decode import open_image
@@ -166,3 +167,36 @@ def test_nothing_to_do_does_not_load_the_model(scanned, tiny_config, shared_engi
     scanned.add_attribute(AttributeSpec("calm", (AntonymPair("Calm", "Busy"),)))
     report = ScoringJob(scanned, tiny_config, engine=fresh).run()
     assert fresh.loaded and report.rescored_attributes == 1
+
+
+def test_first_scoring_encodes_every_builtin_prompt_in_one_call(tmp_path, real_photos, tiny_config):
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    real_photos["coffee"].resize((64, 48)).save(folder / "a.jpg")
+    lib = Library(tmp_path / "lib.sqlite3")
+    lib.add_folder(folder)
+    Scanner(lib).scan_all()
+    engine = ClipIQAEngine(tiny_config)
+    calls = []
+    real = engine.encode_texts
+    engine.encode_texts = lambda prompts: calls.append(list(prompts)) or real(prompts)
+    ScoringJob(lib, tiny_config, engine=engine).run()
+    assert len(calls) == 1 and len(calls[0]) == 2 * len(lib.attributes())
+
+
+def test_text_work_builds_only_the_text_tower(rn50_weights):
+    """attr add, search and taste refits need the text tower only: no image tower is built or
+    read, and the text features are those of the whole model."""
+    from photosense.scoring.clipiqa import DEFAULT_MODEL
+
+    config = EngineConfig(model=DEFAULT_MODEL, weights=str(rn50_weights), device="cpu")
+    text_only = ClipIQAEngine(config).load_text()
+    assert text_only.text_model.visual is None and not text_only.loaded
+    full = ClipIQAEngine(config).load()
+    prompts = ["Good photo.", "Bad photo."]
+    assert np.allclose(text_only.encode_texts(prompts), full.encode_texts(prompts), atol=1e-6)
+    assert text_only.logit_scale == pytest.approx(full.logit_scale)
+    # Image work later builds the rest.
+    image = torch.rand(3, 64, 80)
+    assert np.allclose(text_only.encode_images([image]), full.encode_images([image]), atol=1e-5)
+    assert text_only.loaded

@@ -160,6 +160,9 @@ def test_file_vanishing_mid_scan(lib, photo_folder, monkeypatch):
 
     real = scan_mod.analyse_file
 
+    coffee = photo_folder / "coffee.jpg"
+    data = coffee.read_bytes()
+
     def vanish(path, size, mtime):
         if path.endswith("coffee.jpg"):
             os.unlink(path)
@@ -168,12 +171,17 @@ def test_file_vanishing_mid_scan(lib, photo_folder, monkeypatch):
     monkeypatch.setattr(scan_mod, "analyse_file", vanish)
     lib.add_folder(photo_folder)
     report = Scanner(lib).scan_all()
-    assert report.added == 15
+    # Reported, but not recorded as a bad photo: it was gone, not broken.
+    assert report.added == 14
     errors = dict(report.errors)
-    assert "disappeared" in errors[str(photo_folder / "coffee.jpg")]
-    # The next scan sees it gone and marks it missing.
+    assert "disappeared" in errors[str(coffee)]
+    assert str(coffee) not in lib.known_files(lib.folders()[0].id)
+    # When it is back, the next scan adds it like any new photo, with no error.
     monkeypatch.setattr(scan_mod, "analyse_file", real)
-    assert Scanner(lib).scan_all().missing == 1
+    coffee.write_bytes(data)
+    report = Scanner(lib).scan_all()
+    assert report.added == 1 and not report.errors
+    assert lib.known_files(lib.folders()[0].id)[str(coffee)][4] is None
 
 
 def test_walk_ignores_hidden_and_non_images(tmp_path):

@@ -29,6 +29,7 @@ def run(args) -> int:
     from photosense.curation.groups import best_of_groups, find_groups, pick_best_of_groups
     from photosense.errors import PhotosenseError
     from photosense.library import CHECK_NAMES
+    from photosense.scoring.prompts import normalize_attribute_name
 
     if args.window < 0:
         raise PhotosenseError("--window must be at least 0 seconds")
@@ -36,7 +37,7 @@ def run(args) -> int:
         raise PhotosenseError("--threshold is a cosine similarity, between -1 and 1")
     with open_library(args) as lib:
         scored = lib.active_model() is not None
-        by = args.by or ("quality" if scored else "sharpness")
+        by = normalize_attribute_name(args.by or ("quality" if scored else "sharpness"))
         if not scored:
             info("nothing scored yet: only exact duplicates are found ('photosense score' finds bursts)")
         groups = find_groups(lib, window_s=args.window, threshold=args.threshold)

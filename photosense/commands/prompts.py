@@ -125,7 +125,7 @@ def _flag_data(args):
         if model is None:
             raise PhotosenseError("nothing scored yet: run 'photosense score' first")
         engine = ClipIQAEngine(_engine_config(lib, args))
-        engine.load()
+        engine.load_text()
         if engine.id != model.key:
             raise PhotosenseError(
                 f"the library was scored with {model.key}, but the configured model is {engine.id}")
@@ -198,7 +198,7 @@ def _use(args) -> int:
         if model is not None:
             engine = ClipIQAEngine(_engine_config(lib, args))
             try:
-                engine.load()
+                engine.load_text()
             except WeightsUnavailable as exc:
                 info(f"photosense: {exc}")
                 engine = None

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from photosense.errors import PhotosenseError
 from photosense.library import CHECK_NAMES, Library, PhotoQuery, PhotoRow
+from photosense.scoring.prompts import normalize_attribute_name
 
 log = logging.getLogger("photosense.curation.export")
 
@@ -62,6 +63,10 @@ class ExportOptions:
     link: bool = False
     query: PhotoQuery | None = None
     include_missing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.by is not None:
+            self.by = normalize_attribute_name(self.by)
 
     def validate(self) -> None:
         """Raise PhotosenseError saying what is wrong with these options."""

@@ -50,14 +50,31 @@ def _row_object(row: PhotoRow) -> dict:
     }
 
 
-def _write_csv(f, rows: list[PhotoRow], attributes: list[str]) -> None:
+# A cell beginning with one of these is a formula to Excel, LibreOffice and Google Sheets
+# ("=HYPERLINK(...)" in a file or attribute name); OWASP's advice: quote it with "'".
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
+
+
+def spreadsheet_safe(value):
+    """A CSV cell that a spreadsheet shows as text, never runs: strings that start like a
+    formula get a leading apostrophe; numbers and empty cells are left as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def write_csv(f, rows: list[PhotoRow], attributes: list[str]) -> None:
+    """One row per photo: path, culling, checks, one column per attribute, missing, error.
+    Every cell a user or a file name controls is spreadsheet-safe."""
     w = csv.writer(f, lineterminator="\n")
-    w.writerow(["path", "flag", "rating", "label", *CHECK_NAMES, *attributes, "missing", "error"])
+    header = ["path", "flag", "rating", "label", *CHECK_NAMES, *attributes, "missing", "error"]
+    w.writerow([spreadsheet_safe(h) for h in header])
     for r in rows:
         checks = ["" if r.checks.get(c) is None else r.checks[c] for c in CHECK_NAMES]
         scores = [r.scores.get(a, "") for a in attributes]
-        w.writerow([display_path(r.path), r.flag_name, r.rating, r.color_label or "", *checks, *scores,
-                    int(r.missing), r.error or ""])
+        w.writerow([spreadsheet_safe(display_path(r.path)), r.flag_name, r.rating,
+                    spreadsheet_safe(r.color_label or ""), *checks, *scores, int(r.missing),
+                    spreadsheet_safe(r.error or "")])
 
 
 def write_report(library: Library, path: str | os.PathLike, query: PhotoQuery | None = None) -> int:
@@ -73,7 +90,7 @@ def write_report(library: Library, path: str | os.PathLike, query: PhotoQuery | 
     try:
         with atomic_write(target, "w", encoding="utf-8", newline="", prefix=_TEMP_PREFIX) as f:
             if fmt == "csv":
-                _write_csv(f, rows, attributes)
+                write_csv(f, rows, attributes)
             else:
                 json.dump([_row_object(r) for r in rows], f, indent=2, ensure_ascii=False)
                 f.write("\n")

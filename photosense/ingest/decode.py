@@ -173,15 +173,15 @@ def _bomb_error(error: BaseException) -> DecodeError:
 def _os_error(error: OSError, path: str | os.PathLike[str]) -> DecodeError:
     """A DecodeError for an OSError raised while opening or reading ``path``."""
     if isinstance(error, FileNotFoundError):
-        if os.path.islink(path):
-            return DecodeError("broken symbolic link (target missing)")
-        return DecodeError("file disappeared")
+        if os.path.islink(path):  # its target may be on a drive that is not mounted now
+            return DecodeError("broken symbolic link (target missing)", transient=True)
+        return DecodeError("file disappeared", transient=True)
     if isinstance(error, IsADirectoryError):
         return DecodeError("is a directory")
     if isinstance(error, PermissionError):
-        return DecodeError("permission denied")
+        return DecodeError("permission denied", transient=True)
     reason = error.strerror or _one_line(error)
-    return DecodeError(f"cannot read file: {reason}")
+    return DecodeError(f"cannot read file: {reason}", transient=True)
 
 
 def _open_readonly(path: str | os.PathLike[str]) -> IO[bytes]:

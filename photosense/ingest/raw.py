@@ -100,7 +100,8 @@ def _libraw_error(error: BaseException) -> BaseException:
     if isinstance(error, DecodeError):
         return error
     if isinstance(error, OSError):
-        return DecodeError(f"cannot read file: {error.strerror or decode._one_line(error)}")
+        return DecodeError(f"cannot read file: {error.strerror or decode._one_line(error)}",
+                           transient=True)
     if isinstance(error, rawpy.LibRawFileUnsupportedError):
         return DecodeError("unsupported or corrupt RAW file (LibRaw cannot read this camera's "
                            "format)")

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from photosense.errors import DecodeError
+from photosense.errors import DecodeError, is_transient_error
 from photosense.fsutil import is_own_temporary, sweep_temporaries
 from photosense.ingest.decode import file_digest, is_image_path, is_raw_path, open_image
 from photosense.ingest.metadata import read_metadata
@@ -228,7 +228,7 @@ def analyse_file(path: str, size: int, mtime: float,
         return ScanRecord(**base, content_hash=digest, width=meta.width, height=meta.height,
                           capture_time=capture_time, camera=camera, checks=checks)
     except DecodeError as exc:
-        return ScanRecord(**base, content_hash=digest, error=str(exc))
+        return ScanRecord(**base, content_hash=digest, error=str(exc), transient=exc.transient)
     except MemoryError:
         return ScanRecord(**base, content_hash=digest,
                           error="not enough memory to decode this image")
@@ -274,7 +274,7 @@ class Scanner:
                 seen.add(companion)
             old = known.get(path)
             if (old is not None and old[1] == size and old[2] == mtime
-                    and companions.get(path) == companion):
+                    and companions.get(path) == companion and not is_transient_error(old[4])):
                 report.unchanged += 1
                 if old[3]:
                     restored.append(path)
@@ -422,10 +422,12 @@ class Scanner:
 
     def _drain(self, rec: ScanRecord, batch: list[ScanRecord], folder_id: int,
                report: ScanReport, done: int) -> int:
-        batch.append(rec)
         if rec.error:
             report.errors.append((rec.path, rec.error))
             log.warning("%s: %s", rec.path, rec.error)
+            if rec.transient:  # vanished or unreadable now: not recorded, seen again next scan
+                return done + 1
+        batch.append(rec)
         if len(batch) >= WRITE_BATCH:
             self._flush(batch, folder_id, report)
         return done + 1

@@ -8,6 +8,7 @@ so a failed migration leaves the file as it was.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -54,7 +55,8 @@ def describe_db_error(exc: BaseException, path: Path | str) -> str | None:
     not a database); None when it looks like our bug."""
     msg = str(getattr(exc, "orig", exc)).lower()
     if "locked" in msg or "busy" in msg:
-        return f"library {path} is locked by another photosense process; close it and retry"
+        return (f"library {path} is locked by another program or process (another photosense, "
+                "a backup or sync tool?); close it and retry")
     if "readonly" in msg or "read-only" in msg:
         return f"library {path} is read-only"
     if "disk" in msg and ("full" in msg or "i/o" in msg):
@@ -78,14 +80,45 @@ def _on_connect(dbapi_conn: sqlite3.Connection, _record) -> None:
     cur.close()
 
 
-def create_db_engine(path: Path) -> Engine:
-    engine = create_engine(
-        f"sqlite:///{path}",
-        connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
-    )
-    event.listen(engine, "connect", _on_connect)
+def _on_connect_read_only(dbapi_conn: sqlite3.Connection, _record) -> None:
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    cur.execute("PRAGMA query_only = ON")
+    cur.close()
+
+
+def create_db_engine(path: Path, read_only: bool = False) -> Engine:
+    if read_only:
+        # immutable: on read-only media SQLite cannot create the WAL index (-shm) a WAL
+        # database needs even to be read; nothing can change the file there anyway.
+        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+        engine = create_engine(
+            "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S,
+                                                         check_same_thread=False))
+        event.listen(engine, "connect", _on_connect_read_only)
+    else:
+        engine = create_engine(
+            f"sqlite:///{path}",
+            connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+        )
+        event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", _on_begin)
     return engine
+
+
+def must_open_read_only(path: Path) -> bool:
+    """Whether an existing library can only be read: its file, or its folder (where SQLite
+    keeps the WAL and lock files), is not writable, or lies on read-only media."""
+    if not path.is_file():
+        return False
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except (OSError, AttributeError):  # no statvfs (Windows): the access checks decide
+        pass
+    return not (os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK))
 
 
 WRITE_OPTION = "photosense_write"
@@ -100,11 +133,14 @@ def _on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def open_engine(path: Path) -> Engine:
-    """Create (or open and migrate) the library at ``path``; LibraryError on any problem."""
+def open_engine(path: Path, read_only: bool = False) -> Engine:
+    """Create (or open and migrate) the library at ``path``; LibraryError on any problem.
+    ``read_only`` opens an existing library for reading only (no migration)."""
     path = Path(path)
     if path.exists() and path.is_dir():
         raise LibraryError(f"library path {path} is a folder; give a file name")
+    if read_only:
+        return _open_read_only(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -121,6 +157,27 @@ def open_engine(path: Path) -> Engine:
     except LibraryError:
         engine.dispose()
         raise
+    return engine
+
+
+def _open_read_only(path: Path) -> Engine:
+    if not path.is_file():
+        raise LibraryError(f"library {path} does not exist (and its folder is read-only)")
+    engine = create_db_engine(path, read_only=True)
+    try:
+        with engine.connect() as conn:
+            version = schema_version(conn)
+            conn.rollback()
+    except (OperationalError, DatabaseError) as exc:
+        engine.dispose()
+        raise LibraryError(describe_db_error(exc, path) or f"cannot read library {path}: {exc}") from exc
+    if version != SCHEMA_VERSION:
+        engine.dispose()
+        newer = version > SCHEMA_VERSION
+        raise LibraryError(
+            f"library {path} is read-only and was written by {'a newer' if newer else 'an older'} "
+            f"photosense (schema {version}, this one uses {SCHEMA_VERSION}): "
+            + ("upgrade photosense" if newer else "copy it to a writable folder to upgrade it"))
     return engine
 
 

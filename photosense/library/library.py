@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from photosense import settings
 from photosense.errors import LibraryError, PhotosenseError
-from photosense.library.db import WRITE_OPTION, describe_db_error, open_engine
+from photosense.library.db import WRITE_OPTION, describe_db_error, must_open_read_only, open_engine
 from photosense.library.models import (
     COLOR_LABELS,
     FLAG_NONE,
@@ -43,6 +43,7 @@ from photosense.scoring.prompts import (
     BUILTIN_ATTRIBUTES,
     AntonymPair,
     AttributeSpec,
+    normalize_attribute_name,
     validate_attribute_name,
 )
 
@@ -144,6 +145,7 @@ class ScanRecord:
     # JPEG's own digest (to tell whether a JPEG known alone is still the same file).
     companion_path: str | None = None
     companion_hash: str | None = None
+    transient: bool = False  # ``error`` is "cannot read it now" (vanished, unplugged): not stored
 
 
 def _checked_name(name: str) -> str:
@@ -160,14 +162,21 @@ def _vector_to_bytes(vec: np.ndarray) -> bytes:
 class Library:
     """The photosense index in one SQLite file."""
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, *, read_only: bool | None = None):
+        """Open (or create) the library. ``read_only=None`` opens it read-only when it cannot
+        be written (read-only media, no permission): every read works, every write raises
+        LibraryError with one line. ``read_only`` tells whether it was."""
         self.path = Path(path) if path is not None else settings.default_library_path()
-        self.engine = open_engine(self.path)
+        if read_only is None:
+            read_only = must_open_read_only(self.path)
+        self.read_only = read_only
+        self.engine = open_engine(self.path, read_only=read_only)
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(
             self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
         self.sidecar_errors: list[tuple[str, str]] = []  # from the last sync_sidecars
-        self._seed_builtin_attributes()
+        if not read_only:
+            self._seed_builtin_attributes()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -177,6 +186,10 @@ class Library:
 
         ``write=False`` for pure reads (never waits for writers). Environmental SQLite failures
         (locked, read-only, disk full) become LibraryError."""
+        if write and self.read_only:
+            raise LibraryError(
+                f"library {self.path} is read-only (read-only media or no write permission): "
+                "changes cannot be saved; copy it to a writable folder to change it")
         maker = self._write_sessions if write else self._read_sessions
         try:
             with maker() as s, s.begin():
@@ -284,6 +297,7 @@ class Library:
             return [_info(a) for a in rows]
 
     def attribute(self, name: str) -> AttributeInfo:
+        name = normalize_attribute_name(name)
         with self.session(write=False) as s:
             a = s.scalar(select(Attribute).where(Attribute.name == name))
             if a is None:
@@ -312,6 +326,7 @@ class Library:
         """Rename and/or change the prompts (or ``extra`` data) of an attribute; when what
         decides its scores changed, its old scores are dropped."""
         new_name = _checked_name(spec.name)
+        name = normalize_attribute_name(name)
         with self.session() as s:
             a = s.scalar(select(Attribute).where(Attribute.name == name))
             if a is None:
@@ -329,6 +344,7 @@ class Library:
             return _info(a)
 
     def remove_attribute(self, name: str) -> None:
+        name = normalize_attribute_name(name)
         with self.session() as s:
             a = s.scalar(select(Attribute).where(Attribute.name == name))
             if a is None:
@@ -430,17 +446,27 @@ class Library:
     def feature_matrix(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(photo ids, (N, dim) float32 matrix) of every stored feature for a model."""
         with self.session(write=False) as s:
-            dim = s.scalar(select(Model.dim).where(Model.id == model_id))
-            # Straight through the driver: 100k rows of 4 KB without per-row ORM overhead.
-            rows = s.connection().exec_driver_sql(
+            dim = s.scalar(select(Model.dim).where(Model.id == model_id)) or 0
+            conn = s.connection()
+            n = conn.exec_driver_sql(
+                "SELECT count(*) FROM features WHERE model_id = ?", (model_id,)).scalar_one()
+            ids = np.empty(n, dtype=np.int64)
+            mat = np.empty((n, dim), dtype=np.float32)
+            # Straight through the driver, streamed into one preallocated matrix: 100k rows of
+            # 4 KB without per-row ORM overhead and without a second copy of all the bytes.
+            result = conn.exec_driver_sql(
                 "SELECT photo_id, vector FROM features WHERE model_id = ? ORDER BY photo_id",
                 (model_id,),
-            ).all()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        if not rows:
-            return ids, np.zeros((0, dim or 0), dtype=np.float32)
-        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        return ids, mat
+            )
+            i = 0
+            while chunk := result.fetchmany(2000):
+                for pid, vector in chunk:
+                    if i == n:  # rows added since the count (a concurrent writer): next time
+                        break
+                    ids[i] = pid
+                    mat[i] = np.frombuffer(vector, dtype=np.float32)
+                    i += 1
+        return ids[:i], mat[:i]
 
     def features_for(self, model_id: int, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """(photo ids, matrix) of the stored features of ``ids`` under a model, in id order;

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, aliased
 
 from photosense.errors import PhotosenseError
 from photosense.library.models import Attribute, Photo, Score
+from photosense.scoring.prompts import normalize_attribute_name
 
 CHECK_COLUMNS = {"sharpness": Photo.sharpness, "exposure": Photo.exposure, "noise": Photo.noise}
 # Sort keys that are not attributes or checks, with their natural direction.
@@ -38,6 +39,11 @@ class PhotoQuery:
     model: str | None = None  # model key; None = the library's active model
     ids: list[int] | None = None  # restrict to these photos (e.g. a text search's result)
 
+    def __post_init__(self) -> None:
+        # Names as typed ("Warm", "Sharpness") are looked up as stored: one normalisation.
+        self.sort = normalize_attribute_name(self.sort)
+        self.ranges = {normalize_attribute_name(k): v for k, v in self.ranges.items()}
+
 
 def _score_column(s: Session, name: str, model_id: int | None, joins: dict):
     """Return the score value column for attribute ``name`` (outer-joined once)."""
@@ -54,6 +60,7 @@ def _score_column(s: Session, name: str, model_id: int | None, joins: dict):
 
 
 def value_column(s: Session, name: str, model_id: int | None, joins: dict):
+    name = normalize_attribute_name(name)
     if name in CHECK_COLUMNS:
         return CHECK_COLUMNS[name]
     return _score_column(s, name, model_id, joins)
@@ -96,7 +103,7 @@ def build_query(s: Session, q: PhotoQuery, model_id: int | None) -> Select:
         desc = BASIC_SORTS[q.sort] if q.descending is None else q.descending
     else:
         col = value_column(s, q.sort, model_id, joins)
-        natural = q.sort not in ASCENDING_BY_DEFAULT
+        natural = normalize_attribute_name(q.sort) not in ASCENDING_BY_DEFAULT
         desc = natural if q.descending is None else q.descending
     # Photos without a value (not scored yet, unreadable) always come last.
     order = [col.is_(None), col.desc() if desc else col.asc(), Photo.path.asc(), Photo.id]

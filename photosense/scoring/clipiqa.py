@@ -23,8 +23,10 @@ import logging
 import math
 import os
 import socket
+import stat
 import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,7 +68,11 @@ class EngineConfig:
     device: str = "auto"
     max_side: int = 1024
     batch_size: int = 8
+    # Consent to unpickle ``weights`` (TorchScript / pickled checkpoints run code on load). It
+    # holds for this command only; what a library remembers is ``pickle_sha256``: the SHA-256 of
+    # the exact file consent was given for, so a different file is refused again.
     allow_pickle: bool = False
+    pickle_sha256: str | None = None
 
 
 # --------------------------------------------------------------------------- names and ids
@@ -113,11 +119,31 @@ def model_name(config: EngineConfig) -> str:
 _hash_cache: dict[tuple[str, int, int], str] = {}
 _hash_lock = threading.Lock()
 
+# A weights file must be a regular file: a FIFO or a device (``/dev/zero``) would hang the hash.
+# Past this size the architecture decides whether the file is plausible (see _check_file_size).
+_PLAUSIBLE_WITHOUT_CHECK = 2 << 30
 
-def file_digest(path: Path) -> str:
-    """First 12 hex digits of the file's SHA-256, cached per (path, size, mtime)."""
+
+def regular_weights_file(path: Path) -> os.stat_result:
+    """``path``'s stat when it is a readable regular file; otherwise one-line WeightsUnavailable."""
+    try:
+        st = path.expanduser().stat()
+    except FileNotFoundError:
+        raise WeightsUnavailable(f"weights file not found: {path}") from None
+    except OSError as exc:
+        raise WeightsUnavailable(f"weights file {path} cannot be read: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise WeightsUnavailable(f"weights file {path} is {kind}: pass a .safetensors or .pt file")
+    if st.st_size == 0:
+        raise WeightsUnavailable(f"weights file {path} is empty")
+    return st
+
+
+def file_sha256(path: Path) -> str:
+    """The file's full SHA-256 (hex), cached per (path, size, mtime). Regular files only."""
     resolved = path.expanduser().resolve()
-    st = resolved.stat()
+    st = regular_weights_file(resolved)
     key = (str(resolved), st.st_size, st.st_mtime_ns)
     with _hash_lock:
         cached = _hash_cache.get(key)
@@ -127,10 +153,41 @@ def file_digest(path: Path) -> str:
     with open(resolved, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             sha.update(chunk)
-    digest = sha.hexdigest()[:12]
+    digest = sha.hexdigest()
     with _hash_lock:
         _hash_cache[key] = digest
     return digest
+
+
+def file_digest(path: Path) -> str:
+    """First 12 hex digits of the file's SHA-256 (the model id's part), cached."""
+    return file_sha256(path)[:12]
+
+
+def expected_weights_bytes(name: str) -> int | None:
+    """float32 size of architecture ``name``'s parameters, counted on torch's meta device
+    (no memory, no download); None when the architecture is unknown."""
+    import open_clip
+    import torch
+
+    register_model_configs()
+    if open_clip.get_model_config(name) is None:
+        return None
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = open_clip.create_model(name, pretrained=None, device="meta")
+    return sum(p.numel() for p in model.parameters()) * 4 + sum(b.numel() for b in model.buffers()) * 4
+
+
+def _check_file_size(path: Path, size: int, name: str) -> None:
+    """Refuse a weights file absurdly large for its architecture before hashing or reading it."""
+    if size <= _PLAUSIBLE_WITHOUT_CHECK:
+        return
+    expected = expected_weights_bytes(name)
+    if expected is not None and size > 3 * expected + (256 << 20):
+        raise WeightsUnavailable(
+            f"weights file {path} is {size / 2**30:.1f} GB, far more than model {name} needs "
+            f"({expected / 2**30:.2f} GB): wrong file?")
 
 
 def model_id(config: EngineConfig) -> str:
@@ -142,11 +199,25 @@ def model_id(config: EngineConfig) -> str:
     if tag is not None:
         return f"{name}/{tag}"
     path = Path(config.weights).expanduser()  # type: ignore[arg-type]
+    _check_file_size(path, regular_weights_file(path).st_size, name)
     try:
         digest = file_digest(path)
     except OSError as exc:
         raise WeightsUnavailable(f"weights file {path} cannot be read: {exc.strerror or exc}") from exc
     return f"{name}/file:{path.name}:{digest}"
+
+
+def pickle_allowed(config: EngineConfig) -> bool:
+    """Whether ``config.weights`` may be unpickled: consent given by this command, or stored
+    consent whose content hash is this very file's."""
+    if config.allow_pickle:
+        return True
+    if not config.pickle_sha256 or not _is_weights_file(config.weights):
+        return False
+    try:
+        return file_sha256(Path(config.weights)) == config.pickle_sha256  # type: ignore[arg-type]
+    except (WeightsUnavailable, OSError):
+        return False
 
 
 def weights_cache_location() -> Path:
@@ -197,6 +268,35 @@ def _pretrained_is_cached(cfg: dict[str, Any], cache: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- torch helpers
+
+
+def truncation_notes(config: EngineConfig, prompts: list[str]) -> list[str]:
+    """One line for each prompt longer than the text encoder reads, saying how many of its
+    words are used. Needs the tokenizer only (no weights); [] when it cannot be had."""
+    from photosense.scoring.prompts import truncated_words
+
+    # A BPE token covers at least one character: a prompt this short always fits.
+    long_ones = [p for p in prompts if len(p) > 75]
+    if not long_ones:
+        return []
+    try:
+        import open_clip
+
+        register_model_configs()
+        tokenizer = open_clip.get_tokenizer(model_name(config))
+        count = tokenizer.encode  # SimpleTokenizer (CLIP's BPE); HF tokenizers are not checked
+        context = int(getattr(tokenizer, "context_length", 77))
+    except Exception as exc:  # an unknown model, a tokenizer that needs a download
+        log.info("cannot check prompt lengths: %s", _one_line(exc))
+        return []
+    notes = []
+    for prompt in long_ones:
+        kept = truncated_words(prompt, lambda t: len(count(t)), context)
+        if kept is not None:
+            words = len(prompt.split())
+            notes.append(f"prompt {prompt[:40]!r}… is longer than the text encoder's {context} "
+                         f"tokens: only its first {kept} of {words} words are used")
+    return notes
 
 
 def resolve_device(name: str) -> torch.device:
@@ -356,9 +456,28 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
-def _read_state_dict(path: Path, allow_pickle: bool) -> dict[str, Any] | None:
-    """The tensors of a checkpoint file; None means "an OpenAI TorchScript file, let open_clip load
-    it". Raises WeightsUnavailable with one line on any problem."""
+def _pickle_refused(path: Path, what: str) -> WeightsUnavailable:
+    return WeightsUnavailable(
+        f"{path.name} {what}, which runs pickled code: use a safetensors file, or allow pickle "
+        "explicitly (--allow-pickle) if you trust it")
+
+
+def _read_trusted(path: Path, required_sha256: str | None) -> bytes:
+    """The file's bytes, read once; with ``required_sha256`` they must hash to it (consent is
+    bound to content: what is unpickled is exactly what was hashed, with no window between)."""
+    data = path.read_bytes()
+    if required_sha256 is not None and hashlib.sha256(data).hexdigest() != required_sha256:
+        raise _pickle_refused(path, "is not the file pickle was allowed for (its content changed)")
+    return data
+
+
+def _read_state_dict(path: Path, allow_pickle: bool, required_sha256: str | None = None,
+                     skip_prefix: str | None = None) -> dict[str, Any] | bytes:
+    """The tensors of a checkpoint file, or the verified bytes of an OpenAI TorchScript file
+    for open_clip to load. Pickle runs only with ``allow_pickle``, and then (with
+    ``required_sha256``) only on the file of that content. Raises WeightsUnavailable with one
+    line on any problem."""
+    import io
     import pickle
 
     import torch
@@ -369,34 +488,38 @@ def _read_state_dict(path: Path, allow_pickle: bool) -> dict[str, Any] | None:
         len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 32)
     )
     if looks_safetensors:
-        from safetensors.torch import load_file
+        from safetensors import safe_open
 
-        try:
-            return load_file(str(path), device="cpu")
+        try:  # tensor by tensor: those skipped (the image tower of text-only work) are never read
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                return {k: f.get_tensor(k) for k in f.keys()
+                        if skip_prefix is None or not k.startswith(skip_prefix)}
         except Exception as exc:  # safetensors raises its own error types
             raise WeightsUnavailable(f"{path.name} is not a valid safetensors file ({_one_line(exc)})") from exc
 
     if _is_torchscript(path):
         if not allow_pickle:
-            raise WeightsUnavailable(
-                f"{path.name} is an OpenAI TorchScript file, which runs pickled code: convert it to "
-                "safetensors, or allow pickle explicitly (--allow-pickle) if you trust it"
-            )
-        return None
+            raise _pickle_refused(path, "is an OpenAI TorchScript file")
+        return _read_trusted(path, required_sha256)
 
     try:
         if allow_pickle:
+            data = _read_trusted(path, required_sha256)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                checkpoint = torch.load(str(path), map_location="cpu", weights_only=False)
-        else:
-            checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+                checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        else:  # memory-mapped: tensors that are skipped are never read from disk
+            try:
+                checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+                checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)  # legacy format
+    except WeightsUnavailable:
+        raise
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Weights only" in str(exc):
-            raise WeightsUnavailable(
-                f"{path.name} contains pickled objects beyond tensors: use a safetensors file, or allow "
-                "pickle explicitly (--allow-pickle) if you trust it"
-            ) from exc
+            raise _pickle_refused(path, "contains pickled objects beyond tensors") from exc
         raise WeightsUnavailable(f"{path.name} is not a PyTorch or safetensors checkpoint") from exc
     except Exception as exc:  # torch raises RuntimeError/EOFError/ValueError... for garbage
         raise WeightsUnavailable(
@@ -411,7 +534,9 @@ def _read_state_dict(path: Path, allow_pickle: bool) -> dict[str, Any] | None:
     for key, value in checkpoint.items():
         if not isinstance(key, str) or not torch.is_tensor(value):
             continue
-        state[key[len("module.") :] if key.startswith("module.") else key] = value
+        key = key[len("module.") :] if key.startswith("module.") else key
+        if skip_prefix is None or not key.startswith(skip_prefix):
+            state[key] = value
     if not state:
         raise WeightsUnavailable(f"{path.name} holds no tensors")
     return state
@@ -444,13 +569,64 @@ def _load_into(model, state: dict[str, Any], model_name_: str, file_name: str) -
     model.load_state_dict(state, strict=True)
 
 
-def build_random_model(name: str):
-    """An open_clip model of architecture ``name`` with random weights, downloading nothing.
+def _load_torchscript(name: str, data: bytes, file_name: str):
+    """open_clip's OpenAI loader on exactly ``data`` (verified bytes), from a private copy."""
+    import tempfile
+
+    import open_clip
+
+    with tempfile.TemporaryDirectory(prefix="photosense-weights-") as tmp:
+        copy = Path(tmp) / file_name
+        with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(data)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*TorchScript archive.*", category=UserWarning)
+                return open_clip.create_model(name, pretrained=str(copy), weights_only=False)
+        except Exception as exc:
+            raise WeightsUnavailable(f"cannot load {file_name} into {name}: {_one_line(exc)}") from exc
+
+
+# Building a model with torch.nn.init patched out is global state: one build at a time.
+_BUILD_LOCK = threading.Lock()
+
+
+@contextmanager
+def _without_random_init():
+    """Skip torch.nn.init's random initialisation while a model whose every weight is loaded
+    right after is built (1.6 s of 1.9 s for RN50 on a laptop core). Untouched memory stays
+    unallocated by the OS until the checkpoint fills it."""
+    import torch
+
+    init = torch.nn.init
+    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(init, n) for n in names}
+    with _BUILD_LOCK:
+        for n in names:
+            setattr(init, n, lambda tensor, *args, **kwargs: tensor)
+        try:
+            yield
+        finally:
+            for n, f in saved.items():
+                setattr(init, n, f)
+
+
+def build_random_model(name: str, *, initialise: bool = True):
+    """An open_clip model of architecture ``name`` with random weights, downloading nothing;
+    with ``initialise=False`` its weights are left uninitialised (for a checkpoint to fill).
 
     Mirrors ``open_clip.create_model(name, pretrained=None)`` (CLIP / CustomTextCLIP / CoCa,
     no base-tower downloads) without its root-logger warning that "no pretrained weights were
     loaded": photosense loads its own checkpoint right after.
     """
+    if not initialise:
+        with _without_random_init():
+            return _build_model(name)
+    with _BUILD_LOCK:
+        return _build_model(name)
+
+
+def _build_model(name: str):
     import open_clip
 
     cfg = open_clip.get_model_config(name)
@@ -564,6 +740,7 @@ class ClipIQAEngine:
         self._dim = 0
         self._text_cache: dict[str, np.ndarray] = {}
         self._id: str | None = None
+        self._text_only = False
 
     # ---- properties
 
@@ -579,23 +756,24 @@ class ClipIQAEngine:
 
     @property
     def loaded(self) -> bool:
-        return self._model is not None
+        """Whether the whole model (image tower included) is built."""
+        return self._model is not None and not self._text_only
 
     @property
     def device(self) -> torch.device:
-        self.load()
+        self.load_text()
         return self._device
 
     @property
     def logit_scale(self) -> float:
         """λ = ``model.logit_scale.exp()`` (100 for the OpenAI weights)."""
-        self.load()
+        self.load_text()
         return self._logit_scale
 
     @property
     def dim(self) -> int:
         """Embedding size of image and text features."""
-        self.load()
+        self.load_text()
         return self._dim
 
     @property
@@ -604,14 +782,29 @@ class ClipIQAEngine:
         self.load()
         return self._model
 
+    @property
+    def text_model(self):
+        """The open_clip model with at least its text tower (its ``visual`` may be None)."""
+        self.load_text()
+        return self._model
+
     # ---- building
 
     def load(self) -> ClipIQAEngine:
-        """Build the model and load its weights (once; thread-safe). Raises WeightsUnavailable."""
-        if self._model is not None:
+        """Build the whole model and load its weights (once; thread-safe). Raises
+        WeightsUnavailable."""
+        return self._load(text_only=False)
+
+    def load_text(self) -> ClipIQAEngine:
+        """Enough of the model for text work (attributes, search, taste): the text tower and
+        λ, without building or reading the image tower. A later ``load`` builds the rest."""
+        return self._load(text_only=True)
+
+    def _load(self, text_only: bool) -> ClipIQAEngine:
+        if self._model is not None and (text_only or not self._text_only):
             return self
         with self._lock:
-            if self._model is not None:
+            if self._model is not None and (text_only or not self._text_only):
                 return self
             import open_clip
             import torch
@@ -624,8 +817,8 @@ class ClipIQAEngine:
                     f"unknown model architecture {name!r} (add its open_clip config as "
                     f"{model_config_dirs()[0]}/{name}.json, or see open_clip.list_models())"
                 )
-            model = self._build(name)
-            self._tower = adapt_visual_for_any_size(model)
+            model = self._build(name, text_only)
+            self._tower = "none" if text_only else adapt_visual_for_any_size(model)
             model.eval()
             self._logit_scale = float(model.logit_scale.detach().float().exp().item())
             self._dim = int(open_clip.get_model_config(name)["embed_dim"])
@@ -634,32 +827,36 @@ class ClipIQAEngine:
             self._tokenizer = open_clip.get_tokenizer(name)
             self._device, self._dtype = device, dtype
             self._id = model_id(self.config)
-            log.info("loaded %s on %s (%s, λ=%.1f)", self._id, device, str(dtype).removeprefix("torch."),
-                     self._logit_scale)
-            self._model = model
+            log.info("loaded %s%s on %s (%s, λ=%.1f)", self._id, " (text tower)" if text_only else "",
+                     device, str(dtype).removeprefix("torch."), self._logit_scale)
+            self._model, self._text_only = model, text_only
         return self
 
-    def _build(self, name: str):
-        import open_clip
-
+    def _build(self, name: str, text_only: bool = False):
         tag = pretrained_tag(self.config)
         if tag is not None:
-            return self._build_pretrained(name, tag)
+            model = self._build_pretrained(name, tag)
+            if text_only:
+                model.visual = None  # free the image tower's memory
+            return model
         path = Path(self.config.weights).expanduser()  # type: ignore[arg-type]
-        if not path.is_file():
-            raise WeightsUnavailable(f"weights file not found: {path}")
+        _check_file_size(path, regular_weights_file(path).st_size, name)
+        # Consent given now holds for any file; consent remembered holds for its file only.
+        required = None if self.config.allow_pickle else self.config.pickle_sha256
         try:
-            state = _read_state_dict(path, self.config.allow_pickle)
+            state = _read_state_dict(path, self.config.allow_pickle or bool(required), required,
+                                     skip_prefix="visual." if text_only else None)
         except OSError as exc:
             raise WeightsUnavailable(f"weights file {path} cannot be read: {exc.strerror or exc}") from exc
-        if state is None:  # OpenAI TorchScript, pickle explicitly allowed
-            try:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=".*TorchScript archive.*", category=UserWarning)
-                    return open_clip.create_model(name, pretrained=str(path), weights_only=False)
-            except Exception as exc:
-                raise WeightsUnavailable(f"cannot load {path.name} into {name}: {_one_line(exc)}") from exc
-        model = build_random_model(name)
+        if isinstance(state, bytes):  # OpenAI TorchScript, pickle allowed for these bytes
+            model = _load_torchscript(name, state, path.name)
+            if text_only:
+                model.visual = None
+            return model
+        # Every weight comes from the checkpoint (loaded strictly): no random init first.
+        model = build_random_model(name, initialise=False)
+        if text_only:
+            model.visual = None
         _load_into(model, state, name, path.name)
         return model
 
@@ -689,7 +886,8 @@ class ClipIQAEngine:
                 )
             log.info("downloading %s/%s weights into %s", name, tag, cache)
         try:
-            return open_clip.create_model(name, pretrained=tag, cache_dir=str(cache))
+            with _without_random_init():  # open_clip loads every weight strictly right after
+                return open_clip.create_model(name, pretrained=tag, cache_dir=str(cache))
         except Exception as exc:
             raise WeightsUnavailable(
                 f"cannot get weights {name}/{tag} ({_one_line(exc)}); pass --weights FILE or check {cache}"
@@ -762,7 +960,7 @@ class ClipIQAEngine:
         import torch
         import torch.nn.functional as F
 
-        self.load()
+        self.load_text()
         prompts = list(prompts)
         with self._lock:
             todo = list(dict.fromkeys(p for p in prompts if p not in self._text_cache))

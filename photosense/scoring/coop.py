@@ -234,7 +234,7 @@ def text_width(model) -> int:
 
 def check_compatible(prompts: LearnedPrompts, engine, source: str = "the learned prompts") -> None:
     """Raise a one-line PhotosenseError when the context does not fit the engine's text tower."""
-    width = text_width(engine.model)
+    width = text_width(engine.text_model)
     if prompts.width != width:
         raise PhotosenseError(
             f"{source} have context width {prompts.width} but model {engine.id} has text width "
@@ -250,7 +250,7 @@ class PromptTextTower:
         import open_clip
         import torch
 
-        model = engine.model
+        model = engine.text_model
         text_width(model)
         if n_ctx < 1:
             raise PhotosenseError("the context needs at least one token")
@@ -416,7 +416,7 @@ def train_prompts(
         raise PhotosenseError("need at least two labelled photos to learn prompts")
     if not np.all((y_np >= 0) & (y_np <= 1)):
         raise PhotosenseError("training targets must lie in [0, 1]")
-    engine.load()
+    engine.load_text()
     if x_np.shape[1] != engine.dim:
         raise PhotosenseError(
             f"feature size {x_np.shape[1]} does not match model {engine.id} ({engine.dim})")
@@ -429,9 +429,9 @@ def train_prompts(
     y = torch.from_numpy(y_np).to(device)
     scale = float(engine.logit_scale)
     start = torch.tensor(np.asarray(init, dtype=np.float32)) if init is not None else tower.initial_context()
-    if tuple(start.shape[-2:]) != (n_ctx, text_width(engine.model)):
+    if tuple(start.shape[-2:]) != (n_ctx, text_width(engine.text_model)):
         raise PhotosenseError(
-            f"initial context {tuple(start.shape)} does not fit ({n_ctx}, {text_width(engine.model)})")
+            f"initial context {tuple(start.shape)} does not fit ({n_ctx}, {text_width(engine.text_model)})")
     ctx = torch.nn.Parameter(start.clone().float().to(device))
     optimizer = torch.optim.SGD([ctx], lr=lr, momentum=momentum)
     generator = torch.Generator().manual_seed(seed)
@@ -448,7 +448,7 @@ def train_prompts(
     losses: list[float] = []
     steps = 0
     cancelled = False
-    with _FrozenModel(engine.model), torch.enable_grad():
+    with _FrozenModel(engine.text_model), torch.enable_grad():
         initial = full_loss()
         n = len(x_np)
         for epoch in range(epochs):
