@@ -16,7 +16,9 @@ RAW is deleted goes on as the JPEG alone; one whose JPEG is deleted as the RAW a
 XMP sidecars (``photo.jpg.xmp``, ``photo.xmp``) are stat'ed during the walk. Those of new or
 changed photos are read; those of unchanged photos only when their (size, mtime) differs from
 when photosense last read or wrote them (an edit in Lightroom or darktable): see
-:func:`photosense.curation.xmp.import_sidecars` for who wins.
+:func:`photosense.curation.xmp.import_sidecars` for who wins. A bad sidecar is one of the
+report's errors and is tried again next scan; the others are imported. Temporary files that a
+killed sidecar write left in a scanned folder (photosense's own, stale) are deleted.
 """
 
 from __future__ import annotations
