@@ -1,14 +1,44 @@
 """Atomic file writes: a temporary file in the target's folder, renamed into place only when
-complete, so a crash or a full disk never leaves half a file under the real name."""
+complete, so a crash or a full disk never leaves half a file under the real name.
+
+Temporary files are named ``PREFIX`` + 8 random characters + ``.ps-HOST-PID.tmp`` (HOST: a
+short hash of the machine's name, PID: the writing process), so that one left behind by a
+killed writer can be recognised as photosense's own and swept later
+(:func:`sweep_temporaries`), without touching any other program's files."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import re
+import socket
+import stat
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+log = logging.getLogger("photosense.fsutil")
+
+#: A temporary file of photosense's own whose writer is gone is swept once it is this old (s).
+STALE_AFTER = 60.0
+#: Any temporary file of photosense's own (another machine's, a reused process id, or one
+#: written before temporary names said who wrote them) is swept once it is this old (s).
+ABANDONED_AFTER = 24 * 3600.0
+
+_HOST = hashlib.blake2b(socket.gethostname().encode("utf-8", "replace"), digest_size=3).hexdigest()
+# tempfile.mkstemp's random part: 8 characters of this alphabet.
+_RANDOM = r"[a-z0-9_]{8}"
+_OWN_TEMP = re.compile(rf"\A(?P<base>.+)\.{_RANDOM}\.ps-(?P<host>[0-9a-f]{{6}})-(?P<pid>\d{{1,10}})\.tmp\Z")
+# What photosense's XMP writes left before their names said who wrote them: ".NAME.xmp.RANDOM.tmp".
+_LEGACY_SIDECAR_TEMP = re.compile(rf"\A\.(?P<base>.+\.(?i:xmp))\.{_RANDOM}\.tmp\Z")
+
+
+def _temp_suffix() -> str:
+    return f".ps-{_HOST}-{os.getpid()}.tmp"
 
 
 def _default_mode() -> int:
@@ -30,7 +60,7 @@ def atomic_path(target: str | os.PathLike, *, prefix: str = ".photosense-",
         mode = os.stat(real).st_mode & 0o7777
     except FileNotFoundError:
         mode = _default_mode()
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=_temp_suffix())
     os.close(fd)
     try:
         yield tmp
@@ -61,3 +91,89 @@ def write_bytes_atomically(target: str | os.PathLike, data: bytes, *, fsync: boo
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(target, "wb", fsync=fsync) as f:
         f.write(data)
+
+
+# -- temporary files left behind ----------------------------------------------------------
+
+def is_own_temporary(name: str, target_suffix: str = ".xmp") -> bool:
+    """Whether a file name is one of photosense's atomic-write temporaries (this version's or
+    an older XMP write's) for a target whose name ends with ``target_suffix``."""
+    m = _OWN_TEMP.match(name)
+    if m is not None:
+        return m["base"].lower().endswith(target_suffix.lower())
+    m = _LEGACY_SIDECAR_TEMP.match(name)
+    return m is not None and m["base"].lower().endswith(target_suffix.lower())
+
+
+def _writer_gone(host: str, pid: int) -> bool:
+    """True only when the writer certainly no longer runs: same machine, no such process."""
+    if host != _HOST or os.name != "posix" or pid <= 0:
+        return False  # another machine's (a shared folder), or no safe way to ask
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def _looks_like_xml(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return False
+    return head == b"" or head.startswith(b"<")
+
+
+def is_stale_temporary(path: str, now: float | None = None, target_suffix: str = ".xmp") -> bool:
+    """Whether ``path`` is a temporary file of photosense's own that no writer will finish:
+    its writer is gone (this machine, no such process) and it is older than STALE_AFTER, or it
+    is older than ABANDONED_AFTER. Anything else (another program's file, a write in progress)
+    is never stale."""
+    name = os.path.basename(path)
+    if not is_own_temporary(name, target_suffix):
+        return False
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    age = (time.time() if now is None else now) - st.st_mtime
+    m = _OWN_TEMP.match(name)
+    if m is None:  # an older version's name, which says nothing about its writer
+        return age > ABANDONED_AFTER and _looks_like_xml(path)
+    if age > ABANDONED_AFTER:
+        return True
+    return age > STALE_AFTER and _writer_gone(m["host"], int(m["pid"]))
+
+
+def sweep_temporaries(paths: Iterable[str], now: float | None = None,
+                      target_suffix: str = ".xmp") -> list[str]:
+    """Delete those of ``paths`` that are stale temporaries of photosense's own
+    (:func:`is_stale_temporary`); returns the paths deleted. Never raises for a file."""
+    removed = []
+    for path in paths:
+        if not is_stale_temporary(path, now, target_suffix):
+            continue
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            log.warning("cannot remove the stale temporary file %s: %s", path, exc.strerror)
+            continue
+        log.info("removed a temporary file left by an interrupted write: %s", path)
+        removed.append(path)
+    return removed
+
+
+def sweep_folder(directory: str, now: float | None = None, target_suffix: str = ".xmp") -> list[str]:
+    """:func:`sweep_temporaries` over one folder's hidden files."""
+    try:
+        with os.scandir(directory or ".") as entries:
+            names = [e.path for e in entries if e.name.startswith(".")
+                     and is_own_temporary(e.name, target_suffix)]
+    except OSError:
+        return []
+    return sweep_temporaries(names, now, target_suffix)

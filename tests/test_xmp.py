@@ -217,7 +217,10 @@ def test_merge_keeps_darktable_fields(lib, shoot, exiftool):
     xmp.write_sidecars(lib, [ids["coffee.jpg"]])
 
     assert read_back(exiftool, sidecar) == {"Rating": 5, "Label": "Red", "PickLabel": 3}
-    assert read_back(exiftool, sidecar, *foreign) == theirs
+    # darktable's own label list follows the change (it was blue: 3); nothing else changed.
+    after = read_back(exiftool, sidecar, *foreign)
+    assert (theirs.pop("Colorlabels"), after.pop("Colorlabels")) == (3, 0)
+    assert after == theirs
     assert theirs["Subject"] == ["beach", "sunset & sea"] and theirs["HistoryOperation"] == "exposure"
     text = sidecar.read_text()
     assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<x:xmpmeta')
@@ -269,11 +272,17 @@ def test_sidecar_name_styles_and_raw_jpeg_pairs(lib, shoot, exiftool, tmp_path):
     for name in ("IMG_0001.CR2.xmp", "IMG_0001.JPG.xmp", "chelsea.jpg.xmp"):
         assert read_back(exiftool, shoot / name) == {"Rating": 2, "PickLabel": 3}
 
+    # The style names new sidecars only: existing ones are updated where they are, and no
+    # second, disagreeing sidecar appears beside them.
     lib.set_setting(xmp.SETTING_STYLE, "stem")
-    report = xmp.write_sidecars(lib, [pid, ids["chelsea.jpg"]])
-    assert report.written == 2
-    for name in ("IMG_0001.xmp", "chelsea.xmp"):
-        assert read_back(exiftool, shoot / name) == {"Rating": 2, "PickLabel": 3}
+    lib.set_culling([pid, ids["chelsea.jpg"], ids["coffee.jpg"]], rating=4)
+    report = xmp.write_sidecars(lib, [pid, ids["chelsea.jpg"], ids["coffee.jpg"]])
+    assert report.written == 4 and report.photos == 3
+    for name in ("IMG_0001.CR2.xmp", "IMG_0001.JPG.xmp", "chelsea.jpg.xmp"):
+        assert read_back(exiftool, shoot / name) == {"Rating": 4, "PickLabel": 3}
+    assert not (shoot / "IMG_0001.xmp").exists() and not (shoot / "chelsea.xmp").exists()
+    assert read_back(exiftool, shoot / "coffee.xmp") == {"Rating": 4, "PickLabel": 0}
+    assert not (shoot / "coffee.jpg.xmp").exists()
     assert _images(shoot) == before
 
 
@@ -281,8 +290,12 @@ def test_stem_style_refuses_two_photos_sharing_one_sidecar(lib, shoot):
     shutil.copy(shoot / "coffee.jpg", shoot / "chelsea.png")
     ids = _scan(lib, shoot)
     report = xmp.write_sidecars(lib, [ids["chelsea.jpg"], ids["chelsea.png"]], style="stem")
-    assert report.photos == 1 and len(report.errors) == 1
-    assert "'ext' sidecar style" in report.errors[0][1]
+    # chelsea.xmp would belong to neither alone: both are refused, whichever comes first.
+    assert report.photos == 0 and len(report.errors) == 2
+    assert all("'ext' sidecar style" in message for _, message in report.errors)
+    assert not (shoot / "chelsea.xmp").exists()
+    # Photos without that problem still get theirs.
+    assert xmp.write_sidecars(lib, [ids["coffee.jpg"]], style="stem").photos == 1
 
 
 def test_malformed_sidecar_is_never_overwritten(lib, shoot):
@@ -472,9 +485,9 @@ def test_cli_settings_write_and_read(capsys, lib, shoot, exiftool, tmp_path):
     assert code == 0 and "1 photo: 1 sidecar written" in err
     assert read_back(exiftool, shoot / "astronaut.jpg.xmp") == {"Rating": 5, "PickLabel": 3}
     assert not (shoot / "coffee.jpg.xmp").exists() and not (shoot / "astronaut.xmp").exists()
-    code, _, err = run("write")  # the library's style now: stem
-    assert code == 0 and "3 photos: 3 sidecars written" in err
-    assert (shoot / "coffee.xmp").exists()
+    code, _, err = run("write")  # the library's style now: stem, for new sidecars only
+    assert code == 0 and "3 photos: 2 sidecars written, 1 unchanged" in err
+    assert (shoot / "coffee.xmp").exists() and not (shoot / "astronaut.xmp").exists()
 
     (shoot / "coffee.xmp").write_text(LIGHTROOM_SIDECAR, encoding="utf-8")
     code, _, err = run("read")

@@ -46,7 +46,14 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from photosense.cli import TerminalProgress, info, open_library, print_file_report
+    from photosense.cli import (
+        EXIT_ERROR,
+        TerminalProgress,
+        display_path,
+        info,
+        open_library,
+        print_file_report,
+    )
     from photosense.curation import xmp
     from photosense.library import PhotoQuery
 
@@ -59,9 +66,14 @@ def run(args) -> int:
             return print_file_report(report)
         if args.xmp_command == "read":
             paths = [r.path for r in lib.rows(lib.query_ids(PhotoQuery(include_missing=False)))]
-            n = xmp.import_sidecars(lib, paths, conflict=args.conflict)
-            info(f"{n} photo{'s' if n != 1 else ''} updated from sidecars")
-            return 0
+            errors: list[tuple[str, str]] = []
+            n = xmp.import_sidecars(lib, paths, conflict=args.conflict, errors=errors)
+            for path, message in errors:
+                info(f"  skipped {display_path(path)}: {message}")
+            info(f"{n} photo{'s' if n != 1 else ''} updated from sidecars"
+                 + (f", {len(errors)} sidecar{'s' if len(errors) != 1 else ''} skipped"
+                    if errors else ""))
+            return EXIT_ERROR if errors else 0
         key, current = {
             "auto": (xmp.SETTING_AUTO_WRITE, lambda: "on" if lib.get_setting(
                 xmp.SETTING_AUTO_WRITE, False) else "off"),

@@ -16,7 +16,9 @@ RAW is deleted goes on as the JPEG alone; one whose JPEG is deleted as the RAW a
 XMP sidecars (``photo.jpg.xmp``, ``photo.xmp``) are stat'ed during the walk. Those of new or
 changed photos are read; those of unchanged photos only when their (size, mtime) differs from
 when photosense last read or wrote them (an edit in Lightroom or darktable): see
-:func:`photosense.curation.xmp.import_sidecars` for who wins.
+:func:`photosense.curation.xmp.import_sidecars` for who wins. A bad sidecar is one of the
+report's errors and is tried again next scan; the others are imported. Temporary files that a
+killed sidecar write left in a scanned folder (photosense's own, stale) are deleted.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from photosense.errors import DecodeError, is_transient_error
+from photosense.fsutil import is_own_temporary, sweep_temporaries
 from photosense.ingest.decode import file_digest, is_image_path, is_raw_path, open_image
 from photosense.ingest.metadata import read_metadata
 from photosense.ingest.raw import check_raw
@@ -128,10 +131,13 @@ _OTHER_SIDECARS = frozenset({".pp3", ".dop", ".on1", ".cos", ".cot", ".cof", ".c
 
 
 def walk_images(root: str, sidecars: SidecarStats | None = None,
-                skipped: Counter[str] | None = None) -> Iterator[tuple[str, int, float]]:
+                skipped: Counter[str] | None = None,
+                temporaries: list[str] | None = None) -> Iterator[tuple[str, int, float]]:
     """Yield (path, size, mtime) of image files under ``root``, recursively; XMP sidecars
-    found on the way go into ``sidecars`` when given, and the lower-case extension ("" for
-    none) of every other file, which photosense does not read, is counted in ``skipped``.
+    found on the way go into ``sidecars`` when given, the lower-case extension ("" for none)
+    of every other file, which photosense does not read, is counted in ``skipped``, and the
+    temporary files of photosense's own sidecar writes (:func:`photosense.fsutil.
+    is_own_temporary`) go into ``temporaries``.
 
     Follows symlinked folders but never the same folder twice (no symlink loops); skips hidden
     files and folders (not counted); files that vanish while walking are skipped.
@@ -156,6 +162,8 @@ def walk_images(root: str, sidecars: SidecarStats | None = None,
         subdirs = []
         for entry in entries:
             if entry.name.startswith("."):
+                if temporaries is not None and is_own_temporary(entry.name):
+                    temporaries.append(entry.path)
                 continue
             try:
                 if entry.is_dir():  # follows symlinks; loops stopped by `seen`
@@ -312,8 +320,9 @@ class Scanner:
         seen: set[str] = set()
         sidecars: SidecarStats = {}
         skipped: Counter[str] = Counter()
+        temporaries: list[str] = []
         for path, size, mtime, companion in pair_files(walk_images(folder.path, sidecars,
-                                                                   skipped)):
+                                                                   skipped, temporaries)):
             seen.add(path)
             if companion is not None:
                 seen.add(companion)
@@ -340,32 +349,38 @@ class Scanner:
             marks = self.library.sidecar_marks(folder.id)
             self._reimport_sidecars(folder.id, {p: st for p, st in sidecars.items()
                                                 if marks.get(p) != st},
-                                    skip={unit[0] for unit in todo})
+                                    skip={unit[0] for unit in todo}, report=report)
+        # Temporary files a killed sidecar write left behind (only photosense's own, stale).
+        sweep_temporaries(temporaries)
         return report
 
-    def _reimport_sidecars(self, folder_id: int, changed: SidecarStats, skip: set[str]) -> None:
+    def _reimport_sidecars(self, folder_id: int, changed: SidecarStats, skip: set[str],
+                           report: ScanReport) -> None:
         """Read sidecars edited by another app since photosense last read or wrote them, for
-        the photos they belong to (those in ``skip`` were just read with their photo)."""
+        the photos they belong to (those in ``skip`` were just read with their photo). Each
+        sidecar is remembered as read only once it was imported: a bad one is tried again."""
         if not changed:
             return
-        owners: dict[str, tuple[str, int]] = {}  # lower-case sidecar name -> (photo path, id)
+        # lower-case sidecar name -> (photo path, id); None where several photos share it
+        owners: dict[str, tuple[str, int] | None] = {}
         companions = self.library.companion_paths(folder_id)
         for path, info in self.library.known_files(folder_id).items():
+            names = set()
             for f in (path, companions.get(path)):
                 if f:
-                    owners.setdefault(f.lower() + ".xmp", (path, info[0]))
-                    owners.setdefault(os.path.splitext(f)[0].lower() + ".xmp", (path, info[0]))
-        marks, photos = [], []
-        for sidecar, (size, mtime_ns) in changed.items():
+                    names.update((f.lower() + ".xmp", os.path.splitext(f)[0].lower() + ".xmp"))
+            for name in names:
+                owners[name] = (path, info[0]) if name not in owners else None
+        photos: list[str] = []
+        prefer: dict[str, str] = {}
+        for sidecar in changed:
             owner = owners.get(sidecar.lower())
-            if owner is None:
-                continue  # a sidecar of no known photo
-            marks.append((sidecar, owner[1], size, mtime_ns))
-            if owner[0] not in skip:
+            if owner is None or owner[0] in skip:
+                continue  # a sidecar of no known photo (or of several), or just read
+            if owner[0] not in prefer:
                 photos.append(owner[0])
-        self._import_sidecars(photos)
-        # Also the sidecars not read (a photo's second one): seen now, not to be re-read.
-        self.library.mark_sidecars(marks)
+                prefer[owner[0]] = sidecar  # the edited one gives the values
+        self._import_sidecars(photos, report, prefer)
 
     def scan_paths(self, paths: Iterable[str]) -> ScanReport:
         """Re-examine specific paths (from the folder watcher): new, changed or deleted files
@@ -425,7 +440,7 @@ class Scanner:
             # Our own writes match their marks; only edits by other apps are read.
             self._reimport_sidecars(folder_id, {p: st for p, st in found.items()
                                                 if marks.get(p) != st},
-                                    skip=analysed)
+                                    skip=analysed, report=report)
         return report
 
     def _analyse(self, folder_id: int, todo: list[ScanUnit], report: ScanReport,
@@ -486,15 +501,19 @@ class Scanner:
         for kind in outcome.values():
             setattr(report, kind, getattr(report, kind) + 1)
         batch.clear()
-        self._import_sidecars(list(outcome))
+        self._import_sidecars(list(outcome), report)
 
-    def _import_sidecars(self, paths: list[str]) -> None:
-        """Read existing XMP sidecars of new or changed photos (a bad one never stops a scan)."""
+    def _import_sidecars(self, paths: list[str], report: ScanReport,
+                         prefer: dict[str, str] | None = None) -> None:
+        """Read existing XMP sidecars of these photos. A bad sidecar never stops a scan: it
+        is one of the report's errors (sidecar path, reason) and the others are imported."""
         from photosense.curation.xmp import import_sidecars
 
         if not paths:
             return
+        errors: list[tuple[str, str]] = []
         try:
-            import_sidecars(self.library, paths)
+            import_sidecars(self.library, paths, errors=errors, prefer=prefer)
         except Exception:
             log.exception("reading XMP sidecars failed")
+        report.errors.extend(errors)

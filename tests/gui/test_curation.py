@@ -292,8 +292,10 @@ def test_xmp_sidecars_for_the_selection_then_all_and_the_settings(qtbot, small_l
         window._select_ids([window.model.ids[1]], window.model.ids[1])  # chelsea
         window.set_flag(FLAG_PICK)
         wait_idle(qtbot, window)
-        # written on the change itself, in the chosen naming
-        assert read_sidecar(folder / "chelsea.xmp").flag == FLAG_PICK
+        # written on the change itself, into the sidecar chelsea already has (the chosen
+        # naming is for new sidecars only: never a second one that could disagree)
+        assert read_sidecar(folder / "chelsea.jpg.xmp").flag == FLAG_PICK
+        assert not (folder / "chelsea.xmp").exists()
         assert not window.problems
     finally:
         window.shutdown()
