@@ -221,20 +221,30 @@ class Job:
                 self.state = CANCELLED
                 log.info("%s: cancelled", self.name)
             except Exception as exc:  # noqa: BLE001 - becomes the job's error, never swallowed
-                self.exception = exc
-                self.expected = isinstance(exc, PhotosenseError)
-                self.error = describe_error(exc)
-                self.state = FAILED
-                if self.expected:
-                    log.warning("%s: %s", self.name, exc)
+                if self.cancel_event.is_set():
+                    # Cancelled first (closing the window closes the library under a job that
+                    # is still finishing): the failure is the cancel's consequence, not news.
+                    self.state = CANCELLED
+                    log.info("%s: cancelled (then %s)", self.name, describe_error(exc))
                 else:
-                    log.error("%s failed:\n%s", self.name, traceback.format_exc())
+                    self._failed(exc)
             else:
                 self.state = DONE  # a cancelled run that returned (a partial report) is done
         self.finished_at = time.monotonic()
         self._finished_event.set()
         for fn in list(self.on_finished):
             _call_listener(fn, self)
+
+
+    def _failed(self, exc: Exception) -> None:
+        self.exception = exc
+        self.expected = isinstance(exc, PhotosenseError)
+        self.error = describe_error(exc)
+        self.state = FAILED
+        if self.expected:
+            log.warning("%s: %s", self.name, exc)
+        else:
+            log.error("%s failed:\n%s", self.name, traceback.format_exc())
 
 
 def _call_listener(fn, *args) -> None:

@@ -216,3 +216,19 @@ def test_watch_scoring_thread_survives_an_unexpected_error(tmp_path, photo_folde
     finally:
         service.stop()
         lib.close()
+
+
+def test_a_failure_after_cancel_is_the_cancels_consequence(caplog):
+    """Closing the window cancels jobs and closes the library under them: what fails then is
+    not reported as a bug (no traceback, no Problems entry)."""
+    from photosense.jobs import CANCELLED, Job
+
+    def work(ctl):
+        ctl.cancel.set()  # what Job.cancel() does, from the window's shutdown
+        raise RuntimeError("Internal C++ object already deleted")
+
+    job = Job(work, "Histogram", "query")
+    with caplog.at_level("INFO", logger="photosense.jobs"):
+        job.run()
+    assert job.state == CANCELLED and job.error is None
+    assert "Traceback" not in caplog.text and "cancelled (then" in caplog.text
