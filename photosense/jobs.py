@@ -72,6 +72,7 @@ class Progress:
     total: int = 0
     rate: float = 0.0
     eta: float | None = None
+    max_side: int | None = None  # scoring: the size this pass encodes at (a preview's is smaller)
 
     def line(self) -> str:
         eta = "" if self.eta is None else f", ETA {format_duration(self.eta)}"

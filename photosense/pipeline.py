@@ -35,6 +35,9 @@ from photosense.scoring.maths import attribute_scores
 log = logging.getLogger("photosense.pipeline")
 
 ENGINE_SETTING = "engine"  # last engine configuration used to score this library
+# A run with at least this many photos to encode (a new shoot) encodes them at the preview size
+# first; smaller runs finish at full size quickly anyway.
+PREVIEW_MIN_PHOTOS = 200
 # A batch holds at most about this many seconds of inference (measured as the run goes), so an
 # interactive request waiting at the next checkpoint waits no longer than that, even on a CPU.
 BATCH_SECONDS = 1.0
@@ -45,6 +48,7 @@ class ScoreReport:
     encoded: int = 0
     failed: int = 0  # photos that could not be decoded (``unavailable`` of them only for now)
     unavailable: int = 0  # vanished or unreadable now: tried again when their file is back
+    previewed: int = 0  # photos encoded by the preview pass (not counted in ``encoded``)
     rescored_attributes: int = 0
     cancelled: bool = False
     seconds: float = 0.0  # the whole run, model loading included
@@ -63,11 +67,13 @@ def save_engine_config(library: Library, config: EngineConfig) -> None:
     library.set_setting(ENGINE_SETTING, {
         "model": config.model, "weights": config.weights, "device": config.device,
         "max_side": config.max_side, "batch_size": config.batch_size,
-        "backend": config.backend, "pickle_sha256": pickle_sha256,
+        "backend": config.backend, "preview_side": config.preview_side,
+        "pickle_sha256": pickle_sha256,
     })
 
 
-_STORED_FIELDS = ("model", "weights", "device", "max_side", "batch_size", "backend", "pickle_sha256")
+_STORED_FIELDS = ("model", "weights", "device", "max_side", "batch_size", "backend", "preview_side",
+                  "pickle_sha256")
 
 
 def load_engine_config(library: Library, **overrides) -> EngineConfig:
@@ -146,17 +152,31 @@ class ScoringJob:
         self.engine = engine or ClipIQAEngine(config)
         self.decode_workers = decode_workers or max(1, min(4, (os.cpu_count() or 2)))
 
-    def prepare(self) -> tuple[ModelInfo, AttributeScorer]:
-        """Load the model (may raise WeightsUnavailable) and register it in the library."""
+    def prepare(self, max_side: int | None = None) -> tuple[ModelInfo, AttributeScorer]:
+        """Load the model (may raise WeightsUnavailable) and register the features it makes at
+        ``max_side`` (default: the configured one) in the library."""
         self.engine.load()
-        model = self.library.ensure_model(self.engine.id, self.engine.dim, self.engine.logit_scale)
+        model = self.library.ensure_model(self.engine.feature_key(max_side), self.engine.dim,
+                                          self.engine.logit_scale)
         save_engine_config(self.library, self.config)
-        self.library.set_setting("active_model", model.key)
         return model, AttributeScorer(self.library, self.engine, model)
+
+    def preview_side(self, photos_to_encode: int) -> int:
+        """The preview pass's size for a run with this many photos to encode; 0 = no preview
+        (too few photos, preview off, or a max side not above the preview's)."""
+        side = self.config.preview_side
+        full = self.config.max_side
+        if not side or photos_to_encode < PREVIEW_MIN_PHOTOS or (full and full <= side):
+            return 0
+        return side
 
     def run(self, progress: Callable[[Progress], None] | None = None,
             cancel: threading.Event | None = None,
             checkpoint: Callable[[], None] | None = None) -> ScoreReport:
+        """Encode every photo lacking a feature at the configured size and score it. A run
+        with many photos to encode (a new shoot) first encodes them at the preview size, so
+        the whole shoot can be sorted in a fraction of the time, then refines at full size;
+        the view shows whichever of the two covers more photos (never a mix)."""
         start = time.monotonic()
         report = ScoreReport()
         emit = progress or (lambda p: None)
@@ -169,24 +189,49 @@ class ScoringJob:
         model, scorer = self.prepare()
         todo = self.library.photos_needing_features(model.id, with_companion=True)
         attrs = self.library.attributes()
+        side = self.preview_side(len(todo))
+        self._activate_if_none(model)
         t_encode = time.monotonic()
-        self._encode(todo, model, scorer, attrs, report, emit, cancel, start)
-        report.encode_seconds = time.monotonic() - t_encode
+        if side:
+            preview, preview_scorer = self.prepare(side)
+            needed = {t[0] for t in todo}
+            preview_todo = [t for t in self.library.photos_needing_features(preview.id, with_companion=True)
+                            if t[0] in needed]
+            log.info("preview pass: %d photos at %d px before %s px", len(preview_todo), side,
+                     self.config.max_side or "native")
+            self._activate_if_none(preview, replace_empty=True)
+            encoded = report.encoded
+            self._encode(preview_todo, preview, preview_scorer, attrs, report, emit, cancel, start, side)
+            report.previewed, report.encoded = report.encoded - encoded, encoded
+            self.library.choose_active_model(self.engine.id)
         if not report.cancelled:
-            stale = self.library.attributes_missing_scores(model.id)
+            self._encode(todo, model, scorer, attrs, report, emit, cancel, start, self.config.max_side)
+        report.encode_seconds = time.monotonic() - t_encode
+        active = self.library.choose_active_model(self.engine.id) or model
+        if not report.cancelled:
+            stale = self.library.attributes_missing_scores(active.id)
             if stale:
                 emit(Progress("rescoring", 0, len(stale), 0.0, None))
-                scorer.rescore(stale)
+                AttributeScorer(self.library, self.engine, active).rescore(stale)
                 report.rescored_attributes = len(stale)
         report.seconds = time.monotonic() - start
         emit(Progress("done", report.encoded, len(todo), report.encoded / max(report.seconds, 1e-9), 0.0))
         return report
 
+    def _activate_if_none(self, model: ModelInfo, replace_empty: bool = False) -> None:
+        """Show ``model``'s scores when the view has none of this model yet (nothing scored,
+        another model, or with ``replace_empty`` a set still without features)."""
+        active = self.library.active_model()
+        if (active is None or active.base != model.base
+                or (replace_empty and not self.library.feature_count(active.id))):
+            self.library.set_setting("active_model", model.key)
+
     def _up_to_date(self) -> bool:
-        """True when this model already scored every photo and attribute: then the model is
-        not even loaded (its id needs no torch)."""
+        """True when this model already scored every photo and attribute at the configured
+        size: then the model is not even loaded (its id needs no model, only torch's device
+        check)."""
         try:
-            key = self.engine.id
+            key = self.engine.feature_key()
         except PhotosenseError:
             return False  # let loading report the problem in full
         model = self.library.model(key)
@@ -214,14 +259,14 @@ class ScoringJob:
         else:
             report.unavailable += 1
 
-    def _decode(self, path: str, companion: str | None = None):
-        image = open_image(best_image_path(path, companion), max_side=self.config.max_side)
+    def _decode(self, path: str, companion: str | None, max_side: int):
+        image = open_image(best_image_path(path, companion), max_side=max_side)
         return self.engine.preprocess(image)
 
-    def _encode(self, todo, model, scorer, attrs, report, emit, cancel, start) -> None:
+    def _encode(self, todo, model, scorer, attrs, report, emit, cancel, start, max_side: int) -> None:
         total = len(todo)
         batch_size = max(1, self.config.batch_size)
-        emit(Progress("encoding", 0, total, 0.0, None))
+        emit(Progress("encoding", 0, total, 0.0, None, max_side))
         if not todo:
             return
         done = 0
@@ -237,7 +282,7 @@ class ScoringJob:
                     nxt = next(items, None)
                     if nxt is None:
                         return
-                    queue.append((nxt[0], nxt[1], pool.submit(self._decode, nxt[1], nxt[2])))
+                    queue.append((nxt[0], nxt[1], pool.submit(self._decode, nxt[1], nxt[2], max_side)))
 
             refill()
             while queue:
@@ -268,12 +313,12 @@ class ScoringJob:
                         (pid, feats[i], {aid: float(v[i]) for aid, v in scores.items()})
                         for i, pid in enumerate(ids)
                     ]
-                    report.encoded += self.library.store_features(model.id, self.config.max_side, items_out)
+                    report.encoded += self.library.store_features(model.id, max_side, items_out)
                     done += len(ids)
                 elapsed = time.monotonic() - t_encode
                 rate = done / elapsed if elapsed > 0 else 0.0
                 eta = (total - done) / rate if rate > 0 else None
-                emit(Progress("encoding", done, total, rate, eta))
+                emit(Progress("encoding", done, total, rate, eta, max_side))
 
 
 def rescore_attributes(library: Library, attrs: list[AttributeInfo] | None = None,
@@ -284,9 +329,9 @@ def rescore_attributes(library: Library, attrs: list[AttributeInfo] | None = Non
     if model is None:
         raise PhotosenseError("nothing scored yet: run 'photosense score' first")
     engine = engine or ClipIQAEngine(load_engine_config(library))
-    if engine.id != model.key:  # the id needs no torch: say so before a slow model load
+    if engine.id != model.base:  # the id needs no torch: say so before a slow model load
         raise PhotosenseError(
-            f"the library was scored with {model.key}, but the configured model is {engine.id}")
+            f"the library was scored with {model.base}, but the configured model is {engine.id}")
     engine.load_text()
     scorer = AttributeScorer(library, engine, model)
     attrs = attrs if attrs is not None else library.attributes_missing_scores(model.id)

@@ -209,3 +209,114 @@ def test_text_work_builds_only_the_text_tower(rn50_weights):
     image = torch.rand(3, 64, 80)
     assert np.allclose(text_only.encode_images([image]), full.encode_images([image]), atol=1e-5)
     assert text_only.loaded
+
+
+# -- features know their resolution; the preview pass ----------------------------------------
+
+def _shoot(tmp_path, real_photos, n):
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    names = list(real_photos)
+    for i in range(n):
+        real_photos[names[i % len(names)]].resize((120 + i, 90)).save(folder / f"img{i:02d}.jpg")
+    lib = Library(tmp_path / "lib.sqlite3")
+    lib.add_folder(folder)
+    Scanner(lib).scan_all()
+    return lib
+
+
+def test_changing_max_side_reencodes_and_views_never_mix_sizes(tmp_path, real_photos, tiny_config):
+    import dataclasses
+
+    lib = _shoot(tmp_path, real_photos, 5)
+    small = dataclasses.replace(tiny_config, max_side=64)
+    assert ScoringJob(lib, small).run().encoded == 5
+    first = lib.active_model()
+    assert first.max_side == 64 and first.key.endswith("@64px/fp32")
+    large = dataclasses.replace(small, max_side=96)
+    # A run cancelled after two photos: the view keeps the complete 64 px set.
+    cancel = threading.Event()
+
+    def stop_after_two(p):
+        if p.stage == "encoding" and p.done >= 2:
+            cancel.set()
+
+    job = ScoringJob(lib, dataclasses.replace(large, batch_size=1))
+    report = job.run(stop_after_two, cancel)
+    assert report.cancelled and 0 < report.encoded < 5
+    assert lib.active_model().key == first.key
+    rows = lib.query(PhotoQuery(sort="quality"))
+    assert all(r.scores for r in rows)  # every photo has a score of one size
+    # Finishing the new size encodes the rest (not "already scored") and switches the view.
+    already = _encoded_at(lib, large)
+    assert already == report.encoded
+    report = ScoringJob(lib, large).run()
+    assert report.encoded == 5 - already
+    assert lib.active_model().max_side == 96
+    assert {m.max_side for m in lib.models()} == {64, 96}
+
+
+def _encoded_at(lib, config):
+    model = lib.model(ClipIQAEngine(config).feature_key())
+    return 0 if model is None else lib.feature_count(model.id)
+
+
+def test_a_new_shoot_is_previewed_then_refined(tmp_path, real_photos, tiny_config, monkeypatch):
+    import dataclasses
+
+    import photosense.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "PREVIEW_MIN_PHOTOS", 4)
+    lib = _shoot(tmp_path, real_photos, 6)
+    config = dataclasses.replace(tiny_config, max_side=128, preview_side=64)
+    passes: list[tuple[int, str]] = []
+
+    def seen(p):
+        if p.stage == "encoding" and p.done == 0:
+            active = lib.active_model()
+            passes.append((p.max_side, active.key if active else None))
+
+    report = ScoringJob(lib, config).run(seen)
+    assert report.previewed == 6 and report.encoded == 6
+    assert [side for side, _ in passes] == [64, 128]
+    # While the full pass started, the view showed the complete preview.
+    assert passes[1][1].endswith("@64px/fp32")
+    assert lib.active_model().key.endswith("@128px/fp32")
+    # A small run (fewer photos than the threshold) has no preview pass.
+    assert ScoringJob(lib, dataclasses.replace(config, max_side=96)).preview_side(3) == 0
+    assert ScoringJob(lib, dataclasses.replace(config, preview_side=0)).preview_side(100) == 0
+
+
+def test_schema_5_gives_each_size_its_own_feature_set(tmp_path):
+    import json
+    import shutil
+    import sqlite3
+    from pathlib import Path
+
+    path = tmp_path / "v4.sqlite3"
+    shutil.copy(Path(__file__).parent / "fixtures" / "libraries" / "v4.sqlite3", path)
+    db = sqlite3.connect(path)
+    ids = [r[0] for r in db.execute("SELECT id FROM photos ORDER BY id")]
+    db.execute("INSERT INTO models (id, key, dim, logit_scale) VALUES (7, 'RN50-quickgelu/openai', 4, 100.0)")
+    vec = np.ones(4, dtype=np.float32).tobytes()
+    for pid, side in zip(ids, (1024, 1024, 256)):
+        db.execute("INSERT INTO features VALUES (?, 7, ?, ?)", (pid, vec, side))
+        db.execute("INSERT INTO scores VALUES (?, 1, 7, 0.5)", (pid,))
+    db.execute("INSERT INTO text_features VALUES (7, 'Good photo.', ?)", (vec,))
+    db.execute("INSERT OR REPLACE INTO settings VALUES ('active_model', ?)", (json.dumps("RN50-quickgelu/openai"),))
+    db.commit()
+    db.close()
+    lib = Library(path)
+    keys = {m.key: m for m in lib.models()}
+    assert set(keys) == {"RN50-quickgelu/openai@1024px/fp32", "RN50-quickgelu/openai@256px/fp32"}
+    assert lib.active_model().key == "RN50-quickgelu/openai@1024px/fp32"
+    assert lib.feature_count(keys["RN50-quickgelu/openai@1024px/fp32"].id) == 2
+    small = keys["RN50-quickgelu/openai@256px/fp32"]
+    assert lib.feature_count(small.id) == 1
+    assert lib.text_features(small.id, ["Good photo."])
+    with lib.session(write=False) as s:
+        n = s.connection().exec_driver_sql(
+            "SELECT count(*) FROM scores WHERE model_id = ?", (small.id,)).scalar()
+        index = s.connection().exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE name = 'ix_photos_companion_path'").scalar()
+    assert n == 1 and index

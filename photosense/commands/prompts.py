@@ -126,9 +126,9 @@ def _flag_data(args):
             raise PhotosenseError("nothing scored yet: run 'photosense score' first")
         engine = ClipIQAEngine(_engine_config(lib, args))
         engine.load_text()
-        if engine.id != model.key:
+        if engine.id != model.base:
             raise PhotosenseError(
-                f"the library was scored with {model.key}, but the configured model is {engine.id}")
+                f"the library was scored with {model.base}, but the configured model is {engine.id}")
         ids, matrix = lib.feature_matrix(model.id)
         flags = {s.photo_id: s.flag for s in lib.states(ids.tolist())}
     keep = [i for i, pid in enumerate(ids.tolist()) if flags.get(pid) in (FLAG_PICK, FLAG_REJECT)]
@@ -202,9 +202,9 @@ def _use(args) -> int:
             except WeightsUnavailable as exc:
                 info(f"photosense: {exc}")
                 engine = None
-            if engine is not None and engine.id != model.key:
+            if engine is not None and engine.id != model.base:
                 raise PhotosenseError(
-                    f"the library was scored with {model.key}, but the configured model is {engine.id}")
+                    f"the library was scored with {model.base}, but the configured model is {engine.id}")
             if engine is not None:
                 coop.check_compatible(learned, engine, source=f"the learned prompts in {os.path.basename(path)}")
         existing = {a.name: a for a in lib.attributes()}.get(spec.name)

@@ -11,6 +11,8 @@ from photosense.library.library import (
     PhotoRow,
     PhotoState,
     ScanRecord,
+    feature_key,
+    split_feature_key,
 )
 from photosense.library.models import COLOR_LABELS, FLAG_NONE, FLAG_PICK, FLAG_REJECT
 from photosense.library.queries import PhotoQuery
@@ -18,5 +20,5 @@ from photosense.library.queries import PhotoQuery
 __all__ = [
     "CHECK_NAMES", "COLOR_LABELS", "FLAG_BY_VALUE", "FLAG_NAMES", "FLAG_NONE", "FLAG_PICK",
     "FLAG_REJECT", "AttributeInfo", "FolderInfo", "Library", "ModelInfo", "PhotoQuery",
-    "PhotoRow", "PhotoState", "ScanRecord",
+    "PhotoRow", "PhotoState", "ScanRecord", "feature_key", "split_feature_key",
 ]

@@ -22,7 +22,7 @@ from photosense.library.models import Base
 
 log = logging.getLogger("photosense.library")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_S = 5.0
 
 
@@ -49,10 +49,47 @@ def _v3_to_v4(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE folders ADD COLUMN skipped JSON")
 
 
+def _v4_to_v5(conn: Connection) -> None:
+    """Features know their resolution: each model row becomes one set of comparable features,
+    keyed by model, max side and precision (``KEY@1024px/fp32``); features an older photosense
+    stored at other sizes under the same model move to rows of their own, with their scores
+    and a copy of the text features. Older features are taken as fp32 (the CPU's precision).
+    Also an index on photos.companion_path (every new photo's pair lookup used it)."""
+    import json
+
+    from photosense.library.library import feature_key
+
+    active = conn.exec_driver_sql("SELECT value FROM settings WHERE key = 'active_model'").scalar()
+    active = json.loads(active) if active else None
+    for model_id, key, dim, scale in conn.exec_driver_sql(
+            "SELECT id, key, dim, logit_scale FROM models").all():
+        sides = [r[0] for r in conn.exec_driver_sql(
+            "SELECT max_side FROM features WHERE model_id = ? GROUP BY max_side "
+            "ORDER BY count(*) DESC, max_side DESC", (model_id,)).all()] or [1024]
+        main = feature_key(key, sides[0], "fp32")
+        conn.exec_driver_sql("UPDATE models SET key = ? WHERE id = ?", (main, model_id))
+        for side in sides[1:]:
+            new_id = conn.exec_driver_sql(
+                "INSERT INTO models (key, dim, logit_scale) VALUES (?, ?, ?)",
+                (feature_key(key, side, "fp32"), dim, scale)).lastrowid
+            conn.exec_driver_sql("UPDATE features SET model_id = ? WHERE model_id = ? AND max_side = ?",
+                                 (new_id, model_id, side))
+            conn.exec_driver_sql(
+                "UPDATE scores SET model_id = ? WHERE model_id = ? AND photo_id IN "
+                "(SELECT photo_id FROM features WHERE model_id = ?)", (new_id, model_id, new_id))
+            conn.exec_driver_sql(
+                "INSERT INTO text_features (model_id, prompt, vector) "
+                "SELECT ?, prompt, vector FROM text_features WHERE model_id = ?", (new_id, model_id))
+        if active == key:
+            conn.exec_driver_sql("UPDATE settings SET value = ? WHERE key = 'active_model'",
+                                 (json.dumps(main),))
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_photos_companion_path ON photos (companion_path)")
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Each step runs inside the one
 # transaction opened by ``migrate``; it must not commit. Keep a saved database of every past
 # version in tests/fixtures/libraries/ (vN.sqlite3) so the upgrade path stays tested.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3,
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 4: _v4_to_v5,
                                                         3: _v3_to_v4}
 
 

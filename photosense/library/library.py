@@ -84,12 +84,48 @@ class AttributeInfo:
         return self.spec.name
 
 
+def feature_key(model_id: str, max_side: int, precision: str) -> str:
+    """The identity of a set of image features: the model, the size images were encoded at
+    and the precision class (``RN50-quickgelu/openai@1024px/fp32``). Features of one key are
+    comparable; a view never mixes keys."""
+    return f"{model_id}@{f'{max_side}px' if max_side else 'native'}/{precision}"
+
+
+def split_feature_key(key: str) -> tuple[str, int | None, str | None]:
+    """(model id, max side (0 = native), precision) of a feature key; a plain model id (an
+    older library's, or a text-only use) gives (key, None, None)."""
+    base, sep, rest = key.rpartition("@")
+    if not sep or "/" not in rest:
+        return key, None, None
+    side, _, precision = rest.partition("/")
+    if side == "native":
+        return base, 0, precision
+    if side.endswith("px") and side[:-2].isdigit():
+        return base, int(side[:-2]), precision
+    return key, None, None
+
+
 @dataclass(frozen=True)
 class ModelInfo:
+    """A set of stored features: a model at one resolution and precision (see feature_key)."""
+
     id: int
     key: str
     dim: int
     logit_scale: float
+
+    @property
+    def base(self) -> str:
+        """The model id alone (architecture + weights): what text features depend on."""
+        return split_feature_key(self.key)[0]
+
+    @property
+    def max_side(self) -> int | None:
+        return split_feature_key(self.key)[1]
+
+    @property
+    def precision(self) -> str | None:
+        return split_feature_key(self.key)[2]
 
 
 @dataclass(frozen=True)
@@ -397,6 +433,29 @@ class Library:
     def models(self) -> list[ModelInfo]:
         with self.session(write=False) as s:
             return [ModelInfo(m.id, m.key, m.dim, m.logit_scale) for m in s.scalars(select(Model))]
+
+    def feature_count(self, model_id: int) -> int:
+        with self.session(write=False) as s:
+            return s.scalar(select(func.count()).select_from(Feature)
+                            .where(Feature.model_id == model_id)) or 0
+
+    def choose_active_model(self, base: str) -> ModelInfo | None:
+        """Make the feature set of model ``base`` that covers the most photos the one views
+        show (ties: the higher resolution; native counts highest); None when it has none.
+        A preview pass's set is shown until the full-size one covers as many photos."""
+        with self.session(write=False) as s:
+            rows = s.execute(
+                select(Model, func.count(Feature.photo_id))
+                .outerjoin(Feature, Feature.model_id == Model.id).group_by(Model.id)).all()
+        sets = [(ModelInfo(m.id, m.key, m.dim, m.logit_scale), n) for m, n in rows]
+        sets = [(m, n) for m, n in sets if m.base == base and n > 0]
+        if not sets:
+            return None
+        best, _ = max(sets, key=lambda mn: (mn[1], mn[0].max_side or (1 << 30)))
+        if self.get_setting("active_model") != best.key:
+            log.info("views show %s (%d photos)", best.key, dict((m.key, n) for m, n in sets)[best.key])
+            self.set_setting("active_model", best.key)
+        return best
 
     def active_model(self) -> ModelInfo | None:
         """The model whose scores views show: the one last used to score."""

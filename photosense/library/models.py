@@ -81,11 +81,13 @@ class Photo(Base):
     rating: Mapped[int] = mapped_column(Integer, default=0)
     color_label: Mapped[str | None] = mapped_column(String(16))
     # RAW+JPEG shot as one photo: ``path`` is the RAW, this is the JPEG beside it (same stem).
-    companion_path: Mapped[str | None] = mapped_column(FsPath)
+    companion_path: Mapped[str | None] = mapped_column(FsPath, index=True)
 
 
 class Model(Base):
-    """One image/text encoder (architecture + weights); features and scores belong to one."""
+    """One set of comparable image features: an encoder (architecture + weights) at one
+    resolution and precision (``key`` is photosense.library.feature_key's); features and
+    scores belong to one."""
 
     __tablename__ = "models"
 

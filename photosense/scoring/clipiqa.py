@@ -71,6 +71,9 @@ class EngineConfig:
     # Where the image tower runs on the CPU: "auto" (a faster runtime when installed and
     # measured faster), "torch", "onnxruntime" or "openvino" (see photosense.scoring.backends).
     backend: str = "auto"
+    # A new shoot (photosense.pipeline.PREVIEW_MIN_PHOTOS or more photos to encode) is first
+    # encoded at this size so it can be sorted early, then refined at max_side; 0 = off.
+    preview_side: int = 384
     # Consent to unpickle ``weights`` (TorchScript / pickled checkpoints run code on load). It
     # holds for this command only; what a library remembers is ``pickle_sha256``: the SHA-256 of
     # the exact file consent was given for, so a different file is refused again.
@@ -763,6 +766,22 @@ class ClipIQAEngine:
     @property
     def model_name(self) -> str:
         return model_name(self.config)
+
+    @property
+    def precision(self) -> str:
+        """"fp16" (CUDA) or "fp32": part of what identifies the features this engine makes.
+        Known before loading (resolving the device imports torch, nothing more)."""
+        if self._dtype is not None:
+            return "fp16" if str(self._dtype) == "torch.float16" else "fp32"
+        return "fp16" if resolve_device(self.config.device).type == "cuda" else "fp32"
+
+    def feature_key(self, max_side: int | None = None) -> str:
+        """The identity of the image features this engine makes at ``max_side`` (default: the
+        configured one): model id, size and precision (photosense.library.feature_key)."""
+        from photosense.library import feature_key
+
+        side = self.config.max_side if max_side is None else max_side
+        return feature_key(self.id, side, self.precision)
 
     @property
     def loaded(self) -> bool:

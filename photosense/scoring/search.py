@@ -180,9 +180,9 @@ def search(library: Library, engine, text: str, query: PhotoQuery | None = None,
     model = library.active_model()
     if model is None:
         raise PhotosenseError("nothing scored yet: run 'photosense score' first")
-    if engine.id != model.key:
+    if engine.id != model.base:
         raise PhotosenseError(
-            f"the library was scored with {model.key}, but the configured model is {engine.id}")
+            f"the library was scored with {model.base}, but the configured model is {engine.id}")
     vector = text_feature(library, engine, model.id, text)
     wanted = None
     if query is not None:

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from photosense.errors import PhotosenseError
-from photosense.library import CHECK_NAMES, Library, ModelInfo, PhotoQuery
+from photosense.library import CHECK_NAMES, Library, ModelInfo, PhotoQuery, split_feature_key
 from photosense.scoring.prompts import AntonymPair, AttributeSpec
 
 log = logging.getLogger("photosense.scoring.taste")
@@ -407,7 +407,9 @@ def score_attribute(ctx, attr, features: np.ndarray, photo_ids: np.ndarray) -> n
     fitted on get 0.5 (undecided) until ``maybe_refit`` refits it for that model."""
     extra = attr.extra or {}
     n = len(features)
-    if extra.get("model") != ctx.model.key or (n and features.shape[1] != extra.get("dim")):
+    # Fitted on one resolution's features, it applies to another's of the same model.
+    if (split_feature_key(extra.get("model") or "")[0] != ctx.model.base
+            or (n and features.shape[1] != extra.get("dim"))):
         log.warning("taste model was fitted for %s, not %s: scores 0.5 until refitted",
                     extra.get("model"), ctx.model.key)
         return np.full(n, 0.5)
