@@ -10,14 +10,7 @@ import pytest
 from PIL import Image
 
 from photosense.ingest.scan import Scanner, walk_images
-from photosense.library import FLAG_PICK, Library, PhotoQuery
-
-
-@pytest.fixture
-def lib(tmp_path):
-    library = Library(tmp_path / "lib.sqlite3")
-    yield library
-    library.close()
+from photosense.library import FLAG_PICK, PhotoQuery
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, float]]:
