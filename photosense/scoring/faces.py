@@ -67,8 +67,8 @@ MIN_EYE_WIDTH_RATIO = 0.55
 #: Eye sharpness at or above which a face counts as in focus (the "faces in focus" filter).
 IN_FOCUS = 0.45
 #: Eye region for sharpness: EYE_SPAN face widths across, resampled to EYE_PATCH pixels.
-EYE_SPAN = 0.3
-EYE_PATCH = 48
+EYE_SPAN = 0.5
+EYE_PATCH = 40
 
 _DET_SIZE = 192
 _MESH_SIZE = 192
@@ -366,7 +366,7 @@ def _patch_sharpness(luma: Image.Image, center, face_width: float, noise: float)
     patch = np.asarray(luma.resize((EYE_PATCH, EYE_PATCH), resample, box=box), np.float32)
     # Box-averaging k-fold shrinks grain's sigma k-fold; upsampling spreads each pixel's
     # grain over 1/k patch pixels, so its gradient per patch pixel is k times smaller too.
-    sigma = noise * k
+    sigma = noise * k if k < 1 else noise / k
     levels = [patch]
     for _ in range(3):
         levels.append(_halve(levels[-1]))
