@@ -103,7 +103,7 @@ class Face:
     score: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"box": [round(v, 4) for v in self.box], "eyes": self.eyes,
+        return {"box": [round(float(v), 4) for v in self.box], "eyes": self.eyes,
                 "eye_sharpness": round(self.eye_sharpness, 4),
                 "openness": None if self.openness is None else round(self.openness, 4)}
 
