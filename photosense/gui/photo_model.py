@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
-from photosense.curation.groups import Group, collapse
+from photosense.curation.groups import Group, best_chooser, collapse
 from photosense.ingest.decode import is_raw_path
 from photosense.library import CHECK_NAMES, Library, PhotoQuery, PhotoRow, PhotoState
 from photosense.gui.jobs import SerialExecutor
@@ -100,12 +100,10 @@ def arrange(library: Library, ids: list[int], arrangement: Arrangement) -> Arran
         ids = [i for i in arrangement.ranking if i in present]
     if not arrangement.groups:
         return ArrangedIds(ids, {}, set())
-    grouped = sorted({pid for g in arrangement.groups for pid in g.ids})
-    ranked = library.query_ids(PhotoQuery(sort=arrangement.best_by, ids=grouped))
-    rank = {pid: r for r, pid in enumerate(ranked)}
-    last = len(rank)
+    grouped = {pid for g in arrangement.groups for pid in g.ids}
+    # As "best of each group" chooses: nobody blinked, sharpest eyes, then best_by.
     shown, members = collapse(ids, arrangement.groups,
-                              lambda g: min(g.ids, key=lambda pid: rank.get(pid, last)))
+                              best_chooser(library, grouped, arrangement.best_by))
     expanded = {best for best, m in members.items() if not arrangement.expanded.isdisjoint(m)}
     if expanded:
         out: list[int] = []

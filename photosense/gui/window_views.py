@@ -84,6 +84,18 @@ class ViewActions:
                            lambda rows: rows and self.current_id() == cid and self.info.set_row(rows[0], count))
             return
         self.info.set_row(row, max(count, 1) if row is not None else count)
+        if row is not None and self.model.group_of(cid) == cid and not self.model.is_expanded(cid):
+            self._show_burst_reason(cid)
+
+    def _show_burst_reason(self, cid: int) -> None:
+        """Why this photo stands for its burst, in the info panel ("no closed eyes, ...")."""
+        from photosense.curation.groups import Group, best_reason
+
+        members = self.model.group_members(cid)
+        by = self.model.arrangement.best_by
+        self.db.submit(lambda: best_reason(Group(members, "burst"), cid, self.library, by),
+                       lambda text: self.current_id() == cid and self.info.set_burst_reason(
+                           f"best of {len(members)}: {text}"))
 
     def _shown_ids(self) -> list[tuple[object, int]]:
         """(loupe or compare pane, photo id) for the photos on screen outside the grid."""

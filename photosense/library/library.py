@@ -701,6 +701,20 @@ class Library:
                 q = q.where(Photo.folder_id == folder_id)
             return [(r[0], r[1], r[2]) for r in s.execute(q)]
 
+    def face_summaries(self, ids: Iterable[int]) -> dict[int, tuple[int, int, float | None]]:
+        """{photo id: (faces, faces with closed eyes, sharpest eyes)} for those of ``ids``
+        whose faces were looked for."""
+        ids = sorted({int(i) for i in ids})
+        out: dict[int, tuple[int, int, float | None]] = {}
+        with self.session(write=False) as s:
+            for start in range(0, len(ids), 500):
+                for pid, count, closed, sharp in s.execute(
+                        select(FaceCheck.photo_id, FaceCheck.count, FaceCheck.eyes_closed,
+                               FaceCheck.eye_sharpness)
+                        .where(FaceCheck.photo_id.in_(ids[start:start + 500]))):
+                    out[pid] = (count, closed, sharp)
+        return out
+
     @staticmethod
     def _pair_photo(s: Session, rec: ScanRecord, photo: Photo | None) -> tuple[Photo | None, bool]:
         """The photo a scanned RAW+JPEG pair, or a JPEG left alone, continues; and whether
