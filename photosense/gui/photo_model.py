@@ -22,7 +22,14 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistent
 
 from photosense.curation.groups import Group, best_chooser, collapse
 from photosense.ingest.decode import is_raw_path
-from photosense.library import CHECK_NAMES, Library, PhotoQuery, PhotoRow, PhotoState
+from photosense.library import (
+    CHECK_NAMES,
+    FACE_CHECK_NAMES,
+    Library,
+    PhotoQuery,
+    PhotoRow,
+    PhotoState,
+)
 from photosense.gui.jobs import SerialExecutor
 from photosense.gui.thumbnails import ThumbnailLoader
 
@@ -52,6 +59,8 @@ def value_of(row: PhotoRow, key: str) -> float | None:
     """The value of a score or check on a row (None for basic sorts and missing values)."""
     if key in CHECK_NAMES:
         return row.checks.get(key)
+    if key in FACE_CHECK_NAMES:
+        return row.face_checks[key]
     return row.scores.get(key)
 
 
