@@ -16,7 +16,7 @@ from pathlib import Path
 
 from photosense.errors import PhotosenseError
 from photosense.fsutil import atomic_write
-from photosense.library import CHECK_NAMES, Library, PhotoQuery, PhotoRow
+from photosense.library import CHECK_NAMES, FACE_CHECK_NAMES, Library, PhotoQuery, PhotoRow
 
 FORMATS = {".csv": "csv", ".json": "json"}
 _TEMP_PREFIX = ".photosense-report-"
@@ -44,10 +44,19 @@ def _row_object(row: PhotoRow) -> dict:
         "rating": row.rating,
         "label": row.color_label,
         "scores": dict(row.scores),
-        "checks": {name: row.checks.get(name) for name in CHECK_NAMES},
+        "checks": {**{name: row.checks.get(name) for name in CHECK_NAMES}, **row.face_checks},
+        "faces": public_faces(row.faces),
         "missing": row.missing,
         "error": row.error,
     }
+
+
+def public_faces(faces: list[dict] | None) -> list[dict] | None:
+    """A photo's faces as reports show them: box, eyes and eye sharpness of each."""
+    if faces is None:
+        return None
+    return [{"box": list(f["box"]), "eyes": f["eyes"], "eye_sharpness": f["eye_sharpness"]}
+            for f in faces]
 
 
 # A cell beginning with one of these is a formula to Excel, LibreOffice and Google Sheets
@@ -67,10 +76,13 @@ def write_csv(f, rows: list[PhotoRow], attributes: list[str]) -> None:
     """One row per photo: path, culling, checks, one column per attribute, missing, error.
     Every cell a user or a file name controls is spreadsheet-safe."""
     w = csv.writer(f, lineterminator="\n")
-    header = ["path", "flag", "rating", "label", *CHECK_NAMES, *attributes, "missing", "error"]
+    header = ["path", "flag", "rating", "label", *CHECK_NAMES, *FACE_CHECK_NAMES, *attributes,
+              "missing", "error"]
     w.writerow([spreadsheet_safe(h) for h in header])
     for r in rows:
         checks = ["" if r.checks.get(c) is None else r.checks[c] for c in CHECK_NAMES]
+        face_checks = r.face_checks
+        checks += ["" if face_checks[c] is None else face_checks[c] for c in FACE_CHECK_NAMES]
         scores = [r.scores.get(a, "") for a in attributes]
         w.writerow([spreadsheet_safe(display_path(r.path)), r.flag_name, r.rating,
                     spreadsheet_safe(r.color_label or ""), *checks, *scores, int(r.missing),

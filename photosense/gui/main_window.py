@@ -401,6 +401,10 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.compare_action = a("Compare", self.show_compare, ["C"], "Compare the selected photos (C)")
         self.grid_action = a("Grid", self.show_grid, ["Escape"], "Back to the grid (Esc)")
         self.zoom_action = a("Zoom", self.toggle_zoom, ["Z"], "Zoom to 100 % and back (Z)")
+        self.next_face_action = a("Next face", lambda: self.jump_to_face(1), ["F"],
+                                  "Zoom to the next face at 100 % (F)")
+        self.prev_face_action = a("Previous face", lambda: self.jump_to_face(-1), ["Shift+F"],
+                                  "Zoom to the previous face at 100 % (Shift+F)")
         self.next_action = a("Next photo", lambda: self.move_current(1), ["Right"])
         self.prev_action = a("Previous photo", lambda: self.move_current(-1), ["Left"])
         self.help_action = a("Keyboard shortcuts", self.toggle_help, ["?", "Shift+?", "F1"])

@@ -26,11 +26,22 @@ from PySide6.QtWidgets import (
 )
 
 from photosense.library import CHECK_NAMES, COLOR_LABELS, AttributeInfo, FolderInfo, PhotoQuery
+from photosense.scoring.faces import IN_FOCUS
 
 FLAG_FILTERS = [("All photos", None), ("Picks", "pick"), ("Rejects", "reject"),
                 ("Unflagged", "none"), ("Picks and rejects", "flagged")]
 # Typical ranges of the checks, for the range filter's spin boxes (scores are 0..1).
 CHECK_RANGES = {"sharpness": (0.0, 1.0), "exposure": (-1.0, 1.0), "noise": (0.0, 50.0)}
+
+
+# The faces filter: (text, key) and the ranges each key adds to the query.
+FACE_FILTERS = (("Any", None), ("Someone's eyes are closed", "eyes_closed"),
+                ("No faces", "no_faces"), ("Faces in focus", "in_focus"))
+FACE_FILTER_RANGES = {
+    "eyes_closed": {"eyes_closed": (1, None)},
+    "no_faces": {"faces": (None, 0)},
+    "in_focus": {"eye_sharpness": (IN_FOCUS, None)},
+}
 
 
 def _header(text: str) -> QLabel:
@@ -140,6 +151,11 @@ class Sidebar(QWidget):
         for name in COLOR_LABELS:
             self.label_combo.addItem(name.capitalize(), name)
         form.addRow("Label", self.label_combo)
+        self.faces_combo = QComboBox()
+        for text, value in FACE_FILTERS:
+            self.faces_combo.addItem(text, value)
+        self.faces_combo.setToolTip("Filter by the faces found in each photo")
+        form.addRow("Faces", self.faces_combo)
         self.errors_check = QCheckBox("Only files with errors")
         form.addRow(self.errors_check)
         lay.addLayout(form)
@@ -180,6 +196,7 @@ class Sidebar(QWidget):
         for combo in (self.flag_combo, self.rating_combo, self.label_combo):
             combo.currentIndexChanged.connect(self._changed)
         self.errors_check.toggled.connect(self._changed)
+        self.faces_combo.currentIndexChanged.connect(self._changed)
         self.folder_list.currentRowChanged.connect(self._changed)
         self.reset_button.clicked.connect(self.reset)
         self.add_folder_button.clicked.connect(self.addFolderRequested)
@@ -283,7 +300,7 @@ class Sidebar(QWidget):
             color_label=self.label_combo.currentData(),
             folder_id=self.folder_id(),
             errors_only=self.errors_check.isChecked(),
-            ranges=dict(self._ranges),
+            ranges={**self._ranges, **FACE_FILTER_RANGES.get(self.faces_combo.currentData(), {})},
         )
 
     def set_range(self, key: str, lo: float | None, hi: float | None) -> None:
@@ -297,6 +314,7 @@ class Sidebar(QWidget):
         self.rating_combo.setCurrentIndex(0)
         self.label_combo.setCurrentIndex(0)
         self.errors_check.setChecked(False)
+        self.faces_combo.setCurrentIndex(0)
         self.folder_list.setCurrentRow(0)
         self._ranges.clear()
         self._refresh_range_list()

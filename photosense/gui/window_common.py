@@ -24,6 +24,7 @@ SHORTCUTS = [
     ("6 7 8 9", "Colour label red, yellow, green, blue (again to remove)"),
     ("Space / Enter", "Loupe: view the photo full size"),
     ("Z or click", "Zoom to 100 % and back (loupe, compare)"),
+    ("F / Shift+F", "Next / previous face at 100 %, with its eyes' state (loupe, compare)"),
     ("C", "Compare the selected photos side by side"),
     ("G", "Collapse bursts to their best photo, and back"),
     ("Shift+G", "Expand or collapse the current photo's burst"),

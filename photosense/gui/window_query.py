@@ -34,6 +34,7 @@ class SortFilterSearch:
         keys = [("name", "File name"), ("capture_time", "Capture time")]
         keys += [(a.name, a.name) for a in self.attributes]
         keys += [(c, f"{c} (check)") for c in CHECK_NAMES]
+        keys += [("eye_sharpness", "eye sharpness (faces)"), ("faces", "faces (count)")]
         return keys
 
     def _fill_sort_combo(self) -> None:
