@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from photosense.ingest.scan import describe_skipped
 from photosense.library import CHECK_NAMES, COLOR_LABELS, AttributeInfo, FolderInfo, PhotoQuery
 from photosense.scoring.faces import IN_FOCUS
 
@@ -228,10 +229,14 @@ class Sidebar(QWidget):
         select = 0
         for i, f in enumerate(folders, start=1):
             name = os.path.basename(f.path.rstrip(os.sep)) or f.path
-            item = QListWidgetItem(f"{name}  ({f.photo_count})" + ("  — missing" if f.missing else ""))
+            skipped = f"  · {f.skipped_count} skipped" if f.skipped_count else ""
+            item = QListWidgetItem(f"{name}  ({f.photo_count}){skipped}"
+                                   + ("  — missing" if f.missing else ""))
             item.setData(Qt.ItemDataRole.UserRole, f.id)
             item.setToolTip(f.path + ("\nThis folder cannot be found (unplugged drive? moved?). "
-                                      "Its photos and flags are kept." if f.missing else ""))
+                                      "Its photos and flags are kept." if f.missing else "")
+                            + (f"\nNot photos photosense reads, skipped by the last scan: "
+                               f"{describe_skipped(f.skipped)}" if f.skipped_count else ""))
             if f.missing:
                 font = QFont(item.font())
                 font.setItalic(True)

@@ -412,3 +412,18 @@ def test_sidebar_face_filters_become_ranges(qtbot):
         with qtbot.waitSignal(bar.filtersChanged, timeout=1000, raising=i != 0):
             bar.faces_combo.setCurrentIndex(i)
         assert bar.apply_to(PhotoQuery()).ranges == expected[bar.faces_combo.currentData()]
+
+
+def test_sidebar_says_what_a_folder_scan_skipped(qtbot):
+    """'Where are my photos?': a folder shows how many files it skipped, and which kinds."""
+    from photosense.gui.sidebar import Sidebar
+    from photosense.library import FolderInfo
+
+    bar = Sidebar()
+    qtbot.addWidget(bar)
+    bar.set_folders([FolderInfo(1, "/photos/shoot", 12, False, {".mov": 3, ".psd": 1}),
+                     FolderInfo(2, "/photos/clean", 5, False, {})])
+    shoot, clean = bar.folder_list.item(1), bar.folder_list.item(2)
+    assert shoot.text() == "shoot  (12)  · 4 skipped"
+    assert "3 .mov, 1 .psd" in shoot.toolTip()
+    assert clean.text() == "clean  (5)" and "skipped" not in clean.toolTip()
