@@ -62,8 +62,9 @@ def test_watch_scans_and_added_folders_show_progress_then_clear(qtbot, tmp_path,
         shutil.move(tmp_path / "tmp.part", first / "astronaut.jpg")
         qtbot.waitUntil(lambda: window.model.total() == 3, timeout=30000)
         qtbot.waitUntil(lambda: not window.jobs.of_kind("scan"), timeout=30000)
-        assert rows and all(kind == "scan" and shown for kind, _label, shown in rows)
-        assert re.fullmatch(r"Checking \d+ changed paths?", rows[0][1])
+        scans = [(label, shown) for kind, label, shown in rows if kind == "scan"]
+        assert scans and all(shown for _label, shown in scans)
+        assert re.fullmatch(r"Checking \d+ changed paths?", scans[0][0])
         assert not window.problems
 
         # "Add folder" scans in a job whose done/total shows in the progress bar
