@@ -139,6 +139,11 @@ class JobControl:
     def cancelled(self) -> bool:
         return self.cancel.is_set()
 
+    @property
+    def job(self) -> Job:
+        """The job itself (to name what it turned out to work on: ``job.subject``)."""
+        return self._job
+
 
 class Job:
     """One unit of background work (see the module docstring)."""
@@ -164,6 +169,7 @@ class Job:
         self.on_progress: list[Callable[[Job, Any], None]] = []
         self.on_started: list[Callable[[Job], None]] = []
         self.on_finished: list[Callable[[Job], None]] = []
+        self.subject: str | None = None  # the file or folder it concerns, once known
         self.started_at: float | None = None
         self.finished_at: float | None = None
 

@@ -72,14 +72,29 @@ def spreadsheet_safe(value):
     return value
 
 
-def write_csv(f, rows: list[PhotoRow], attributes: list[str]) -> None:
+def _each(rows: list[PhotoRow], progress, cancel):
+    """The rows, reporting ``progress(done, total)`` now and then; JobCancelled once
+    ``cancel`` is set (the report being written is then dropped: the old one stays)."""
+    from photosense.jobs import JobCancelled
+
+    total = len(rows)
+    for done, row in enumerate(rows, 1):
+        if done % 500 == 1 or done == total:
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled()
+            if progress is not None:
+                progress(done, total)
+        yield row
+
+
+def write_csv(f, rows: list[PhotoRow], attributes: list[str], progress=None, cancel=None) -> None:
     """One row per photo: path, culling, checks, one column per attribute, missing, error.
     Every cell a user or a file name controls is spreadsheet-safe."""
     w = csv.writer(f, lineterminator="\n")
     header = ["path", "flag", "rating", "label", *CHECK_NAMES, *FACE_CHECK_NAMES, *attributes,
               "missing", "error"]
     w.writerow([spreadsheet_safe(h) for h in header])
-    for r in rows:
+    for r in _each(rows, progress, cancel):
         checks = ["" if r.checks.get(c) is None else r.checks[c] for c in CHECK_NAMES]
         face_checks = r.face_checks
         checks += ["" if face_checks[c] is None else face_checks[c] for c in FACE_CHECK_NAMES]
@@ -89,9 +104,12 @@ def write_csv(f, rows: list[PhotoRow], attributes: list[str]) -> None:
                     spreadsheet_safe(r.error or "")])
 
 
-def write_report(library: Library, path: str | os.PathLike, query: PhotoQuery | None = None) -> int:
+def write_report(library: Library, path: str | os.PathLike, query: PhotoQuery | None = None, *,
+                 progress=None, cancel=None) -> int:
     """Write a report of the photos ``query`` selects (default: every photo, by name) to
-    ``path``; the format follows the extension. Returns the number of photos written."""
+    ``path``; the format follows the extension. Returns the number of photos written.
+    ``progress(done, total)`` now and then; ``cancel`` (a threading.Event) stops it with
+    JobCancelled, leaving any previous report at ``path`` as it was."""
     fmt = report_format(path)
     target = Path(path).expanduser()
     rows = library.query(query or PhotoQuery(sort="name"))
@@ -102,9 +120,10 @@ def write_report(library: Library, path: str | os.PathLike, query: PhotoQuery | 
     try:
         with atomic_write(target, "w", encoding="utf-8", newline="", prefix=_TEMP_PREFIX) as f:
             if fmt == "csv":
-                write_csv(f, rows, attributes)
+                write_csv(f, rows, attributes, progress, cancel)
             else:
-                json.dump([_row_object(r) for r in rows], f, indent=2, ensure_ascii=False)
+                json.dump([_row_object(r) for r in _each(rows, progress, cancel)], f, indent=2,
+                          ensure_ascii=False)
                 f.write("\n")
     except OSError as exc:
         raise PhotosenseError(

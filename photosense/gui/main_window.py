@@ -40,7 +40,6 @@ from PySide6.QtWidgets import (
     QListView,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QSlider,
     QStackedWidget,
@@ -75,7 +74,7 @@ from photosense.gui.welcome import WelcomeView
 from photosense.gui.window_bursts import BurstActions
 from photosense.gui.window_common import (  # noqa: F401 - PAGE_* and SHORTCUTS are re-exported
     LABEL_KEYS, PAGE_COMPARE, PAGE_GRID, PAGE_LOUPE, SHORTCUTS, SHUTDOWN_SECONDS, ServiceBridge, _photos,
-    reporting_scanner, taste_summary,
+    taste_summary,
 )
 from photosense.gui.window_culling import CullingActions
 from photosense.gui.window_dialogs import DialogActions
@@ -434,6 +433,8 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.xmp_action = a("Write XMP sidecars", self.write_xmp, [],
                             "Write flags, ratings and scores of the selected photos (all when none "
                             "is selected) to .xmp sidecar files")
+        self.read_xmp_action = a("Read XMP sidecars", self.read_xmp, [],
+                                 "Import flags, ratings and labels that other apps wrote into sidecars")
         self.report_action = a("Export report…", self.choose_report, [],
                                "Save a CSV or JSON report of the photos the filters show")
         # Left/Right only navigate in loupe and compare; the grid's own keys work in the grid.
@@ -445,7 +446,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         bar = self.menuBar()
         file = bar.addMenu("&File")
         for action in (self.add_folder_action, None, self.export_action, self.report_action, self.xmp_action,
-                       None, self.settings_action, self.problems_action):
+                       self.read_xmp_action, None, self.settings_action, self.problems_action):
             file.addSeparator() if action is None else file.addAction(action)
         edit = bar.addMenu("&Edit")
         for action in (self.undo_action, self.redo_action, None, self.find_action):
@@ -518,14 +519,6 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.count_label = QLabel()
         self.job_bar = JobsBar(self.jobs)  # every running job, with its own controls
         self.problems_button = ProblemsButton(self.problem_log)
-        # The watcher's scans have their own indicator: they run while scoring shows its progress.
-        self.scan_label = QLabel()
-        self.scan_bar = QProgressBar()
-        self.scan_bar.setFixedWidth(120)
-        self.scan_bar.setTextVisible(False)
-        for w in (self.scan_label, self.scan_bar):
-            sb.addPermanentWidget(w)
-            w.hide()
         sb.addPermanentWidget(self.job_bar)
         sb.addPermanentWidget(self.problems_button)
         sb.addPermanentWidget(self.count_label)
