@@ -750,19 +750,23 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.shutdown()
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Stop every background thread (idempotent)."""
+    def shutdown(self) -> bool:
+        """Stop every background thread (idempotent) within SHUTDOWN_SECONDS; True when they
+        all ended (False: a job that cannot be interrupted, such as a model load, is still
+        running and is abandoned)."""
         if getattr(self, "_shut_down", False):
-            return
+            return self._stopped
         self._shut_down = True
         deadline = time.monotonic() + SHUTDOWN_SECONDS
         if self.service is not None:
             self.service.stop(timeout=SHUTDOWN_SECONDS / 2)
         left = lambda: max(0.05, deadline - time.monotonic())  # noqa: E731
         self.sidecar_writer.close(left())  # pending sidecars written first, within the budget
-        self.jobs.shutdown(left())
-        self.thumbnails.shutdown(left())
-        self.db.shutdown(left())
+        stopped = self.jobs.shutdown(left())
+        stopped = self.thumbnails.shutdown(left()) is not False and stopped
+        stopped = self.db.shutdown(left()) is not False and stopped
+        self._stopped = stopped
+        return stopped
 
     def sizeHint(self) -> QSize:
         return QSize(1400, 880)
