@@ -686,20 +686,22 @@ class Library:
         RAW+JPEG pairs (``rec.companion_path``) are one photo: a JPEG already known as a photo
         of its own becomes the pair (its id, flags and features kept), and the JPEG of a pair
         whose RAW is gone carries the photo on alone.
+
+        The photos the records may concern (by path, companion path and content hash) are
+        read up front with a few IN queries, not three queries a record (a 100k library).
         """
         outcome: dict[str, str] = {}
         now = time.time()
+        records = list(records)
         with self.session() as s:
+            known = _ScanLookup(s, records)
             for rec in records:
-                photo = s.scalar(select(Photo).where(Photo.path == rec.path))
+                photo = known.path.get(rec.path)
                 kind = "updated"
-                photo, same_pixels = self._pair_photo(s, rec, photo)
+                photo, same_pixels = self._pair_photo(s, rec, photo, known)
                 if photo is None and rec.content_hash:
-                    candidates = s.scalars(
-                        select(Photo).where(Photo.content_hash == rec.content_hash)
-                    ).all()
-                    for cand in candidates:
-                        if cand.missing or not os.path.lexists(cand.path):
+                    for cand in known.with_hash(rec.content_hash):
+                        if cand.missing or not known.lexists(cand.path):
                             photo, kind = cand, "moved"
                             break
                 if photo is None:
@@ -707,6 +709,7 @@ class Library:
                     s.add(photo)
                 content_changed = (kind == "updated" and not same_pixels
                                    and photo.content_hash != rec.content_hash)
+                before = known.keys(photo) if kind != "added" else (None, None, None)
                 photo.path = rec.path
                 photo.companion_path = rec.companion_path
                 photo.folder_id = folder_id
@@ -721,6 +724,7 @@ class Library:
                 photo.sharpness = checks.get("sharpness")
                 photo.exposure = checks.get("exposure")
                 photo.noise = checks.get("noise")
+                known.moved(photo, before)
                 if content_changed and photo.id is not None:
                     # New pixels: stored features and scores describe the old image.
                     s.execute(delete(Feature).where(Feature.photo_id == photo.id))
@@ -729,11 +733,12 @@ class Library:
         return outcome
 
     @staticmethod
-    def _pair_photo(s: Session, rec: ScanRecord, photo: Photo | None) -> tuple[Photo | None, bool]:
+    def _pair_photo(s: Session, rec: ScanRecord, photo: Photo | None,
+                    known: _ScanLookup) -> tuple[Photo | None, bool]:
         """The photo a scanned RAW+JPEG pair, or a JPEG left alone, continues; and whether
         it was the JPEG's photo (its features, made from the JPEG, still hold)."""
         if rec.companion_path:
-            alone = s.scalar(select(Photo).where(Photo.path == rec.companion_path))
+            alone = known.path.get(rec.companion_path)
             if alone is not None and photo is None:
                 # The RAW appeared beside a known JPEG: its features hold if the JPEG is the same.
                 return alone, rec.companion_hash in (None, alone.content_hash)
@@ -743,12 +748,13 @@ class Library:
                     photo.flag = alone.flag
                 photo.rating = photo.rating or alone.rating
                 photo.color_label = photo.color_label or alone.color_label
+                known.forget(alone)
                 s.delete(alone)
                 s.flush()
             return photo, False
         if photo is None:
-            pair = s.scalar(select(Photo).where(Photo.companion_path == rec.path))
-            if pair is not None and (pair.missing or not os.path.lexists(pair.path)):
+            pair = known.with_companion(rec.path)
+            if pair is not None and (pair.missing or not known.lexists(pair.path)):
                 return pair, True  # the RAW of a pair is gone: the JPEG goes on alone
         return photo, False
 
@@ -954,6 +960,85 @@ class Library:
     def photo_count(self) -> int:
         with self.session(write=False) as s:
             return s.scalar(select(func.count()).select_from(Photo)) or 0
+
+
+class _ScanLookup:
+    """The photos a batch of scan records may concern, read with a few IN queries and kept
+    up to date as the batch changes them: by path (a record's path or companion), by
+    companion path (a JPEG whose RAW may be gone) and by content hash (a moved photo), the
+    last two in id order as the indexes give them. Only keys read up front are looked up,
+    and for those every photo is known, so a lookup returns what a query would."""
+
+    CHUNK = 500
+
+    def __init__(self, s: Session, records: Sequence[ScanRecord]):
+        paths = {r.path for r in records} | {r.companion_path for r in records if r.companion_path}
+        alone = {r.path for r in records if not r.companion_path}
+        hashes = {r.content_hash for r in records if r.content_hash}
+        self.path: dict[str, Photo] = {p.path: p for p in self._load(s, Photo.path, paths)}
+        self._by: dict[str, dict[str, list[Photo]]] = {"companion_path": {}, "content_hash": {}}
+        self._keys = {"companion_path": alone, "content_hash": hashes}
+        for column, values in ((Photo.companion_path, alone), (Photo.content_hash, hashes)):
+            index = self._by[column.key]
+            for p in self._load(s, column, values):
+                index.setdefault(getattr(p, column.key), []).append(p)
+        self._exists: dict[str, bool] = {}
+
+    @classmethod
+    def _load(cls, s: Session, column, values) -> list[Photo]:
+        values = list(values)
+        found: dict[int, Photo] = {}
+        for start in range(0, len(values), cls.CHUNK):
+            for p in s.scalars(select(Photo).where(column.in_(values[start:start + cls.CHUNK]))):
+                found[p.id] = p
+        return [found[i] for i in sorted(found)]
+
+    def with_companion(self, path: str) -> Photo | None:
+        """The first photo whose companion is ``path``."""
+        group = self._by["companion_path"].get(path)
+        return group[0] if group else None
+
+    def with_hash(self, content_hash: str) -> list[Photo]:
+        return list(self._by["content_hash"].get(content_hash, ()))
+
+    def lexists(self, path: str) -> bool:
+        if path not in self._exists:
+            self._exists[path] = os.path.lexists(path)
+        return self._exists[path]
+
+    @staticmethod
+    def keys(photo: Photo) -> tuple[str | None, str | None, str | None]:
+        return photo.path, photo.companion_path, photo.content_hash
+
+    def moved(self, photo: Photo, before: tuple[str | None, str | None, str | None]) -> None:
+        """``photo`` (new, or changed by a record) now has its current path, companion and
+        hash; ``before`` are the ones it had (all None for a new photo)."""
+        old_path, *old = before
+        if old_path != photo.path and self.path.get(old_path) is photo:
+            del self.path[old_path]
+        self.path[photo.path] = photo
+        for name, old_key in zip(("companion_path", "content_hash"), old):
+            index = self._by[name]
+            if photo in index.get(old_key, ()):
+                index[old_key].remove(photo)
+            key = getattr(photo, name)
+            if key in self._keys[name] and photo not in index.setdefault(key, []):
+                index[key].append(photo)
+                index[key].sort(key=_id_order)
+
+    def forget(self, photo: Photo) -> None:
+        """``photo`` is deleted."""
+        for key in [k for k, p in self.path.items() if p is photo]:
+            del self.path[key]
+        for index in self._by.values():
+            for group in index.values():
+                if photo in group:
+                    group.remove(photo)
+
+
+def _id_order(photo: Photo) -> tuple[bool, int]:
+    """Photos in id order, those not written yet (no id) last."""
+    return photo.id is None, photo.id or 0
 
 
 def _pairs_json(spec: AttributeSpec) -> list[list[str]]:
