@@ -924,38 +924,91 @@ class Library:
         row = s.get(Setting, "active_model")
         return None if row is None else row.value
 
+    ROWS_CHUNK = 2000
+
     def rows(self, ids: Sequence[int], model: str | None = None) -> list[PhotoRow]:
         """Full rows (with checks and every attribute score) for the given ids, in order."""
+        return list(self.iter_rows(ids, model))
+
+    def iter_rows(self, ids: Sequence[int], model: str | None = None) -> Iterator[PhotoRow]:
+        """``rows`` streamed, a chunk of ids at a time, from plain column selects (no ORM
+        objects): a 100k ``list --format json`` never holds every row. Scores are in
+        attribute name order. Each chunk is read in a session of its own."""
         ids = list(ids)
         if not ids:
-            return []
+            return
         with self.session(write=False) as s:
             key = model or self._active_key(s)
             model_id = s.scalar(select(Model.id).where(Model.key == key)) if key else None
-            names = dict(s.execute(select(Attribute.id, Attribute.name)).all())
-            photos: dict[int, PhotoRow] = {}
-            scores: dict[int, dict[str, float]] = {}
-            for start in range(0, len(ids), 500):
-                part = ids[start:start + 500]
-                for p in s.scalars(select(Photo).where(Photo.id.in_(part))):
-                    photos[p.id] = _row(p)
+            by_name = s.execute(select(Attribute.id, Attribute.name).order_by(Attribute.name)).all()
+        columns = (Photo.id, Photo.path, Photo.folder_id, Photo.size, Photo.mtime, Photo.width,
+                   Photo.height, Photo.capture_time, Photo.camera, Photo.missing, Photo.error,
+                   Photo.flag, Photo.rating, Photo.color_label, Photo.sharpness, Photo.exposure,
+                   Photo.noise, Photo.companion_path)
+        for start in range(0, len(ids), self.ROWS_CHUNK):
+            part = ids[start:start + self.ROWS_CHUNK]
+            with self.session(write=False) as s:
+                photos = {r[0]: r for r in s.execute(select(*columns).where(Photo.id.in_(part)))}
+                scores: dict[int, dict[str, float]] = {}
                 if model_id is not None:
-                    for pid, aid, value in s.execute(
-                        select(Score.photo_id, Score.attribute_id, Score.value)
-                        .where(Score.model_id == model_id, Score.photo_id.in_(part))
-                    ):
-                        scores.setdefault(pid, {})[names[aid]] = value
-        order = {a: i for i, a in enumerate(names.values())}
-        out = []
-        for i in ids:
-            if i in photos:
-                row = photos[i]
-                row.scores = dict(sorted(scores.get(i, {}).items(), key=lambda kv: order[kv[0]]))
-                out.append(row)
-        return out
+                    wanted = sorted(set(part))
+                    # Straight through the driver's cursor (plain tuples; 12 scores a photo:
+                    # SQLAlchemy's rows took most of a 100k list's time).
+                    for pid, aid, value in _fetch_plain(s, (
+                            "SELECT photo_id, attribute_id, value FROM scores WHERE model_id = ? "
+                            f"AND photo_id IN ({','.join('?' * len(wanted))})"), (model_id, *wanted)):
+                        scores.setdefault(pid, {})[aid] = value
+            for i in part:
+                r = photos.get(i)
+                if r is None:
+                    continue
+                yield PhotoRow(
+                    id=r[0], path=r[1], folder_id=r[2], size=r[3], mtime=r[4], width=r[5],
+                    height=r[6], capture_time=r[7], camera=r[8], missing=r[9], error=r[10],
+                    flag=r[11], rating=r[12], color_label=r[13],
+                    checks={"sharpness": r[14], "exposure": r[15], "noise": r[16]},
+                    scores=({name: values[aid] for aid, name in by_name if aid in values}
+                            if (values := scores.get(i)) else {}),
+                    companion_path=r[17])
 
     def query(self, query: PhotoQuery) -> list[PhotoRow]:
         return self.rows(self.query_ids(query), query.model)
+
+    def iter_query(self, query: PhotoQuery) -> Iterator[PhotoRow]:
+        """``query`` streamed (see ``iter_rows``)."""
+        return self.iter_rows(self.query_ids(query), query.model)
+
+    def sort_values(self, key: str, ids: Sequence[int], model: str | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float64 values) of one score or check (``key``) for the photos ``ids``, in
+        their order, those without a value left out: one (id, value) query, not full rows
+        (the window's histogram after every query of a 100k library)."""
+        from photosense.library.queries import CHECK_COLUMNS
+
+        ids = [int(i) for i in ids]
+        key = normalize_attribute_name(key)
+        with self.session(write=False) as s:
+            if key in CHECK_COLUMNS:
+                col = CHECK_COLUMNS[key]
+                stmt = select(Photo.id, col).where(col.is_not(None))
+                id_col = Photo.id
+            else:
+                attr_id = s.scalar(select(Attribute.id).where(Attribute.name == key))
+                if attr_id is None:
+                    raise PhotosenseError(f"unknown attribute or check: {key}")
+                model_id = self._model_id_for(s, PhotoQuery(model=model))
+                # Straight from the scores' (attribute, model, value) index.
+                stmt = select(Score.photo_id, Score.value).where(
+                    Score.attribute_id == attr_id, Score.model_id == (model_id or -1))
+                id_col = Score.photo_id
+            if len(ids) > self.ROWS_CHUNK:
+                wanted = set(ids)  # most of the library: one pass over it, filtered here
+                found = {pid: v for pid, v in s.execute(stmt) if pid in wanted}
+            else:
+                found = dict(s.execute(stmt.where(id_col.in_(ids))).all())
+        kept = [i for i in ids if i in found]
+        return (np.asarray(kept, dtype=np.int64),
+                np.asarray([found[i] for i in kept], dtype=np.float64))
 
     def photo_count(self) -> int:
         with self.session(write=False) as s:
@@ -1036,6 +1089,21 @@ class _ScanLookup:
                     group.remove(photo)
 
 
+def _fetch_plain(s: Session, sql: str, params: tuple) -> list[tuple]:
+    """Every row of ``sql`` as plain tuples from the session's DBAPI connection; driver
+    errors come out as SQLAlchemy's (so ``Library.session`` explains them)."""
+    import sqlite3
+
+    cursor = s.connection().connection.cursor()
+    try:
+        return cursor.execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        kind = OperationalError if isinstance(exc, sqlite3.OperationalError) else DatabaseError
+        raise kind(sql, params, exc) from exc
+    finally:
+        cursor.close()
+
+
 def _id_order(photo: Photo) -> tuple[bool, int]:
     """Photos in id order, those not written yet (no id) last."""
     return photo.id is None, photo.id or 0
@@ -1051,17 +1119,6 @@ def _spec(a: Attribute) -> AttributeSpec:
 
 def _info(a: Attribute) -> AttributeInfo:
     return AttributeInfo(a.id, _spec(a), a.kind or "prompts", a.extra)
-
-
-def _row(p: Photo) -> PhotoRow:
-    return PhotoRow(
-        id=p.id, path=p.path, folder_id=p.folder_id, size=p.size, mtime=p.mtime,
-        width=p.width, height=p.height, capture_time=p.capture_time, camera=p.camera,
-        missing=p.missing, error=p.error, flag=p.flag, rating=p.rating,
-        color_label=p.color_label,
-        checks={"sharpness": p.sharpness, "exposure": p.exposure, "noise": p.noise},
-        companion_path=p.companion_path,
-    )
 
 
 from photosense.library.queries import PhotoQuery  # noqa: E402  (re-export; avoids a cycle)
