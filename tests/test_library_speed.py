@@ -120,3 +120,34 @@ def test_streamed_rows_are_the_rows_in_order_with_scores_by_name(tmp_path, monke
     assert rows[0].path == os.fspath(tmp_path / "photos" / "p4.jpg") and not rows[0].missing
     assert [r.id for r in lib.query(PhotoQuery(sort="quality"))] == \
         [r.id for r in lib.iter_query(PhotoQuery(sort="quality"))]
+
+
+def test_features_stream_in_chunks_and_prompt_scores_never_need_the_whole_matrix(tmp_path, monkeypatch):
+    from photosense.pipeline import AttributeScorer
+    from photosense.scoring.maths import attribute_scores
+
+    lib, ids = _scored_library(tmp_path)
+    model = lib.model("m")
+    rng = np.random.default_rng(3)
+    feats = rng.standard_normal((len(ids), 4)).astype(np.float32)
+    lib.store_features(model.id, 256, [(i, f, {}) for i, f in zip(ids, feats)])
+    monkeypatch.setattr(Library, "FEATURE_CHUNK", 3)
+    chunks = list(lib.iter_features(model.id))
+    assert [len(c[0]) for c in chunks] == [3, 3, 1]
+    got_ids, matrix = lib.feature_matrix(model.id)
+    assert got_ids.tolist() == sorted(ids) and np.array_equal(matrix, feats[np.argsort(ids)])
+    warm = next(a for a in lib.attributes() if a.name == "sharp")
+    texts = [t for side in warm.spec.prompt_texts() for t in side]
+    lib.store_text_features(model.id, {t: rng.standard_normal(4).astype(np.float32) for t in texts})
+
+    def whole_matrix(*args):
+        raise AssertionError("prompt scores read every feature at once")
+
+    monkeypatch.setattr(Library, "feature_matrix", whole_matrix)
+    assert AttributeScorer(lib, engine=None, model=model).rescore([warm]) == len(ids)
+    tf = lib.text_features(model.id, texts)
+    pos, neg = warm.spec.prompt_texts()
+    expected = attribute_scores(feats, np.stack([tf[t] for t in pos]), np.stack([tf[t] for t in neg]),
+                                model.logit_scale)
+    got_ids, values = lib.sort_values("sharp", ids)
+    assert got_ids.tolist() == ids and values == pytest.approx(expected.tolist(), rel=1e-6)

@@ -538,19 +538,35 @@ class Library:
             mat = np.empty((n, dim), dtype=np.float32)
             # Straight through the driver, streamed into one preallocated matrix: 100k rows of
             # 4 KB without per-row ORM overhead and without a second copy of all the bytes.
-            result = conn.exec_driver_sql(
-                "SELECT photo_id, vector FROM features WHERE model_id = ? ORDER BY photo_id",
-                (model_id,),
-            )
             i = 0
-            while chunk := result.fetchmany(2000):
-                for pid, vector in chunk:
-                    if i == n:  # rows added since the count (a concurrent writer): next time
-                        break
-                    ids[i] = pid
-                    mat[i] = np.frombuffer(vector, dtype=np.float32)
-                    i += 1
+            for part_ids, part in self._feature_chunks(s, model_id, dim):
+                k = min(len(part_ids), n - i)  # rows added since the count (a concurrent writer): next time
+                ids[i:i + k], mat[i:i + k] = part_ids[:k], part[:k]
+                i += k
+                if i == n:
+                    break
         return ids[:i], mat[:i]
+
+    FEATURE_CHUNK = 4096
+
+    def iter_features(self, model_id: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored feature of a model as (photo ids, matrix) chunks in id order, from one
+        read transaction: work that goes row by row (scoring an attribute) never holds the
+        whole matrix (400 MB at 100k photos)."""
+        with self.session(write=False) as s:
+            dim = s.scalar(select(Model.dim).where(Model.id == model_id)) or 0
+            yield from self._feature_chunks(s, model_id, dim)
+
+    def _feature_chunks(self, s: Session, model_id: int, dim: int
+                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        result = s.connection().exec_driver_sql(
+            "SELECT photo_id, vector FROM features WHERE model_id = ? ORDER BY photo_id",
+            (model_id,))
+        while chunk := result.fetchmany(self.FEATURE_CHUNK):
+            ids = np.fromiter((r[0] for r in chunk), dtype=np.int64, count=len(chunk))
+            # One join and one frombuffer a chunk, not a numpy call a row.
+            mat = np.frombuffer(b"".join(r[1] for r in chunk), dtype=np.float32)
+            yield ids, mat.reshape(len(chunk), dim)
 
     def features_for(self, model_id: int, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """(photo ids, matrix) of the stored features of ``ids`` under a model, in id order;
