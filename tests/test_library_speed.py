@@ -108,9 +108,10 @@ def test_sort_values_are_one_query_in_the_given_order_without_missing_values(tmp
         lib.sort_values("nope", ids)
 
 
-def test_streamed_rows_are_the_rows_in_order_with_scores_by_name(tmp_path, monkeypatch):
+@pytest.mark.parametrize("chunk", [1, 3])  # 1: many ids, scores read in one pass (_ScoreTable)
+def test_streamed_rows_are_the_rows_in_order_with_scores_by_name(tmp_path, monkeypatch, chunk):
     lib, ids = _scored_library(tmp_path)
-    monkeypatch.setattr(Library, "ROWS_CHUNK", 3)
+    monkeypatch.setattr(Library, "ROWS_CHUNK", chunk)
     order = [ids[4], ids[0], ids[6], ids[2], ids[5], 999_999, ids[1]]
     rows = list(lib.iter_rows(order))
     assert [r.id for r in rows] == [i for i in order if i != 999_999]

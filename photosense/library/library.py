@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -957,6 +958,9 @@ class Library:
             key = model or self._active_key(s)
             model_id = s.scalar(select(Model.id).where(Model.key == key)) if key else None
             by_name = s.execute(select(Attribute.id, Attribute.name).order_by(Attribute.name)).all()
+            table = None
+            if model_id is not None and len(ids) > 4 * self.ROWS_CHUNK:
+                table = _ScoreTable(s, model_id, ids, by_name)
         columns = (Photo.id, Photo.path, Photo.folder_id, Photo.size, Photo.mtime, Photo.width,
                    Photo.height, Photo.capture_time, Photo.camera, Photo.missing, Photo.error,
                    Photo.flag, Photo.rating, Photo.color_label, Photo.sharpness, Photo.exposure,
@@ -966,7 +970,9 @@ class Library:
             with self.session(write=False) as s:
                 photos = {r[0]: r for r in s.execute(select(*columns).where(Photo.id.in_(part)))}
                 scores: dict[int, dict[str, float]] = {}
-                if model_id is not None:
+                if table is not None:
+                    scores = table.scores(part)
+                elif model_id is not None:
                     wanted = sorted(set(part))
                     # Straight through the driver's cursor (plain tuples; 12 scores a photo:
                     # SQLAlchemy's rows took most of a 100k list's time).
@@ -983,7 +989,8 @@ class Library:
                     height=r[6], capture_time=r[7], camera=r[8], missing=r[9], error=r[10],
                     flag=r[11], rating=r[12], color_label=r[13],
                     checks={"sharpness": r[14], "exposure": r[15], "noise": r[16]},
-                    scores=({name: values[aid] for aid, name in by_name if aid in values}
+                    scores=(dict(scores[i]) if table is not None else
+                            {name: values[aid] for aid, name in by_name if aid in values}
                             if (values := scores.get(i)) else {}),
                     companion_path=r[17])
 
@@ -1105,11 +1112,50 @@ class _ScanLookup:
                     group.remove(photo)
 
 
+class _ScoreTable:
+    """Every score of a model for many photos, read in one pass over the scores (not an IN
+    lookup a chunk, in a random order) into a (photos, attributes) matrix; NaN = no score
+    (stored scores are never NaN: the column is NOT NULL)."""
+
+    def __init__(self, s: Session, model_id: int, ids: Sequence[int], by_name: Sequence[tuple[int, str]]):
+        self.ids = np.unique(np.asarray(ids, dtype=np.int64))
+        self.names = [name for _aid, name in by_name]
+        self.values = np.full((len(self.ids), len(by_name)), np.nan)
+        if not by_name or not len(self.ids):
+            return
+        top = max(aid for aid, _name in by_name)
+        column = np.full(top + 1, -1, dtype=np.int64)
+        for k, (aid, _name) in enumerate(by_name):
+            column[aid] = k
+        cursor = s.connection().connection.cursor()
+        try:
+            cursor.execute("SELECT photo_id, attribute_id, value FROM scores WHERE model_id = ?",
+                           (model_id,))
+            while rows := cursor.fetchmany(200_000):
+                a = np.array(rows, dtype=np.float64)
+                pid, aid = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64)
+                pos = np.minimum(np.searchsorted(self.ids, pid), len(self.ids) - 1)
+                col = column[np.clip(aid, 0, top)]
+                ok = (self.ids[pos] == pid) & (aid <= top) & (col >= 0)
+                self.values[pos[ok], col[ok]] = a[ok, 2]
+        except sqlite3.Error as exc:
+            kind = OperationalError if isinstance(exc, sqlite3.OperationalError) else DatabaseError
+            raise kind("SELECT ... FROM scores", (model_id,), exc) from exc
+        finally:
+            cursor.close()
+
+    def scores(self, photo_ids: Sequence[int]) -> dict[int, dict[str, float]]:
+        """{photo id: {attribute name: score}} of some of the photos (one numpy call)."""
+        wanted = np.asarray(photo_ids, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, wanted), max(len(self.ids) - 1, 0))
+        names = self.names
+        return {pid: {name: v for name, v in zip(names, row) if v == v}
+                for pid, row in zip(wanted.tolist(), self.values[pos].tolist())}
+
+
 def _fetch_plain(s: Session, sql: str, params: tuple) -> list[tuple]:
     """Every row of ``sql`` as plain tuples from the session's DBAPI connection; driver
     errors come out as SQLAlchemy's (so ``Library.session`` explains them)."""
-    import sqlite3
-
     cursor = s.connection().connection.cursor()
     try:
         return cursor.execute(sql, params).fetchall()
