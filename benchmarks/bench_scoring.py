@@ -8,6 +8,12 @@ the scores mean nothing). Photos are scikit-image's sample photos upscaled to ca
 3000x2000 JPEGs, so decoding (with JPEG draft mode) is part of end-to-end work.
 
 - model-only: preprocessed tensors already in memory, only ``encode_images``;
+- backends: ``backend`` is the image runtime ``--backend auto`` picked; the same tensors, at
+  the same threads, through torch and through the fast runtime (ONNX Runtime when installed):
+  ``fast_backend_over_torch`` (photos/s ratio) and ``fast_backend_min_cos`` (features agree);
+- preview: a fresh library scored from the files with the preview pass on (the shoot counts as
+  big enough), timed pass by pass: ``preview_over_full`` is the photos/s of the preview pass
+  (``preview_side`` px) over the full pass (``--max-side`` px), each decode + encode + store;
 - end-to-end: files on disk -> scan -> decode -> encode -> scores of 12 attributes -> SQLite;
 - attribute add: one new attribute scored for N stored features (text encode + matrix
   product + score writes), no image decoded;
@@ -89,10 +95,99 @@ def bench_throughput(args, workdir: Path) -> dict:
     print(f"end-to-end: {e2e_tp:.3f} photos/s (scan+checks {scan_s:.1f}s, total {e2e_s:.1f}s)",
           file=sys.stderr)
     lib.close()
-    return {"model": engine.id.split("/")[0], "device": str(engine.device), "photos": len(paths),
-            "max_side": args.max_side, "model_only_photos_per_s": round(model_tp, 4),
-            "end_to_end_photos_per_s": round(e2e_tp, 4),
-            "end_to_end_over_model_only": round(e2e_tp / model_tp, 3), "engine": engine}
+    result = {"model": engine.id.split("/")[0], "device": str(engine.device), "photos": len(paths),
+              "max_side": args.max_side, "backend": engine.backend,
+              "model_only_photos_per_s": round(model_tp, 4),
+              "end_to_end_photos_per_s": round(e2e_tp, 4),
+              "end_to_end_over_model_only": round(e2e_tp / model_tp, 3)}
+    result.update(bench_backends(config, engine, tensors))
+    result.update(bench_preview(config, engine, folder, workdir, len(paths)))
+    result["engine"] = engine
+    return result
+
+
+def _model_seconds(engines, tensors, repeat: int = 2) -> list[float]:
+    """Best of ``repeat`` timings of each engine encoding ``tensors`` (after a warm-up),
+    interleaved so that a busy machine slows both alike."""
+    for engine in engines:
+        engine.encode_images(tensors[:1])
+    best = [float("inf")] * len(engines)
+    for _ in range(repeat):
+        for k, engine in enumerate(engines):
+            t0 = time.perf_counter()
+            engine.encode_images(tensors)
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def bench_backends(config, engine, tensors) -> dict:
+    """torch against the fast runtime on the same tensors and threads (model-only)."""
+    from dataclasses import replace
+
+    from photosense.scoring.backends import runtime_available
+    from photosense.scoring.clipiqa import ClipIQAEngine
+
+    if engine.device.type != "cpu":
+        return {"fast_backend_over_torch": None, "fast_backend_min_cos": None}
+    fast_name = engine.backend if engine.backend != "torch" else (
+        "onnxruntime" if runtime_available("onnxruntime") else None)
+    if fast_name is None:
+        print("no fast CPU runtime installed: torch only", file=sys.stderr)
+        return {"fast_backend_over_torch": None, "fast_backend_min_cos": None}
+    torch_engine = ClipIQAEngine(replace(config, backend="torch")).load()
+    fast = engine if engine.backend == fast_name else ClipIQAEngine(replace(config, backend=fast_name)).load()
+    if fast.backend != fast_name:
+        print(f"{fast_name} could not be used (see the log): torch only", file=sys.stderr)
+        return {"fast_backend_over_torch": None, "fast_backend_min_cos": None}
+    ref = torch_engine.encode_images(tensors)
+    got = fast.encode_images(tensors)
+    min_cos = float(np.min(np.sum(ref * got, axis=1)
+                           / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))))
+    torch_s, fast_s = _model_seconds([torch_engine, fast], tensors)
+    ratio = torch_s / fast_s
+    print(f"backends at {config.max_side} px: torch {len(tensors) / torch_s:.3f} photos/s, "
+          f"{fast_name} {len(tensors) / fast_s:.3f} photos/s ({ratio:.2f}x), min cosine {min_cos:.6f}",
+          file=sys.stderr)
+    del torch_engine
+    return {"fast_backend": fast_name, "fast_backend_over_torch": round(ratio, 3),
+            "fast_backend_min_cos": round(min_cos, 7)}
+
+
+def bench_preview(config, engine, folder: Path, workdir: Path, n: int) -> dict:
+    """The preview pass then the full pass on a fresh library, timed pass by pass from the
+    scorer's progress (each pass decodes its files at its own size)."""
+    from photosense import pipeline
+    from photosense.ingest.scan import Scanner
+    from photosense.library import Library
+
+    side = config.preview_side
+    if not side or (config.max_side and config.max_side <= side):
+        return {"preview_side": side, "preview_over_full": None}
+    lib = Library(workdir / "preview.sqlite3")
+    lib.add_folder(folder)
+    Scanner(lib).scan_all()
+    passes: dict[int, list[float]] = {}
+
+    def progress(p) -> None:
+        if p.stage == "encoding":
+            now = time.perf_counter()
+            passes.setdefault(p.max_side, [now, now])[1] = now
+
+    saved = pipeline.PREVIEW_MIN_PHOTOS
+    pipeline.PREVIEW_MIN_PHOTOS = 1  # the benchmark's shoot stands for a big one
+    try:
+        report = pipeline.ScoringJob(lib, config, engine=engine).run(progress)
+    finally:
+        pipeline.PREVIEW_MIN_PHOTOS = saved
+    lib.close()
+    assert report.previewed == n and report.encoded == n, report
+    preview_s = passes[side][1] - passes[side][0]
+    full_s = passes[config.max_side][1] - passes[config.max_side][0]
+    ratio = full_s / preview_s
+    print(f"preview pass at {side} px: {n / preview_s:.3f} photos/s; full pass at {config.max_side} px: "
+          f"{n / full_s:.3f} photos/s ({ratio:.1f}x)", file=sys.stderr)
+    return {"preview_side": side, "preview_photos_per_s": round(n / preview_s, 4),
+            "full_photos_per_s": round(n / full_s, 4), "preview_over_full": round(ratio, 2)}
 
 
 def bench_attribute_add(args, workdir: Path, engine) -> dict:

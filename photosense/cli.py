@@ -530,19 +530,23 @@ def cmd_list(args) -> int:
                            ranges={k: tuple(v) for k, v in ranges.items()},
                            errors_only=args.errors, include_missing=not args.no_missing,
                            limit=args.limit)
-        rows = lib.query(query)
         attr_names = [a.name for a in lib.attributes()]
         resolution = _say_resolution(lib)
-    out = sys.stdout
-    if args.format == "json":
-        # One object a line, streamed: 100k photos in seconds (an indented dump took 18 s).
-        out.write("[")
-        for i, r in enumerate(rows):
-            obj = _row_object(r)
-            obj["scored_at_px"] = resolution if r.scores else None
-            out.write(("\n" if i == 0 else ",\n") + json.dumps(obj, ensure_ascii=False))
-        out.write("\n]\n")
-    elif args.format == "csv":
+        out = sys.stdout
+        if args.format == "json":
+            # One object a line, streamed from plain rows a chunk at a time: 100k photos in
+            # seconds (an indented dump of full ORM rows took 18 s).
+            encode = json.JSONEncoder(ensure_ascii=False).encode
+            rows = lib.iter_query(query)  # a bad query fails here, before any output
+            out.write("[")
+            for i, r in enumerate(rows):
+                obj = _row_object(r)
+                obj["scored_at_px"] = resolution if r.scores else None
+                out.write(("\n" if i == 0 else ",\n") + encode(obj))
+            out.write("\n]\n")
+            return EXIT_OK
+        rows = lib.query(query)
+    if args.format == "csv":
         from photosense.curation.report import write_csv
 
         write_csv(out, rows, attr_names)

@@ -24,6 +24,12 @@ def test_benchmark_prints_json_last_line(model_configs_dir, tmp_path):
     for key in ("model_only_photos_per_s", "end_to_end_photos_per_s", "end_to_end_over_model_only",
                 "attribute_add_s"):
         assert result[key] > 0
+    # Issue 12's figures: the runtime auto picked, torch against the fast one, the preview pass.
+    assert result["backend"] in ("torch", "onnxruntime", "openvino")
+    assert result["preview_side"] == 384 and result["preview_over_full"] > 0
+    assert result["preview_photos_per_s"] > 0 and result["full_photos_per_s"] > 0
+    if result["fast_backend_over_torch"] is not None:  # a fast runtime is installed
+        assert result["fast_backend_over_torch"] > 0 and result["fast_backend_min_cos"] >= 0.9999
 
 
 def test_face_benchmark_prints_json_last_line():

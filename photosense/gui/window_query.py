@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
 
 from photosense.errors import WeightsUnavailable
 from photosense.gui.jobs import Job, JobContext
-from photosense.gui.photo_model import value_of
 from photosense.library import (
     CHECK_NAMES,
     PhotoQuery,
@@ -219,15 +218,9 @@ class SortFilterSearch:
         library = self.library
 
         def work(ctx: JobContext):
-            out_ids, out_values = [], []
-            for start in range(0, len(ids), 2000):
-                ctx.check()
-                for row in library.rows(ids[start:start + 2000]):
-                    v = value_of(row, key)
-                    if v is not None:
-                        out_ids.append(row.id)
-                        out_values.append(v)
-            return np.asarray(out_ids, dtype=np.int64), np.asarray(out_values, dtype=np.float64)
+            ctx.check()
+            # One (id, value) query, not full rows of every shown photo (a 100k library).
+            return library.sort_values(key, ids)
 
         job = Job(work, "histogram")
         job.setProperty("key", key)

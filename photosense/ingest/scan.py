@@ -198,6 +198,10 @@ def pair_files(files: Iterable[tuple[str, int, float]]) -> list[ScanUnit]:
         groups.setdefault((directory, os.path.splitext(name)[0].lower()), []).append(item)
     units: list[ScanUnit] = []
     for members in groups.values():
+        if len(members) == 1:  # most files: no pair to look for (a 100k rescan)
+            path, size, mtime = members[0]
+            units.append((path, size, mtime, None))
+            continue
         raws = sorted((m for m in members if is_raw_path(m[0])), key=lambda m: m[0])
         others = sorted((m for m in members if not is_raw_path(m[0])), key=_companion_rank)
         if raws and others:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -552,19 +553,35 @@ class Library:
             mat = np.empty((n, dim), dtype=np.float32)
             # Straight through the driver, streamed into one preallocated matrix: 100k rows of
             # 4 KB without per-row ORM overhead and without a second copy of all the bytes.
-            result = conn.exec_driver_sql(
-                "SELECT photo_id, vector FROM features WHERE model_id = ? ORDER BY photo_id",
-                (model_id,),
-            )
             i = 0
-            while chunk := result.fetchmany(2000):
-                for pid, vector in chunk:
-                    if i == n:  # rows added since the count (a concurrent writer): next time
-                        break
-                    ids[i] = pid
-                    mat[i] = np.frombuffer(vector, dtype=np.float32)
-                    i += 1
+            for part_ids, part in self._feature_chunks(s, model_id, dim):
+                k = min(len(part_ids), n - i)  # rows added since the count (a concurrent writer): next time
+                ids[i:i + k], mat[i:i + k] = part_ids[:k], part[:k]
+                i += k
+                if i == n:
+                    break
         return ids[:i], mat[:i]
+
+    FEATURE_CHUNK = 4096
+
+    def iter_features(self, model_id: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored feature of a model as (photo ids, matrix) chunks in id order, from one
+        read transaction: work that goes row by row (scoring an attribute) never holds the
+        whole matrix (400 MB at 100k photos)."""
+        with self.session(write=False) as s:
+            dim = s.scalar(select(Model.dim).where(Model.id == model_id)) or 0
+            yield from self._feature_chunks(s, model_id, dim)
+
+    def _feature_chunks(self, s: Session, model_id: int, dim: int
+                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        result = s.connection().exec_driver_sql(
+            "SELECT photo_id, vector FROM features WHERE model_id = ? ORDER BY photo_id",
+            (model_id,))
+        while chunk := result.fetchmany(self.FEATURE_CHUNK):
+            ids = np.fromiter((r[0] for r in chunk), dtype=np.int64, count=len(chunk))
+            # One join and one frombuffer a chunk, not a numpy call a row.
+            mat = np.frombuffer(b"".join(r[1] for r in chunk), dtype=np.float32)
+            yield ids, mat.reshape(len(chunk), dim)
 
     def features_for(self, model_id: int, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """(photo ids, matrix) of the stored features of ``ids`` under a model, in id order;
@@ -700,20 +717,22 @@ class Library:
         RAW+JPEG pairs (``rec.companion_path``) are one photo: a JPEG already known as a photo
         of its own becomes the pair (its id, flags and features kept), and the JPEG of a pair
         whose RAW is gone carries the photo on alone.
+
+        The photos the records may concern (by path, companion path and content hash) are
+        read up front with a few IN queries, not three queries a record (a 100k library).
         """
         outcome: dict[str, str] = {}
         now = time.time()
+        records = list(records)
         with self.session() as s:
+            known = _ScanLookup(s, records)
             for rec in records:
-                photo = s.scalar(select(Photo).where(Photo.path == rec.path))
+                photo = known.path.get(rec.path)
                 kind = "updated"
-                photo, same_pixels = self._pair_photo(s, rec, photo)
+                photo, same_pixels = self._pair_photo(s, rec, photo, known)
                 if photo is None and rec.content_hash:
-                    candidates = s.scalars(
-                        select(Photo).where(Photo.content_hash == rec.content_hash)
-                    ).all()
-                    for cand in candidates:
-                        if cand.missing or not os.path.lexists(cand.path):
+                    for cand in known.with_hash(rec.content_hash):
+                        if cand.missing or not known.lexists(cand.path):
                             photo, kind = cand, "moved"
                             break
                 if photo is None:
@@ -721,6 +740,7 @@ class Library:
                     s.add(photo)
                 content_changed = (kind == "updated" and not same_pixels
                                    and photo.content_hash != rec.content_hash)
+                before = known.keys(photo) if kind != "added" else (None, None, None)
                 photo.path = rec.path
                 photo.companion_path = rec.companion_path
                 photo.folder_id = folder_id
@@ -735,6 +755,7 @@ class Library:
                 photo.sharpness = checks.get("sharpness")
                 photo.exposure = checks.get("exposure")
                 photo.noise = checks.get("noise")
+                known.moved(photo, before)
                 if content_changed and photo.id is not None:
                     # New pixels: stored features and scores describe the old image.
                     s.execute(delete(Feature).where(Feature.photo_id == photo.id))
@@ -798,11 +819,12 @@ class Library:
         return out
 
     @staticmethod
-    def _pair_photo(s: Session, rec: ScanRecord, photo: Photo | None) -> tuple[Photo | None, bool]:
+    def _pair_photo(s: Session, rec: ScanRecord, photo: Photo | None,
+                    known: _ScanLookup) -> tuple[Photo | None, bool]:
         """The photo a scanned RAW+JPEG pair, or a JPEG left alone, continues; and whether
         it was the JPEG's photo (its features, made from the JPEG, still hold)."""
         if rec.companion_path:
-            alone = s.scalar(select(Photo).where(Photo.path == rec.companion_path))
+            alone = known.path.get(rec.companion_path)
             if alone is not None and photo is None:
                 # The RAW appeared beside a known JPEG: its features hold if the JPEG is the same.
                 return alone, rec.companion_hash in (None, alone.content_hash)
@@ -812,12 +834,13 @@ class Library:
                     photo.flag = alone.flag
                 photo.rating = photo.rating or alone.rating
                 photo.color_label = photo.color_label or alone.color_label
+                known.forget(alone)
                 s.delete(alone)
                 s.flush()
             return photo, False
         if photo is None:
-            pair = s.scalar(select(Photo).where(Photo.companion_path == rec.path))
-            if pair is not None and (pair.missing or not os.path.lexists(pair.path)):
+            pair = known.with_companion(rec.path)
+            if pair is not None and (pair.missing or not known.lexists(pair.path)):
                 return pair, True  # the RAW of a pair is gone: the JPEG goes on alone
         return photo, False
 
@@ -987,46 +1010,237 @@ class Library:
         row = s.get(Setting, "active_model")
         return None if row is None else row.value
 
+    ROWS_CHUNK = 2000
+
     def rows(self, ids: Sequence[int], model: str | None = None) -> list[PhotoRow]:
         """Full rows (with checks and every attribute score) for the given ids, in order."""
+        return list(self.iter_rows(ids, model))
+
+    def iter_rows(self, ids: Sequence[int], model: str | None = None) -> Iterator[PhotoRow]:
+        """``rows`` streamed, a chunk of ids at a time, from plain column selects (no ORM
+        objects): a 100k ``list --format json`` never holds every row. Scores are in
+        attribute name order. Each chunk is read in a session of its own."""
         ids = list(ids)
         if not ids:
-            return []
+            return
         with self.session(write=False) as s:
             key = model or self._active_key(s)
             model_id = s.scalar(select(Model.id).where(Model.key == key)) if key else None
-            names = dict(s.execute(select(Attribute.id, Attribute.name)).all())
-            photos: dict[int, PhotoRow] = {}
-            scores: dict[int, dict[str, float]] = {}
-            for start in range(0, len(ids), 500):
-                part = ids[start:start + 500]
-                for p in s.scalars(select(Photo).where(Photo.id.in_(part))):
-                    photos[p.id] = _row(p)
-                for pid, faces in s.execute(select(FaceCheck.photo_id, FaceCheck.faces)
-                                            .where(FaceCheck.photo_id.in_(part))):
-                    if pid in photos:
-                        photos[pid].faces = list(faces)
-                if model_id is not None:
-                    for pid, aid, value in s.execute(
-                        select(Score.photo_id, Score.attribute_id, Score.value)
-                        .where(Score.model_id == model_id, Score.photo_id.in_(part))
-                    ):
-                        scores.setdefault(pid, {})[names[aid]] = value
-        order = {a: i for i, a in enumerate(names.values())}
-        out = []
-        for i in ids:
-            if i in photos:
-                row = photos[i]
-                row.scores = dict(sorted(scores.get(i, {}).items(), key=lambda kv: order[kv[0]]))
-                out.append(row)
-        return out
+            by_name = s.execute(select(Attribute.id, Attribute.name).order_by(Attribute.name)).all()
+            table = None
+            if model_id is not None and len(ids) > 4 * self.ROWS_CHUNK:
+                table = _ScoreTable(s, model_id, ids, by_name)
+        columns = (Photo.id, Photo.path, Photo.folder_id, Photo.size, Photo.mtime, Photo.width,
+                   Photo.height, Photo.capture_time, Photo.camera, Photo.missing, Photo.error,
+                   Photo.flag, Photo.rating, Photo.color_label, Photo.sharpness, Photo.exposure,
+                   Photo.noise, Photo.companion_path)
+        for start in range(0, len(ids), self.ROWS_CHUNK):
+            part = ids[start:start + self.ROWS_CHUNK]
+            with self.session(write=False) as s:
+                photos = {r[0]: r for r in s.execute(select(*columns).where(Photo.id.in_(part)))}
+                faces = dict(s.execute(select(FaceCheck.photo_id, FaceCheck.faces)
+                                       .where(FaceCheck.photo_id.in_(part))).all())
+                scores: dict[int, dict[str, float]] = {}
+                if table is not None:
+                    scores = table.scores(part)
+                elif model_id is not None:
+                    wanted = sorted(set(part))
+                    # Straight through the driver's cursor (plain tuples; 12 scores a photo:
+                    # SQLAlchemy's rows took most of a 100k list's time).
+                    for pid, aid, value in _fetch_plain(s, (
+                            "SELECT photo_id, attribute_id, value FROM scores WHERE model_id = ? "
+                            f"AND photo_id IN ({','.join('?' * len(wanted))})"), (model_id, *wanted)):
+                        scores.setdefault(pid, {})[aid] = value
+            for i in part:
+                r = photos.get(i)
+                if r is None:
+                    continue
+                yield PhotoRow(
+                    id=r[0], path=r[1], folder_id=r[2], size=r[3], mtime=r[4], width=r[5],
+                    height=r[6], capture_time=r[7], camera=r[8], missing=r[9], error=r[10],
+                    flag=r[11], rating=r[12], color_label=r[13],
+                    checks={"sharpness": r[14], "exposure": r[15], "noise": r[16]},
+                    scores=(dict(scores[i]) if table is not None else
+                            {name: values[aid] for aid, name in by_name if aid in values}
+                            if (values := scores.get(i)) else {}),
+                    companion_path=r[17],
+                    faces=list(faces[i]) if faces.get(i) is not None else None)
 
     def query(self, query: PhotoQuery) -> list[PhotoRow]:
         return self.rows(self.query_ids(query), query.model)
 
+    def iter_query(self, query: PhotoQuery) -> Iterator[PhotoRow]:
+        """``query`` streamed (see ``iter_rows``)."""
+        return self.iter_rows(self.query_ids(query), query.model)
+
+    def sort_values(self, key: str, ids: Sequence[int], model: str | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float64 values) of one score or check (``key``) for the photos ``ids``, in
+        their order, those without a value left out: one (id, value) query, not full rows
+        (the window's histogram after every query of a 100k library)."""
+        from photosense.library.queries import CHECK_COLUMNS
+
+        ids = [int(i) for i in ids]
+        key = normalize_attribute_name(key)
+        with self.session(write=False) as s:
+            if key in CHECK_COLUMNS:
+                col = CHECK_COLUMNS[key]
+                stmt = select(Photo.id, col).where(col.is_not(None))
+                id_col = Photo.id
+            else:
+                attr_id = s.scalar(select(Attribute.id).where(Attribute.name == key))
+                if attr_id is None:
+                    raise PhotosenseError(f"unknown attribute or check: {key}")
+                model_id = self._model_id_for(s, PhotoQuery(model=model))
+                # Straight from the scores' (attribute, model, value) index.
+                stmt = select(Score.photo_id, Score.value).where(
+                    Score.attribute_id == attr_id, Score.model_id == (model_id or -1))
+                id_col = Score.photo_id
+            if len(ids) > self.ROWS_CHUNK:
+                wanted = set(ids)  # most of the library: one pass over it, filtered here
+                found = {pid: v for pid, v in s.execute(stmt) if pid in wanted}
+            else:
+                found = dict(s.execute(stmt.where(id_col.in_(ids))).all())
+        kept = [i for i in ids if i in found]
+        return (np.asarray(kept, dtype=np.int64),
+                np.asarray([found[i] for i in kept], dtype=np.float64))
+
     def photo_count(self) -> int:
         with self.session(write=False) as s:
             return s.scalar(select(func.count()).select_from(Photo)) or 0
+
+
+class _ScanLookup:
+    """The photos a batch of scan records may concern, read with a few IN queries and kept
+    up to date as the batch changes them: by path (a record's path or companion), by
+    companion path (a JPEG whose RAW may be gone) and by content hash (a moved photo), the
+    last two in id order as the indexes give them. Only keys read up front are looked up,
+    and for those every photo is known, so a lookup returns what a query would."""
+
+    CHUNK = 500
+
+    def __init__(self, s: Session, records: Sequence[ScanRecord]):
+        paths = {r.path for r in records} | {r.companion_path for r in records if r.companion_path}
+        alone = {r.path for r in records if not r.companion_path}
+        hashes = {r.content_hash for r in records if r.content_hash}
+        self.path: dict[str, Photo] = {p.path: p for p in self._load(s, Photo.path, paths)}
+        self._by: dict[str, dict[str, list[Photo]]] = {"companion_path": {}, "content_hash": {}}
+        self._keys = {"companion_path": alone, "content_hash": hashes}
+        for column, values in ((Photo.companion_path, alone), (Photo.content_hash, hashes)):
+            index = self._by[column.key]
+            for p in self._load(s, column, values):
+                index.setdefault(getattr(p, column.key), []).append(p)
+        self._exists: dict[str, bool] = {}
+
+    @classmethod
+    def _load(cls, s: Session, column, values) -> list[Photo]:
+        values = list(values)
+        found: dict[int, Photo] = {}
+        for start in range(0, len(values), cls.CHUNK):
+            for p in s.scalars(select(Photo).where(column.in_(values[start:start + cls.CHUNK]))):
+                found[p.id] = p
+        return [found[i] for i in sorted(found)]
+
+    def with_companion(self, path: str) -> Photo | None:
+        """The first photo whose companion is ``path``."""
+        group = self._by["companion_path"].get(path)
+        return group[0] if group else None
+
+    def with_hash(self, content_hash: str) -> list[Photo]:
+        return list(self._by["content_hash"].get(content_hash, ()))
+
+    def lexists(self, path: str) -> bool:
+        if path not in self._exists:
+            self._exists[path] = os.path.lexists(path)
+        return self._exists[path]
+
+    @staticmethod
+    def keys(photo: Photo) -> tuple[str | None, str | None, str | None]:
+        return photo.path, photo.companion_path, photo.content_hash
+
+    def moved(self, photo: Photo, before: tuple[str | None, str | None, str | None]) -> None:
+        """``photo`` (new, or changed by a record) now has its current path, companion and
+        hash; ``before`` are the ones it had (all None for a new photo)."""
+        old_path, *old = before
+        if old_path != photo.path and self.path.get(old_path) is photo:
+            del self.path[old_path]
+        self.path[photo.path] = photo
+        for name, old_key in zip(("companion_path", "content_hash"), old):
+            index = self._by[name]
+            if photo in index.get(old_key, ()):
+                index[old_key].remove(photo)
+            key = getattr(photo, name)
+            if key in self._keys[name] and photo not in index.setdefault(key, []):
+                index[key].append(photo)
+                index[key].sort(key=_id_order)
+
+    def forget(self, photo: Photo) -> None:
+        """``photo`` is deleted."""
+        for key in [k for k, p in self.path.items() if p is photo]:
+            del self.path[key]
+        for index in self._by.values():
+            for group in index.values():
+                if photo in group:
+                    group.remove(photo)
+
+
+class _ScoreTable:
+    """Every score of a model for many photos, read in one pass over the scores (not an IN
+    lookup a chunk, in a random order) into a (photos, attributes) matrix; NaN = no score
+    (stored scores are never NaN: the column is NOT NULL)."""
+
+    def __init__(self, s: Session, model_id: int, ids: Sequence[int], by_name: Sequence[tuple[int, str]]):
+        self.ids = np.unique(np.asarray(ids, dtype=np.int64))
+        self.names = [name for _aid, name in by_name]
+        self.values = np.full((len(self.ids), len(by_name)), np.nan)
+        if not by_name or not len(self.ids):
+            return
+        top = max(aid for aid, _name in by_name)
+        column = np.full(top + 1, -1, dtype=np.int64)
+        for k, (aid, _name) in enumerate(by_name):
+            column[aid] = k
+        cursor = s.connection().connection.cursor()
+        try:
+            cursor.execute("SELECT photo_id, attribute_id, value FROM scores WHERE model_id = ?",
+                           (model_id,))
+            while rows := cursor.fetchmany(200_000):
+                a = np.array(rows, dtype=np.float64)
+                pid, aid = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64)
+                pos = np.minimum(np.searchsorted(self.ids, pid), len(self.ids) - 1)
+                col = column[np.clip(aid, 0, top)]
+                ok = (self.ids[pos] == pid) & (aid <= top) & (col >= 0)
+                self.values[pos[ok], col[ok]] = a[ok, 2]
+        except sqlite3.Error as exc:
+            kind = OperationalError if isinstance(exc, sqlite3.OperationalError) else DatabaseError
+            raise kind("SELECT ... FROM scores", (model_id,), exc) from exc
+        finally:
+            cursor.close()
+
+    def scores(self, photo_ids: Sequence[int]) -> dict[int, dict[str, float]]:
+        """{photo id: {attribute name: score}} of some of the photos (one numpy call)."""
+        wanted = np.asarray(photo_ids, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, wanted), max(len(self.ids) - 1, 0))
+        names = self.names
+        return {pid: {name: v for name, v in zip(names, row) if v == v}
+                for pid, row in zip(wanted.tolist(), self.values[pos].tolist())}
+
+
+def _fetch_plain(s: Session, sql: str, params: tuple) -> list[tuple]:
+    """Every row of ``sql`` as plain tuples from the session's DBAPI connection; driver
+    errors come out as SQLAlchemy's (so ``Library.session`` explains them)."""
+    cursor = s.connection().connection.cursor()
+    try:
+        return cursor.execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        kind = OperationalError if isinstance(exc, sqlite3.OperationalError) else DatabaseError
+        raise kind(sql, params, exc) from exc
+    finally:
+        cursor.close()
+
+
+def _id_order(photo: Photo) -> tuple[bool, int]:
+    """Photos in id order, those not written yet (no id) last."""
+    return photo.id is None, photo.id or 0
 
 
 def _pairs_json(spec: AttributeSpec) -> list[list[str]]:
@@ -1039,17 +1253,6 @@ def _spec(a: Attribute) -> AttributeSpec:
 
 def _info(a: Attribute) -> AttributeInfo:
     return AttributeInfo(a.id, _spec(a), a.kind or "prompts", a.extra)
-
-
-def _row(p: Photo) -> PhotoRow:
-    return PhotoRow(
-        id=p.id, path=p.path, folder_id=p.folder_id, size=p.size, mtime=p.mtime,
-        width=p.width, height=p.height, capture_time=p.capture_time, camera=p.camera,
-        missing=p.missing, error=p.error, flag=p.flag, rating=p.rating,
-        color_label=p.color_label,
-        checks={"sharpness": p.sharpness, "exposure": p.exposure, "noise": p.noise},
-        companion_path=p.companion_path,
-    )
 
 
 from photosense.library.queries import PhotoQuery  # noqa: E402  (re-export; avoids a cycle)
