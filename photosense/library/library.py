@@ -83,6 +83,13 @@ class AttributeInfo:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def direction(self) -> str:
+        """Which way is better (``photosense.library.direction``): HIGHER or LOWER."""
+        from photosense.library.direction import direction_of
+
+        return direction_of(self.name, self.extra)
+
 
 def feature_key(model_id: str, max_side: int, precision: str) -> str:
     """The identity of a set of image features: the model, the size images were encoded at
@@ -411,6 +418,22 @@ class Library:
             if a is None:
                 raise PhotosenseError(f"unknown attribute: {name}")
             s.delete(a)
+
+    def set_attribute_direction(self, name: str, direction: str) -> AttributeInfo:
+        """Store which way is better for an attribute ("higher": more like its positive
+        prompts, "lower": more like its negative ones); its scores are kept."""
+        from photosense.library.direction import with_direction
+
+        name = normalize_attribute_name(name)
+        with self.session() as s:
+            a = s.scalar(select(Attribute).where(Attribute.name == name))
+            if a is None:
+                raise PhotosenseError(f"unknown attribute: {name}")
+            try:
+                a.extra = with_direction(a.extra, direction)
+            except ValueError as exc:
+                raise PhotosenseError(str(exc)) from None
+            return _info(a)
 
     # -- models, features, scores ---------------------------------------------------------
 
