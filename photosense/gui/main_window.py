@@ -17,6 +17,7 @@ import logging
 import time
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import (
     QByteArray,
     QEvent,
@@ -28,7 +29,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QRegion
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QRegion
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -132,6 +133,43 @@ class WeightsBanner(QFrame):
         self.show()
 
 
+
+
+class HistoryButton(QToolButton):
+    """The toolbar's Undo or Redo: a fixed-width icon; the step it would undo or redo is in
+    its tooltip (and in the Edit menu)."""
+
+    def __init__(self, stack, undo: bool, keys: str, theme: str, fallback: str,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.stack, self.undo, self.keys = stack, undo, keys
+        self.setAutoRaise(True)
+        icon = QIcon.fromTheme(theme)
+        if icon.isNull():
+            self.setText(fallback)
+            font = self.font()
+            font.setPointSizeF(font.pointSizeF() * 1.4)
+            self.setFont(font)
+        else:
+            self.setIcon(icon)
+        self.setFixedWidth(30)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        if undo:
+            stack.canUndoChanged.connect(self.refresh)
+            stack.undoTextChanged.connect(self.refresh)
+        else:
+            stack.canRedoChanged.connect(self.refresh)
+            stack.redoTextChanged.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_args) -> None:
+        if not shiboken6.isValid(self.stack) or not shiboken6.isValid(self):
+            return  # the window is closing: the stack goes first
+        verb = "Undo" if self.undo else "Redo"
+        can = self.stack.canUndo() if self.undo else self.stack.canRedo()
+        step = self.stack.undoText() if self.undo else self.stack.redoText()
+        self.setEnabled(can)
+        self.setToolTip(f"{verb} {step} ({self.keys})" if can and step else f"Nothing to {verb.lower()}")
 
 
 class SearchBox(QLineEdit):
@@ -415,6 +453,8 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.export_action = a("Export…", self.show_export_dialog, ["Ctrl+E"], "Export the best picks")
         self.settings_action = a("Settings…", self.show_settings, ["Ctrl+,"])
         self.problems_action = a("Problems…", self.show_problems, [], "Errors reported so far")
+        self.quit_action = a("Quit", self.close, ["Ctrl+Q"], "Close the window (Ctrl+Q)")
+        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
         self.collapse_action = a("Collapse bursts", lambda: self.set_collapse_bursts(self.collapse_action.isChecked()),
                                  ["G"], "Show each burst as its best photo (G)")
         self.collapse_action.setCheckable(True)
@@ -441,7 +481,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         bar = self.menuBar()
         file = bar.addMenu("&File")
         for action in (self.add_folder_action, None, self.export_action, self.report_action, self.xmp_action,
-                       None, self.settings_action, self.problems_action):
+                       None, self.settings_action, self.problems_action, None, self.quit_action):
             file.addSeparator() if action is None else file.addAction(action)
         edit = bar.addMenu("&Edit")
         for action in (self.undo_action, self.redo_action, None, self.find_action):
@@ -461,6 +501,9 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
             scores.addAction(action)
 
     def _build_toolbar(self) -> None:
+        """Fixed-width controls, so the toolbar fits a 1280 px window: Undo/Redo are icons
+        (the step is in their tooltip and the Edit menu), the combos do not grow with their
+        items, and only the search field takes keyboard focus."""
         tb = self.addToolBar("Main")
         tb.setObjectName("mainToolbar")
         tb.setMovable(False)
@@ -468,17 +511,23 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         tb.addSeparator()
         tb.addWidget(QLabel(" Sort "))
         self.sort_combo = QComboBox()
-        self.sort_combo.setMinimumContentsLength(14)
-        self.sort_combo.setToolTip("Sort photos by an attribute, a check, capture time or file name")
+        self.sort_combo.setMinimumContentsLength(16)
+        self.sort_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.sort_combo.setToolTip("Sort photos by an attribute, a check, rating, flag, label, capture time "
+                                   "or file name")
         tb.addWidget(self.sort_combo)
         self.direction_button = QToolButton()
         self.direction_button.setToolTip("Reverse the order")
+        fm = self.direction_button.fontMetrics()
+        self.direction_button.setFixedWidth(max(fm.horizontalAdvance(t) for t in (
+            "Farthest from 0 first", "Highest first (best)", "Most similar first", "Fewest stars first")) + 16)
         tb.addWidget(self.direction_button)
         tb.addSeparator()
         tb.addAction(self.collapse_action)
         self.best_combo = QComboBox()
         self.best_combo.setToolTip("What decides the best photo of a burst")
-        self.best_combo.setMinimumContentsLength(10)
+        self.best_combo.setMinimumContentsLength(12)
+        self.best_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         tb.addWidget(self.best_combo)
         tb.addSeparator()
         tb.addAction(self.pick_action)
@@ -487,8 +536,8 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         tb.addSeparator()
         tb.addAction(self.loupe_action)
         tb.addAction(self.compare_action)
-        tb.addAction(self.undo_action)
-        tb.addAction(self.redo_action)
+        self.undo_button = self._history_button(tb, self.undo_action, "edit-undo", "↶")
+        self.redo_button = self._history_button(tb, self.redo_action, "edit-redo", "↷")
         tb.addSeparator()
         spacer = QWidget()
         spacer.setSizePolicy(spacer.sizePolicy().Policy.Expanding, spacer.sizePolicy().Policy.Preferred)
@@ -504,10 +553,22 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         tb.addWidget(QLabel("Size "))
         self.size_slider = QSlider(Qt.Orientation.Horizontal)
         self.size_slider.setRange(THUMB_MIN, THUMB_MAX)
-        self.size_slider.setFixedWidth(140)
+        self.size_slider.setFixedWidth(120)
         self.size_slider.setToolTip("Thumbnail size")
         tb.addWidget(self.size_slider)
         tb.addAction(self.help_action)
+        # Arrow keys move between photos: only the search field keeps the keyboard.
+        for w in (self.sort_combo, self.best_combo, self.direction_button, self.size_slider):
+            w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+
+    def _history_button(self, tb, action: QAction, theme: str, fallback: str) -> QToolButton:
+        """An Undo or Redo icon for the toolbar: its tooltip names the step, the Edit menu's
+        action keeps the full text ("Undo Pick 3 photos")."""
+        button = HistoryButton(self.culling.stack, action is self.undo_action,
+                               action.shortcut().toString(QKeySequence.SequenceFormat.NativeText), theme, fallback)
+        button.clicked.connect(action.trigger)
+        tb.addWidget(button)
+        return button
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
@@ -536,6 +597,12 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.view.doubleClicked.connect(lambda _index: self.show_loupe())
         self.view.verticalScrollBar().valueChanged.connect(lambda _v: self.thumbnails.drop_pending())
         self.sidebar.filtersChanged.connect(self.apply_filters)
+        # After a choice in the sidebar the grid has the keys again (the range spin boxes
+        # keep them: they are typed in).
+        for combo in (self.sidebar.flag_combo, self.sidebar.rating_combo, self.sidebar.label_combo):
+            combo.activated.connect(lambda _i: self.return_focus())
+        for button in (self.sidebar.errors_check, self.sidebar.range_add, self.sidebar.reset_button):
+            button.clicked.connect(lambda _c=False: self.return_focus())
         self.sidebar.addFolderRequested.connect(self.choose_folder)
         self.sidebar.removeFolderRequested.connect(self.remove_folder)
         self.sidebar.rescanRequested.connect(self.rescan)
@@ -545,15 +612,18 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.sidebar.sortRequested.connect(self.set_sort)
         self.sidebar.refitTasteRequested.connect(lambda: self.refit_taste(force=True))
         self.view.groupBadgeActivated.connect(self.toggle_group)
-        self.best_combo.activated.connect(lambda _i: self.set_best_by(self.best_combo.currentData()))
+        self.best_combo.activated.connect(lambda _i: (self.set_best_by(self.best_combo.currentData()),
+                                                      self.return_focus()))
         self.search_box.returnPressed.connect(lambda: self.run_search(self.search_box.text()))
         self.search_box.cleared.connect(self._search_box_cleared)
         self.welcome.addFolderRequested.connect(self.choose_folder)
-        self.sort_combo.activated.connect(lambda _i: self.set_sort(self.sort_combo.currentData()))
+        self.sort_combo.activated.connect(lambda _i: self._sort_chosen())
         self.direction_button.clicked.connect(self.reverse_order)
         self.size_slider.valueChanged.connect(self.set_thumb_size)
         self.histogram.pickAbove.connect(self.pick_above)
         self.histogram.rejectBelow.connect(self.reject_below)
+        self.histogram.pickBelow.connect(self.pick_below)
+        self.histogram.rejectAbove.connect(self.reject_above)
         self.banner.settingsRequested.connect(self.show_settings)
         self.banner.retryRequested.connect(self._retry_scoring)
         self.compare.currentChanged.connect(lambda _i: self._update_info())

@@ -97,6 +97,17 @@ class CullingActions:
         chosen = [int(i) for i in ids[values < threshold]]
         self.culling.apply(chosen, f"Reject {_photos(len(chosen))} below {threshold:.2f}", flag=FLAG_REJECT)
 
+    def pick_below(self, threshold: float) -> None:
+        """Lower is better (noise, a distance from 0): pick at or below the line."""
+        ids, values = self._histogram_data
+        chosen = [int(i) for i in ids[values <= threshold]]
+        self.culling.apply(chosen, f"Pick {_photos(len(chosen))} at or below {threshold:.2f}", flag=FLAG_PICK)
+
+    def reject_above(self, threshold: float) -> None:
+        ids, values = self._histogram_data
+        chosen = [int(i) for i in ids[values > threshold]]
+        self.culling.apply(chosen, f"Reject {_photos(len(chosen))} above {threshold:.2f}", flag=FLAG_REJECT)
+
     def _context_menu(self, pos) -> None:
         if not self.view.indexAt(pos).isValid():
             return

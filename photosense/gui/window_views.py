@@ -116,6 +116,14 @@ class ViewActions:
             if st is not None:
                 pane.set_culling(st.flag, st.rating, st.color_label)
 
+    def return_focus(self) -> None:
+        """Give the keys back to the photos (the grid, or the loupe/compare on show) after a
+        choice in a control: arrow keys move between photos, not through a combo's items."""
+        if self.pages.currentIndex() == PAGE_GRID:
+            self.view.setFocus()
+        else:
+            self.pages.currentWidget().setFocus()
+
     def _set_page(self, page: int) -> None:
         self.pages.setCurrentIndex(page)
         in_grid = page == PAGE_GRID
