@@ -270,7 +270,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
 
     def __init__(self, library: Library, *, engine_config: EngineConfig | None = None,
                  prefs: UiPrefs | None = None, start_services: bool = True,
-                 watch_debounce: float = 2.0, taste_debounce: float = 3.0):
+                 watch_debounce: float = 2.0, taste_debounce: float = 3.0, resort_debounce: float = 2.0):
         super().__init__()
         self.library = library
         self.prefs = prefs or UiPrefs.load()
@@ -286,6 +286,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self._score_again = False
         self._last_row_refresh = 0.0
         self._restore_selection: tuple[list[int], int | None] | None = None
+        self._restore_scroll: int | None = None  # the current photo's height on screen to keep
         self._histogram_request = LatestRequest()
         self._histogram_data: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
         self._compare_ids: list[int] = []
@@ -301,6 +302,14 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self._taste_timer.setSingleShot(True)
         self._taste_timer.setInterval(int(taste_debounce * 1000))
         self._taste_timer.timeout.connect(lambda: self.refit_taste(force=False))
+        self._resort_timer = QTimer(self)  # re-sort as scores arrive, at most this often
+        self._resort_timer.setSingleShot(True)
+        self._resort_timer.setInterval(int(resort_debounce * 1000))
+        self._resort_timer.timeout.connect(self._resort_while_scoring)
+        self._scan_refresh_timer = QTimer(self)  # photos appear while a folder is read
+        self._scan_refresh_timer.setSingleShot(True)
+        self._scan_refresh_timer.setInterval(1000)
+        self._scan_refresh_timer.timeout.connect(self._refresh_during_scan)
 
         self.setWindowTitle(f"photosense — {library.path}")
         self.resize(1400, 880)  # until a saved geometry is restored
@@ -449,7 +458,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.addAction(self.undo_action)
         self.addAction(self.redo_action)
         self.add_folder_action = a("Add folder…", self.choose_folder, [], "Add a folder of photos")
-        self.score_action = a("Score now", self.start_scoring, [], "Score photos that have no scores yet")
+        self.score_action = a("Score now", self.score_now, [], "Score photos that have no scores yet")
         self.export_action = a("Export…", self.show_export_dialog, ["Ctrl+E"], "Export the best picks")
         self.settings_action = a("Settings…", self.show_settings, ["Ctrl+,"])
         self.problems_action = a("Problems…", self.show_problems, [], "Errors reported so far")
@@ -459,6 +468,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
                                  ["G"], "Show each burst as its best photo (G)")
         self.collapse_action.setCheckable(True)
         self.collapse_action.setIconText("Bursts")  # the toolbar's short label
+        self.add_folder_action.setIconText("+ Folder")
         self.help_action.setIconText("?")
         self.expand_action = a("Expand or collapse burst", self.toggle_group, ["Shift+G"],
                                "Show every photo of the current burst, or only its best (Shift+G)")
@@ -468,8 +478,8 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.refit_taste_action = a("Refit my taste", lambda: self.refit_taste(force=True), [],
                                     "Learn “my taste” again from your picks and rejects")
         self.xmp_action = a("Write XMP sidecars", self.write_xmp, [],
-                            "Write flags, ratings and scores of the selected photos (all when none "
-                            "is selected) to .xmp sidecar files")
+                            "Write flags, ratings and scores to .xmp sidecar files: of the selected "
+                            "photos when several are selected, else of every photo")
         self.report_action = a("Export report…", self.choose_report, [],
                                "Save a CSV or JSON report of the photos the filters show")
         # Left/Right only navigate in loupe and compare; the grid's own keys work in the grid.
@@ -511,7 +521,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         tb.addSeparator()
         tb.addWidget(QLabel(" Sort "))
         self.sort_combo = QComboBox()
-        self.sort_combo.setMinimumContentsLength(16)
+        self.sort_combo.setMinimumContentsLength(12)
         self.sort_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.sort_combo.setToolTip("Sort photos by an attribute, a check, rating, flag, label, capture time "
                                    "or file name")
@@ -520,13 +530,13 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.direction_button.setToolTip("Reverse the order")
         fm = self.direction_button.fontMetrics()
         self.direction_button.setFixedWidth(max(fm.horizontalAdvance(t) for t in (
-            "Farthest from 0 first", "Highest first (best)", "Most similar first", "Fewest stars first")) + 16)
+            "Most similar first", "Rejects first", "Oldest first", "Fewest stars")) + 16)
         tb.addWidget(self.direction_button)
         tb.addSeparator()
         tb.addAction(self.collapse_action)
         self.best_combo = QComboBox()
         self.best_combo.setToolTip("What decides the best photo of a burst")
-        self.best_combo.setMinimumContentsLength(12)
+        self.best_combo.setMinimumContentsLength(9)
         self.best_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         tb.addWidget(self.best_combo)
         tb.addSeparator()
@@ -545,16 +555,16 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.search_box = SearchBox()
         self.search_box.setPlaceholderText("Search, e.g. “dog on a beach”")
         self.search_box.setClearButtonEnabled(True)
-        self.search_box.setFixedWidth(230)
+        self.search_box.setFixedWidth(180)
         self.search_box.setToolTip("Rank the photos in view by how well they match a description "
                                    "(Enter runs, Esc clears)")
         tb.addWidget(self.search_box)
         tb.addSeparator()
-        tb.addWidget(QLabel("Size "))
         self.size_slider = QSlider(Qt.Orientation.Horizontal)
         self.size_slider.setRange(THUMB_MIN, THUMB_MAX)
-        self.size_slider.setFixedWidth(120)
+        self.size_slider.setFixedWidth(100)
         self.size_slider.setToolTip("Thumbnail size")
+        self.size_slider.setAccessibleName("Thumbnail size")
         tb.addWidget(self.size_slider)
         tb.addAction(self.help_action)
         # Arrow keys move between photos: only the search field keeps the keyboard.

@@ -48,10 +48,13 @@ class DialogActions:
             self.edit_attribute(name, dlg.spec())
 
     def write_xmp(self, ids: list[int] | None = None) -> Job:
-        """Write XMP sidecars of ``ids`` (default: the selection, or every photo)."""
+        """Write XMP sidecars of ``ids`` (default: the selected photos when several are
+        selected, else every photo: one selected photo is just the grid's cursor)."""
         from photosense.curation.xmp import write_sidecars
 
-        ids = ids if ids is not None else (self.selected_ids() or None)
+        if ids is None:
+            selected = self.selected_ids()
+            ids = selected if len(selected) > 1 else None
         library = self.library
 
         def work(ctx: JobContext):

@@ -108,21 +108,24 @@ class SortFilterSearch:
             self.direction_button.setText("Most similar first")
             self.direction_button.setToolTip("Ordered by the search; click to go back to the sort order")
             return
-        self.direction_button.setToolTip("Reverse the order")
         q = self.model.query
         desc = self.natural_descending(q.sort) if q.descending is None else q.descending
         if q.sort in BASIC_SORTS:
             self.direction_button.setText({
                 "capture_time": "Newest first" if desc else "Oldest first",
-                "rating": "Most stars first" if desc else "Fewest stars first",
+                "rating": "Most stars" if desc else "Fewest stars",
                 "flag": "Picks first" if desc else "Rejects first",
             }.get(q.sort, "Z→A" if desc else "A→Z"))
-        elif self.key_direction(q.sort) == NEAR_ZERO:
-            self.direction_button.setText("Farthest from 0 first" if desc else "Closest to 0 first")
+            self.direction_button.setToolTip("Reverse the order")
+            return
+        direction = self.key_direction(q.sort)
+        best = desc == (direction == HIGHER)
+        self.direction_button.setText("Best first" if best else "Worst first")
+        if direction == NEAR_ZERO:
+            order = "farthest from 0 first" if desc else "closest to 0 first"
         else:
-            best = desc == (self.key_direction(q.sort) == HIGHER)
-            self.direction_button.setText(("Highest first" if desc else "Lowest first")
-                                          + (" (best)" if best else ""))
+            order = "highest first" if desc else "lowest first"
+        self.direction_button.setToolTip(f"{q.sort}: {order} ({describe(direction)}); click to reverse")
 
     def set_sort(self, key: str, descending: bool | None = None) -> None:
         if key not in dict(self.sort_keys()):
@@ -143,11 +146,17 @@ class SortFilterSearch:
     def apply_filters(self) -> None:
         self.requery(self.sidebar.apply_to(self.model.query))
 
-    def requery(self, query: PhotoQuery | None = None) -> None:
-        """Run a query, keeping the selection and the current photo when they are still shown."""
+    def requery(self, query: PhotoQuery | None = None, keep_scroll: bool = False) -> None:
+        """Run a query, keeping the selection and the current photo when they are still shown;
+        ``keep_scroll``: also at the same height on screen (a re-sort as scores arrive)."""
         query = self.sidebar.apply_to(query or self.model.query)
         if self._restore_selection is None:
             self._restore_selection = (self.selected_ids(), self.current_id())
+        if keep_scroll and self._restore_scroll is None:
+            cur = self.view.currentIndex()
+            rect = self.view.visualRect(cur) if cur.isValid() else None
+            if rect is not None and rect.isValid() and self.view.viewport().rect().intersects(rect):
+                self._restore_scroll = rect.top()
         self.model.arrangement = replace(self.model.arrangement, best_by=self.best_by(query.sort))
         self.model.set_query(query)
         self._update_direction_button()
@@ -166,11 +175,14 @@ class SortFilterSearch:
         self.empty_label.setVisible(count == 0 and bool(self.folders))
         selected, current = self._restore_selection or ([], None)
         self._restore_selection = None
-        self._select_ids(selected, current)
+        offset, self._restore_scroll = self._restore_scroll, None
+        self._select_ids(selected, current, offset)
         self.update_histogram()
         self._update_info()
 
-    def _select_ids(self, ids: list[int], current: int | None) -> None:
+    def _select_ids(self, ids: list[int], current: int | None, offset: int | None = None) -> None:
+        """Select ``ids``, make ``current`` current and show it: centred, or ``offset``
+        pixels from the top of the grid (where it was before a re-sort)."""
         sm = self.view.selectionModel()
         rows = [r for r in (self.model.row_of(i) for i in ids) if r is not None]
         cur_row = self.model.row_of(current) if current is not None else None
@@ -192,6 +204,11 @@ class SortFilterSearch:
             sm.select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         else:
             sm.select(cur, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        if offset is not None and cur_row == self.model.row_of(current):
+            self.view.scrollTo(cur, QAbstractItemView.ScrollHint.PositionAtTop)
+            bar = self.view.verticalScrollBar()
+            bar.setValue(bar.value() + self.view.visualRect(cur).top() - offset)
+            return
         self.view.scrollTo(cur, QAbstractItemView.ScrollHint.PositionAtCenter if ids else
                            QAbstractItemView.ScrollHint.EnsureVisible)
 

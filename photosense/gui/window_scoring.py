@@ -60,10 +60,19 @@ class ScoringAndStatus:
         self.scan_label.show()
         self.scan_bar.show()
 
+    def _refresh_during_scan(self) -> None:
+        """While a folder is being read: show the photos read so far (throttled)."""
+        if self.model.busy or not self.db.idle:
+            self._scan_refresh_timer.start()
+            return
+        self.reload_library_info(requery=True)
+
     @Slot(int, int)
     def _on_watch_scan_progress(self, done: int, total: int) -> None:
         if not self.scan_label.isVisible():
             return  # a late signal of a finished scan
+        if not self._scan_refresh_timer.isActive():
+            self._scan_refresh_timer.start()
         self.scan_label.setText(f"Scanning {done}/{total}")
         self.scan_bar.setRange(0, max(1, total))
         self.scan_bar.setValue(done)
@@ -96,10 +105,32 @@ class ScoringAndStatus:
     @Slot(object)
     def _on_scoring_progress(self, value) -> None:
         if isinstance(value, Progress) and value.stage == "encoding":
+            if self._order_depends_on_scores():
+                # Newly scored photos move to their place: re-sort, at most every few
+                # seconds, keeping the current photo where it is on screen.
+                if not self._resort_timer.isActive():
+                    self._resort_timer.start()
+                return
             now = time.monotonic()
             if now - self._last_row_refresh > 1.0:
                 self._last_row_refresh = now
                 self.model.refresh_rows()  # show new scores in place
+
+    def _order_depends_on_scores(self) -> bool:
+        q = self.model.query
+        return self.model.arrangement.ranking is None and (q.sort not in BASIC_SORTS or bool(q.ranges))
+
+    def _resort_while_scoring(self) -> None:
+        """The debounced re-sort as scores arrive: same current photo, same place on screen."""
+        if self.model.busy:
+            self._resort_timer.start()  # a query or page read is on its way: a moment later
+            return
+        self.requery(keep_scroll=True)
+
+    def score_now(self) -> Job | None:
+        """Scores ▸ Score now: score what has no scores; says so when nothing needs it."""
+        self._score_requested = True
+        return self.start_scoring()
 
     def start_scoring(self) -> Job | None:
         """Score photos that lack scores for the configured model (one job at a time)."""
@@ -126,7 +157,10 @@ class ScoringAndStatus:
     def _on_scored(self, report) -> None:
         self.banner.hide()
         self.problem_log.resolve("model")  # the weights load now
-        if report.cancelled:
+        requested, self._score_requested = getattr(self, "_score_requested", False), False
+        if requested and not (report.cancelled or report.encoded or report.rescored_attributes or report.failed):
+            self.statusBar().showMessage("Everything is already scored", 8000)
+        elif report.cancelled:
             self.statusBar().showMessage(f"Scoring cancelled after {report.encoded} photos", 6000)
         elif report.encoded or report.rescored_attributes:
             failed = f", {report.failed} unreadable" if report.failed else ""
@@ -141,12 +175,12 @@ class ScoringAndStatus:
             self._after_new_scores()
 
     def _after_new_scores(self) -> None:
-        q = self.model.query
-        if q.sort in BASIC_SORTS and not q.ranges:
+        self._resort_timer.stop()
+        if not self._order_depends_on_scores():
             self.model.refresh_rows()  # order unchanged: update in place
             self.update_histogram()
         else:
-            self.requery()  # the order depends on the scores; selection is kept
+            self.requery(keep_scroll=True)  # the order depends on the scores; selection is kept
 
     def _on_scoring_error(self, job: Job, message: str) -> None:
         if isinstance(getattr(job, "exception", None), WeightsUnavailable):
@@ -202,6 +236,8 @@ class ScoringAndStatus:
 
     def run_scan_job(self, work, label: str) -> Job:
         job = Job(work, "scan", kind="scan")
+        # Photos appear as they are read, not only when the whole folder is done.
+        job.progress.connect(lambda _v: self._scan_refresh_timer.isActive() or self._scan_refresh_timer.start())
         job.result.connect(self._on_scanned)
         job.error.connect(self.report_error)
         job.finished.connect(lambda: self.reload_library_info(requery=True))

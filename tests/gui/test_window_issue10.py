@@ -1,0 +1,140 @@
+"""The culling window as a new user meets it (issue 10): a toolbar that fits, keys that stay
+with the photos, views that never show a stale or mixed state, which way is better."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QToolBar
+
+from photosense.gui.settings_dialog import UiPrefs
+from photosense.library import FLAG_PICK, FLAG_REJECT
+from photosense.pipeline import Progress
+from tests.gui.conftest import open_window, wait_idle
+from tests.gui.test_main_window import key, select_row
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.mark.parametrize("width", [1280, 1440, 1920])
+def test_the_toolbar_fits_and_undo_is_an_icon_with_the_step_in_its_tooltip(window, qtbot, width):
+    window.resize(width, 800)
+    qtbot.waitUntil(lambda: window.width() == width)
+    tb = window.findChild(QToolBar, "mainToolbar")
+    for w in (window.search_box, window.size_slider, window.undo_button, window.redo_button,
+              tb.widgetForAction(window.help_action)):
+        assert w.isVisible() and w.geometry().right() <= tb.width(), w
+    select_row(window, qtbot, 0)
+    key(window, qtbot, Qt.Key.Key_P)
+    assert window.undo_button.isEnabled() and window.undo_button.width() == 30
+    assert window.undo_button.text() in ("↶", "")  # an icon, never the step's text
+    assert "Pick 1 photo" in window.undo_button.toolTip()
+    assert window.undo_action.text() == "Undo Pick 1 photo"  # the Edit menu names the step
+    window.undo_button.click()
+    wait_idle(qtbot, window)
+    assert "Pick 1 photo" in window.redo_button.toolTip() and not window.undo_button.isEnabled()
+
+
+def test_after_a_choice_in_a_combo_the_arrow_keys_move_between_photos(window, qtbot):
+    window.activateWindow()
+    select_row(window, qtbot, 0)
+    combo = window.sort_combo
+    combo.setCurrentIndex(combo.findData("sharpness"))
+    combo.activated.emit(combo.currentIndex())
+    wait_idle(qtbot, window)
+    assert window.model.query.sort == "sharpness"
+    assert window.view.hasFocus() and not combo.hasFocus()
+    row = window.model.row_of(window.current_id())  # the current photo is kept by a re-sort
+    key(window, qtbot, Qt.Key.Key_Right)
+    assert window.current_id() == window.model.ids[row + 1]
+    assert window.model.query.sort == "sharpness"  # the key did not change the sort
+
+    flag = window.sidebar.flag_combo
+    flag.setFocus()
+    flag.setCurrentIndex(flag.findData("none"))
+    flag.activated.emit(flag.currentIndex())
+    wait_idle(qtbot, window)
+    assert window.view.hasFocus()
+
+
+def test_sort_combo_offers_rating_flag_label_capture_time_and_name(window, qtbot):
+    keys = [window.sort_combo.itemData(i) for i in range(window.sort_combo.count())]
+    assert {"rating", "flag", "label", "capture_time", "name"} <= set(keys)
+    pid = select_row(window, qtbot, 5)
+    key(window, qtbot, Qt.Key.Key_4)
+    window.set_sort("rating")
+    wait_idle(qtbot, window)
+    assert window.model.ids[0] == pid and window.direction_button.text() == "Most stars"
+
+
+def test_a_search_is_a_sort_the_combo_and_histogram_show_similarity(window, qtbot):
+    window.set_sort("quality")
+    wait_idle(qtbot, window)
+    window.run_search("a cat on a sofa")
+    qtbot.waitUntil(lambda: window.model.arrangement.ranking is not None, timeout=30000)
+    wait_idle(qtbot, window)
+    assert window.sort_combo.currentText() == "Similarity to “a cat on a sofa”"
+    qtbot.waitUntil(lambda: "similarity" in window.histogram.label())
+    sims = window.model.arrangement.similarity
+    assert sorted(window.histogram.values()) == pytest.approx(sorted(sims[i] for i in window.model.ids))
+    window.clear_search()
+    wait_idle(qtbot, window)
+    assert window.sort_combo.currentData() == "quality"
+    assert window.sort_combo.findData("\x00search") < 0
+    qtbot.waitUntil(lambda: window.histogram.label().startswith("quality"))
+
+
+def test_histogram_of_a_lower_is_better_check_picks_the_low_side(window, qtbot):
+    window.set_sort("noise")
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: window.histogram.label().startswith("noise"))
+    panel = window.histogram
+    assert panel.pick_button.text() == "Pick below" and not panel.higher_better()
+    values = {int(i): float(v) for i, v in zip(*window._histogram_data)}
+    t = float(np.median(list(values.values())))
+    panel.set_threshold(t)
+    panel.pick_button.click()
+    wait_idle(qtbot, window)
+    states = {s.photo_id: s.flag for s in window.library.states(list(values))}
+    assert {pid for pid, f in states.items() if f == FLAG_PICK} == {pid for pid, v in values.items() if v <= t}
+    panel.reject_button.click()
+    wait_idle(qtbot, window)
+    states = {s.photo_id: s.flag for s in window.library.states(list(values))}
+    assert {pid for pid, f in states.items() if f == FLAG_REJECT} == {pid for pid, v in values.items() if v > t}
+    # exposure: the distance from 0, lower is better
+    window.set_sort("exposure")
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: window.histogram.label().startswith("exposure"))
+    assert "distance from 0" in panel.label() and min(panel.values()) >= 0
+
+
+def test_resort_as_scores_arrive_keeps_the_current_photo(qtbot, scored_library, tiny_config):
+    window = open_window(qtbot, scored_library, tiny_config, prefs=UiPrefs(sort="quality"),
+                         resort_debounce=0.05)
+    try:
+        lib = window.library
+        pid = select_row(window, qtbot, 3)
+        before = list(window.model.ids)
+        # New scores arrive (as a scoring batch would write them): the order reverses.
+        model = lib.ensure_model(lib.active_model().key, 1, 100.0)
+        ids = np.array(before)
+        lib.replace_scores(model.id, lib.attribute("quality").id, ids, np.linspace(0.0, 1.0, len(ids)))
+        window._on_scoring_progress(Progress("encoding", 5, 15, 1.0, None))
+        qtbot.waitUntil(lambda: window.model.ids == before[::-1], timeout=5000)
+        wait_idle(qtbot, window)
+        assert window.current_id() == pid
+    finally:
+        window.shutdown()
+
+
+def test_quit_is_in_the_file_menu_with_ctrl_q(window):
+    assert window.quit_action.shortcut().toString() == "Ctrl+Q"
+    file_menu = window.menuBar().actions()[0].menu()
+    assert window.quit_action in file_menu.actions()
+
+
+def test_score_now_says_everything_is_already_scored(window, qtbot):
+    window.score_now()
+    wait_idle(qtbot, window, timeout=30000)
+    assert window.statusBar().currentMessage() == "Everything is already scored"
