@@ -35,7 +35,7 @@ class DialogActions:
 
         dlg = AttributeDialog(self, None, {a.name for a in self.attributes})
         if dlg.exec() == QDialog.DialogCode.Accepted:
-            self.add_attribute(dlg.spec())
+            self.add_attribute(dlg.spec(), dlg.direction())
 
     def show_edit_attribute(self, name: str) -> None:
         from photosense.gui.attribute_dialog import AttributeDialog
@@ -43,9 +43,10 @@ class DialogActions:
         info = next((a for a in self.attributes if a.name == name), None)
         if info is None:
             return
-        dlg = AttributeDialog(self, info.spec, {a.name for a in self.attributes if a.name != name})
+        dlg = AttributeDialog(self, info.spec, {a.name for a in self.attributes if a.name != name},
+                              direction=info.direction)
         if dlg.exec() == QDialog.DialogCode.Accepted:
-            self.edit_attribute(name, dlg.spec())
+            self.edit_attribute(name, dlg.spec(), dlg.direction() if dlg.direction() != info.direction else None)
 
     def write_xmp(self, ids: list[int] | None = None) -> Job:
         """Write XMP sidecars of ``ids`` (default: the selected photos when several are

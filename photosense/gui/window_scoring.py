@@ -258,13 +258,37 @@ class ScoringAndStatus:
         self.db.submit(lambda: self.library.remove_folder(folder_id),
                        lambda _r: self.reload_library_info(requery=True), self.report_error)
 
-    def add_attribute(self, spec) -> None:
-        """Add an attribute; its scores for the whole library come from stored features."""
-        self.db.submit(lambda: self.library.add_attribute(spec), self._rescore_attribute, self.report_error)
+    def add_attribute(self, spec, direction: str | None = None) -> None:
+        """Add an attribute; its scores for the whole library come from stored features.
+        ``direction``: which way is better (photosense.library.direction; default higher)."""
+        def work():
+            info = self.library.add_attribute(spec)
+            if direction is not None:
+                info = self.library.set_attribute_direction(info.name, direction)
+            return info
 
-    def edit_attribute(self, name: str, spec) -> None:
-        self.db.submit(lambda: self.library.update_attribute(name, spec), self._rescore_attribute,
-                       self.report_error)
+        self.db.submit(work, self._rescore_attribute, self.report_error)
+
+    def edit_attribute(self, name: str, spec, direction: str | None = None) -> None:
+        """Change an attribute's name or prompts, and (``direction``) which way is better:
+        a new direction alone keeps the scores and re-sorts."""
+        library = self.library
+
+        def work():
+            before = library.attribute(name)
+            info = library.update_attribute(name, spec)
+            if direction is not None:
+                info = library.set_attribute_direction(info.name, direction)
+            return info, before.spec.prompt_texts() != info.spec.prompt_texts()
+
+        def done(result) -> None:
+            info, rescore = result
+            if rescore:
+                self._rescore_attribute(info)
+            else:
+                self.reload_library_info(requery=True)
+
+        self.db.submit(work, done, self.report_error)
 
     def _rescore_attribute(self, attr: AttributeInfo) -> Job:
         from photosense.pipeline import rescore_attributes

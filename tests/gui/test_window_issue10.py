@@ -138,3 +138,30 @@ def test_score_now_says_everything_is_already_scored(window, qtbot):
     window.score_now()
     wait_idle(qtbot, window, timeout=30000)
     assert window.statusBar().currentMessage() == "Everything is already scored"
+
+
+def test_attribute_dialog_opens_without_errors_and_sets_which_way_is_better(window, qtbot):
+    from photosense.gui.attribute_dialog import AttributeDialog
+    from photosense.library.direction import LOWER
+
+    dlg = AttributeDialog(window, None, {"quality"})
+    qtbot.addWidget(dlg)
+    dlg.show()
+    assert not dlg.error_label.isVisible() and not dlg.is_valid()  # nothing typed yet
+    qtbot.keyClicks(dlg.name, "quality")
+    assert dlg.error_label.isVisible() and "already exists" in dlg.errors()
+    dlg.close()
+
+    info = window.library.attribute("noisy")
+    edit = AttributeDialog(window, info.spec, set(), direction=info.direction)
+    qtbot.addWidget(edit)
+    assert edit.direction() == LOWER  # "noisy": less noise is better
+    scored = {r.id: r.scores["quality"] for r in window.library.rows(window.model.ids)}
+    window.set_sort("quality")
+    wait_idle(qtbot, window)
+    window.edit_attribute("quality", window.library.attribute("quality").spec, LOWER)
+    wait_idle(qtbot, window)
+    assert window.library.attribute("quality").direction == LOWER
+    assert window.model.ids == sorted(scored, key=lambda i: (scored[i], i))  # best (lowest) first now
+    assert window.direction_button.text() == "Best first"
+    assert {r.id: r.scores["quality"] for r in window.library.rows(window.model.ids)} == scored  # kept
