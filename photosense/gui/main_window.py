@@ -662,6 +662,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
             self.folders = folders
             self.attributes = attributes
             self.sidebar.set_folders(folders)
+            self.refresh_flag_counts()
             self.sidebar.set_attributes(attributes)
             self.info.order = [a.name for a in attributes]
             self._fill_sort_combo()

@@ -32,6 +32,7 @@ class CullingActions:
         self.statusBar().showMessage(self.culling.stack.undoText() or "Saved", 2500)
         if ids:
             self._taste_timer.start()  # refit "my taste" once the flags settle
+            self.refresh_flag_counts()
 
     @Slot(object)
     def _on_sidecars_written(self, job) -> None:
@@ -127,7 +128,8 @@ class CullingActions:
         if self.model.group_of(pid) is not None:
             menu.addSeparator()
             n = len(self.model.group_members(pid))
-            text = f"Collapse burst ({n} photos)" if self.model.is_expanded(pid) else f"Expand burst ({n} photos)"
+            text = (f"Collapse burst ({_photos(n)})" if self.model.is_expanded(pid)
+                    else f"Expand burst ({_photos(n)})")
             menu.addAction(text, lambda: self.toggle_group(pid))
             menu.addAction(self.pick_best_action)
         menu.exec(self.view.viewport().mapToGlobal(pos))

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from photosense.errors import WeightsUnavailable
 from photosense.gui.jobs import Job, JobContext
-from photosense.gui.window_common import reporting_scanner, taste_summary
+from photosense.gui.window_common import _photos, reporting_scanner, taste_summary
 from photosense.library import (
     AttributeInfo,
 )
@@ -161,13 +161,13 @@ class ScoringAndStatus:
         if requested and not (report.cancelled or report.encoded or report.rescored_attributes or report.failed):
             self.statusBar().showMessage("Everything is already scored", 8000)
         elif report.cancelled:
-            self.statusBar().showMessage(f"Scoring cancelled after {report.encoded} photos", 6000)
+            self.statusBar().showMessage(f"Scoring cancelled after {_photos(report.encoded)}", 6000)
         elif report.encoded or report.rescored_attributes:
             failed = f", {report.failed} unreadable" if report.failed else ""
             self.statusBar().showMessage(
-                f"Scored {report.encoded} photos in {format_duration(report.seconds)}{failed}", 8000)
+                f"Scored {_photos(report.encoded)} in {format_duration(report.seconds)}{failed}", 8000)
         if report.failed:
-            self.report_error(f"{report.failed} photos could not be read for scoring "
+            self.report_error(f"{_photos(report.failed)} could not be read for scoring "
                               "(see the files marked with “!”)", quiet=True)
         if report.encoded:
             self._bursts_changed()  # new features: bursts may have grown
@@ -376,9 +376,26 @@ class ScoringAndStatus:
         if self._taste_again:
             self._taste_timer.start()
 
-    def _show_taste_status(self, status) -> None:
+    def _show_taste_status(self, status, flagged: tuple[int, int] | None = None) -> None:
         self.taste_status = status
-        self.sidebar.set_taste_status(taste_summary(status), status.describe())
+        if flagged is not None:
+            self._flag_counts = flagged
+        self.sidebar.set_taste_status(taste_summary(status, getattr(self, "_flag_counts", None)),
+                                      status.describe())
+
+    def refresh_flag_counts(self) -> None:
+        """The library's picks and rejects (library thread), for the "my taste" line: it
+        never lags behind the flags."""
+        library = self.library
+
+        def read():
+            from photosense.library import PhotoQuery
+
+            return (len(library.query_ids(PhotoQuery(flag="pick"))),
+                    len(library.query_ids(PhotoQuery(flag="reject"))))
+
+        self.db.submit(read, lambda counts: getattr(self, "taste_status", None) is not None
+                       and self._show_taste_status(self.taste_status, counts))
 
     def report_error(self, message: str, quiet: bool = False, kind: str = "",
                      subject: str | None = None) -> None:

@@ -165,3 +165,36 @@ def test_attribute_dialog_opens_without_errors_and_sets_which_way_is_better(wind
     assert window.model.ids == sorted(scored, key=lambda i: (scored[i], i))  # best (lowest) first now
     assert window.direction_button.text() == "Best first"
     assert {r.id: r.scores["quality"] for r in window.library.rows(window.model.ids)} == scored  # kept
+
+
+def test_grammar_and_my_taste_counts_every_flag_of_the_library():
+    from photosense.gui.window_common import photos, plural, taste_summary
+    from photosense.scoring.taste import TasteStatus
+
+    assert (photos(1), photos(2), plural(1, "pick"), plural(0, "reject")) == ("1 photo", "2 photos", "1 pick",
+                                                                            "0 rejects")
+    status = TasteStatus(model="m", picks=1, rejects=0, min_per_class=5, fitted=False, up_to_date=False)
+    text = taste_summary(status, (5, 2))
+    assert text == ("Needs 4 more picks and 5 more rejects to learn your taste (1 pick, 0 rejects so far; "
+                    "5 picks and 2 rejects in the library, 1 of them scored)")
+    assert "1 picks" not in taste_summary(status)
+
+
+def test_my_taste_line_follows_the_flags_at_once(window, qtbot):
+    window._taste_timer.setInterval(600_000)  # not the refit: the line itself follows
+    select_row(window, qtbot, 0)
+    window.view.selectAll()
+    key(window, qtbot, Qt.Key.Key_X)
+    select_row(window, qtbot, 1)
+    key(window, qtbot, Qt.Key.Key_P)
+    qtbot.waitUntil(lambda: "1 pick," in window.sidebar.taste_label.text())
+    assert "14 rejects" in window.sidebar.taste_label.text()
+
+
+def test_empty_stars_differ_from_the_selected_background():
+    from photosense.gui.delegate import CELL_BG, CELL_BG_SELECTED, STAR_OFF, STAR_OFF_SELECTED
+
+    def contrast(a, b):
+        return abs(a.lightness() - b.lightness())
+
+    assert contrast(STAR_OFF_SELECTED, CELL_BG_SELECTED) >= 30 and contrast(STAR_OFF, CELL_BG) >= 30
