@@ -306,6 +306,10 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self._resort_timer.setSingleShot(True)
         self._resort_timer.setInterval(int(resort_debounce * 1000))
         self._resort_timer.timeout.connect(self._resort_while_scoring)
+        self._taste_status_timer = QTimer(self)  # the "my taste" line after a flag
+        self._taste_status_timer.setSingleShot(True)
+        self._taste_status_timer.setInterval(300)
+        self._taste_status_timer.timeout.connect(self._read_taste_status)
         self._scan_refresh_timer = QTimer(self)  # photos appear while a folder is read
         self._scan_refresh_timer.setSingleShot(True)
         self._scan_refresh_timer.setInterval(1000)

@@ -384,18 +384,22 @@ class ScoringAndStatus:
                                       status.describe())
 
     def refresh_flag_counts(self) -> None:
-        """The library's picks and rejects (library thread), for the "my taste" line: it
-        never lags behind the flags."""
+        """Re-read where "my taste" stands and the library's picks and rejects (library
+        thread, a moment after the last flag), so its line never lags behind the flags."""
+        if not self._taste_status_timer.isActive():
+            self._taste_status_timer.start()
+
+    def _read_taste_status(self) -> None:
         library = self.library
 
         def read():
             from photosense.library import PhotoQuery
+            from photosense.scoring.taste import taste_status
 
-            return (len(library.query_ids(PhotoQuery(flag="pick"))),
-                    len(library.query_ids(PhotoQuery(flag="reject"))))
+            return taste_status(library), (len(library.query_ids(PhotoQuery(flag="pick"))),
+                                           len(library.query_ids(PhotoQuery(flag="reject"))))
 
-        self.db.submit(read, lambda counts: getattr(self, "taste_status", None) is not None
-                       and self._show_taste_status(self.taste_status, counts))
+        self.db.submit(read, lambda result: self._show_taste_status(*result))
 
     def report_error(self, message: str, quiet: bool = False, kind: str = "",
                      subject: str | None = None) -> None:
