@@ -124,12 +124,13 @@ class WeightsBanner(QFrame):
         self.hide()
 
     def show_problem(self, message: str) -> None:
+        """Two short lines in the window's words; the technical detail is in the tooltip (and
+        in Problems)."""
         self.text.setText(
-            "Scoring is off: the model weights are not available.\n"
-            f"({message})\n"
-            "photosense downloads the weights on first use when this computer is online, or you "
-            "can choose a local weights file in Settings. Sharpness, exposure and noise checks, "
-            "flags, ratings and export already work.")
+            "Scoring is off: the model's weights are not available.\n"
+            "Choose a weights file in Settings, or Retry when this computer is online. "
+            "Flags, ratings, checks and export work meanwhile.")
+        self.text.setToolTip(message)
         self.show()
 
 
@@ -382,7 +383,6 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         grid_page = QWidget()
         lay = QVBoxLayout(grid_page)
         lay.setContentsMargins(4, 4, 4, 0)
-        lay.addWidget(self.banner)
         lay.addWidget(self.search_bar)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.empty_label, 1)
@@ -402,7 +402,14 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.central.addWidget(self.welcome)
         self.central.addWidget(self.pages)
         self.central.setCurrentWidget(self.pages)
-        self.setCentralWidget(self.central)
+        # The weights notice sits above the pages and the welcome screen: never hidden.
+        outer = QWidget()
+        outer_lay = QVBoxLayout(outer)
+        outer_lay.setContentsMargins(4, 4, 4, 0)
+        outer_lay.setSpacing(4)
+        outer_lay.addWidget(self.banner)
+        outer_lay.addWidget(self.central, 1)
+        self.setCentralWidget(outer)
 
     def _build_docks(self) -> None:
         from photosense.gui.histogram import HistogramPanel

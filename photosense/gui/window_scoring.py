@@ -24,7 +24,7 @@ from photosense.library import (
     AttributeInfo,
 )
 from photosense.library.queries import BASIC_SORTS
-from photosense.pipeline import Progress, ScoringJob, format_duration
+from photosense.pipeline import Progress, ScoreReport, ScoringJob, format_duration
 from photosense.scoring.clipiqa import ClipIQAEngine
 
 log = logging.getLogger("photosense.gui")
@@ -141,6 +141,8 @@ class ScoringAndStatus:
         library, config, engine = self.library, self.engine_config, self.engine
 
         def work(ctx: JobContext):
+            if not any(f.photo_count for f in library.folders()):
+                return ScoreReport()  # an empty library: the model is not even loaded
             return ScoringJob(library, config, engine=engine).run(ctx.progress, ctx.cancel)
 
         job = Job(work, "scoring", kind="scoring")

@@ -198,3 +198,24 @@ def test_empty_stars_differ_from_the_selected_background():
         return abs(a.lightness() - b.lightness())
 
     assert contrast(STAR_OFF_SELECTED, CELL_BG_SELECTED) >= 30 and contrast(STAR_OFF, CELL_BG) >= 30
+
+
+def test_first_start_on_an_empty_library_loads_no_model_and_raises_no_problem(qtbot, tmp_path, tiny_config):
+    from dataclasses import replace
+
+    from photosense.library import Library
+
+    config = replace(tiny_config, weights=str(tmp_path / "nowhere.safetensors"))  # would fail to load
+    with Library(tmp_path / "empty.sqlite3") as lib:
+        window = open_window(qtbot, lib, config)
+        try:
+            window.start_scoring()
+            wait_idle(qtbot, window, timeout=30000)
+            assert window.central.currentWidget() is window.welcome
+            assert not window.engine.loaded and not window.problems and not window.banner.isVisible()
+            # The weights notice, when there is one, is short and shows over the welcome screen.
+            window.banner.show_problem("no file at /x/nowhere.safetensors")
+            assert window.banner.isVisible() and "Settings" in window.banner.text.text()
+            assert "--weights" not in window.banner.text.text() and window.banner.text.text().count("\n") <= 1
+        finally:
+            window.shutdown()
