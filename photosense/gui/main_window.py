@@ -606,6 +606,15 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
             w.hide()
         sb.addPermanentWidget(self.job_bar)
         sb.addPermanentWidget(self.problems_button)
+        # Shown once, for as long as the window is open: flags and ratings cannot be saved.
+        self.read_only_label = QLabel("Read-only library")
+        self.read_only_label.setStyleSheet("color: #e8a33d; padding: 0 6px;")
+        self.read_only_label.setToolTip(
+            f"{self.library.path} can only be read (its file or folder is not writable): photos can "
+            "be viewed, sorted and searched, but flags, ratings, labels and new scores cannot be "
+            "saved. Copy it to a writable folder to cull.")
+        sb.addPermanentWidget(self.read_only_label)
+        self.read_only_label.setVisible(bool(getattr(self.library, "read_only", False)))
         sb.addPermanentWidget(self.count_label)
 
     def _connect(self) -> None:

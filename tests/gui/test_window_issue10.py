@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QToolBar
+from PySide6.QtWidgets import QLabel, QToolBar
 
 from photosense.gui.settings_dialog import UiPrefs
 from photosense.library import FLAG_PICK, FLAG_REJECT
@@ -217,5 +217,26 @@ def test_first_start_on_an_empty_library_loads_no_model_and_raises_no_problem(qt
             window.banner.show_problem("no file at /x/nowhere.safetensors")
             assert window.banner.isVisible() and "Settings" in window.banner.text.text()
             assert "--weights" not in window.banner.text.text() and window.banner.text.text().count("\n") <= 1
+        finally:
+            window.shutdown()
+
+
+def test_a_read_only_library_says_so_once_in_the_status_bar(qtbot, scored_library, tiny_config):
+    from photosense.library import Library
+
+    path = scored_library.path
+    scored_library.close()
+    with Library(path, read_only=True) as lib:
+        window = open_window(qtbot, lib, tiny_config)
+        try:
+            assert window.read_only_label.isVisible() and "cannot" in window.read_only_label.toolTip()
+            labels = [w for w in window.statusBar().findChildren(QLabel) if w.text() == "Read-only library"]
+            assert labels == [window.read_only_label]
+        finally:
+            window.shutdown()
+    with Library(path) as lib:
+        window = open_window(qtbot, lib, tiny_config)
+        try:
+            assert not window.read_only_label.isVisible()
         finally:
             window.shutdown()
