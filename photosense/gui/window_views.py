@@ -162,6 +162,20 @@ class ViewActions:
         self._loupe_id = row.id
         self.loupe.set_photo(row.path, self._title(row), row.companion_path)
         self.loupe.set_culling(row.flag, row.rating, row.color_label)
+        self._preload_neighbours(row.id)
+
+    def _preload_neighbours(self, pid: int) -> None:
+        """Decode the photos before and after the one in the loupe, so → and ← are instant."""
+        row = self.model.row_of(pid)
+        if row is None:
+            return
+        items = []
+        for r in (row + 1, row - 1):
+            if 0 <= r < self.model.total():
+                neighbour = self.model.photo_row(self.model.ids[r])
+                if neighbour is not None:
+                    items.append((neighbour.path, neighbour.companion_path))
+        self.loupe.preload(items)
 
     def _title(self, row: PhotoRow) -> str:
         key = self.model.query.sort

@@ -240,3 +240,54 @@ def test_a_read_only_library_says_so_once_in_the_status_bar(qtbot, scored_librar
             assert not window.read_only_label.isVisible()
         finally:
             window.shutdown()
+
+
+def test_loupe_rescales_in_the_background_and_shows_a_preloaded_neighbour_at_once(qtbot, tmp_path):
+    """A 24 MP photo: a zoom step below 100 % paints at once (a stand-in) and turns sharp
+    when the background downscale arrives; a preloaded neighbour is shown without decoding.
+    Prints the measured times (no timing assertions)."""
+    import time
+
+    from PIL import Image
+
+    from photosense.gui.loupe import LoupeView
+
+    paths = []
+    for i, color in enumerate([(180, 40, 40), (40, 160, 60)]):
+        img = Image.linear_gradient("L").resize((6000, 4000)).convert("RGB")
+        img.paste(color, (0, 0, 3000, 2000))
+        path = tmp_path / f"big{i}.jpg"
+        img.save(path, quality=85)
+        paths.append(str(path))
+    loupe = LoupeView()
+    qtbot.addWidget(loupe)
+    loupe.resize(1400, 900)
+    loupe.show()
+    qtbot.waitExposed(loupe)
+    with qtbot.waitSignal(loupe.loaded, timeout=30000):
+        loupe.set_photo(paths[0])
+    qtbot.waitUntil(loupe.is_sharp, timeout=10000)
+
+    loupe.zoom_by(1.25)  # a wheel notch, still below 100 %
+    t0 = time.perf_counter()
+    loupe.repaint()
+    notch_ms = (time.perf_counter() - t0) * 1000
+    assert not loupe.is_sharp()  # the downscale for this level is on its way, not in paint
+    qtbot.waitUntil(loupe.is_sharp, timeout=10000)
+
+    loupe.preload([(paths[1], None)])
+    qtbot.waitUntil(lambda: paths[1] in loupe.preloaded(), timeout=30000)
+    t0 = time.perf_counter()
+    loupe.set_photo(paths[1])
+    loupe.repaint()
+    next_ms = (time.perf_counter() - t0) * 1000
+    assert loupe.is_loaded() and loupe.path() == paths[1]  # shown from the preload, no decoding
+    assert loupe.image_size().width() == 6000
+    qtbot.waitUntil(loupe.is_sharp, timeout=10000)
+    t0 = time.perf_counter()
+    loupe.set_photo(paths[0])  # back: still kept
+    loupe.repaint()
+    back_ms = (time.perf_counter() - t0) * 1000
+    assert loupe.is_loaded()
+    print(f"\nloupe, 24 MP: wheel notch paint {notch_ms:.0f} ms; next photo (preloaded) shown in "
+          f"{next_ms:.0f} ms; previous photo in {back_ms:.0f} ms")
