@@ -233,8 +233,6 @@ class LoupeView(QWidget):
         self._scale_request = 0
         self._scale_want: QSize | None = None  # the size being scaled to in the background
         self._scale_job: _ScaleJob | None = None
-        self._scale_signals = _ScaleSignals(self)
-        self._scale_signals.scaled.connect(self._on_scaled)
         # Decoded photos by path (the shown one and the preloaded neighbours), newest last.
         self._decoded: dict[str, tuple[QImage, int, int, str]] = {}
         self._preloads: dict[int, tuple[str, _LoadJob]] = {}  # token -> (path, job)
@@ -291,7 +289,7 @@ class LoupeView(QWidget):
             if path in self._decoded or path in loading or path == self._path:
                 continue
             self._preload_token -= 1  # negative: never a token of the shown photo
-            signals = _LoadSignals(self)
+            signals = _LoadSignals()
             signals.loaded.connect(self._on_preloaded)
             signals.source.connect(self._on_preload_source)
             job = _LoadJob(self._preload_token, path, signals, companion)
@@ -373,7 +371,9 @@ class LoupeView(QWidget):
             return
         self._cancel_scale()
         self._scale_want = size
-        self._scale_job = _ScaleJob(self._scale_request, self._image, size, self._scale_signals)
+        signals = _ScaleSignals()  # owned by the job: it outlives a closed view
+        signals.scaled.connect(self._on_scaled)
+        self._scale_job = _ScaleJob(self._scale_request, self._image, size, signals)
         loader_pool().start(self._scale_job)
 
     @Slot(int, QImage)
