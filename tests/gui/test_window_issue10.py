@@ -291,3 +291,16 @@ def test_loupe_rescales_in_the_background_and_shows_a_preloaded_neighbour_at_onc
     assert loupe.is_loaded()
     print(f"\nloupe, 24 MP: wheel notch paint {notch_ms:.0f} ms; next photo (preloaded) shown in "
           f"{next_ms:.0f} ms; previous photo in {back_ms:.0f} ms")
+
+
+def test_the_background_downscale_keeps_size_and_colours(qtbot):
+    from PySide6.QtCore import QSize
+    from PySide6.QtGui import QColor, QImage
+
+    from photosense.gui.loupe import scaled_image
+
+    img = QImage(600, 400, QImage.Format.Format_RGB32)
+    img.fill(QColor(200, 30, 90))
+    out = scaled_image(img, QSize(150, 100))
+    c = out.pixelColor(70, 50)
+    assert out.size() == QSize(150, 100) and (c.red(), c.green(), c.blue()) == (200, 30, 90)
