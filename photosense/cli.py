@@ -463,6 +463,8 @@ def cmd_attr(args) -> int:
 
 
 def _row_object(row) -> dict:
+    from photosense.curation.report import public_faces
+
     return {
         "path": display_path(row.path),
         "companion": display_path(row.companion_path) if row.companion_path else None,
@@ -470,7 +472,8 @@ def _row_object(row) -> dict:
         "rating": row.rating,
         "label": row.color_label,
         "scores": row.scores,
-        "checks": row.checks,
+        "checks": {**row.checks, **row.face_checks},
+        "faces": public_faces(row.faces),
         "width": row.width,
         "height": row.height,
         "capture_time": row.capture_time.isoformat() if row.capture_time else None,
@@ -502,6 +505,8 @@ def _say_resolution(lib) -> int | None:
 
 
 def _fmt(value) -> str:
+    if isinstance(value, int):
+        return str(value)
     return "-" if value is None else f"{value:.3f}"
 
 
@@ -543,15 +548,21 @@ def cmd_list(args) -> int:
         write_csv(out, rows, attr_names)
     else:
         flags = {"pick": "P", "reject": "X", "none": " "}
-        header = f"{'flag':4s} {'stars':5s} {sort[:10]:>10s}  path"
+        header = f"{'flag':4s} {'stars':5s} {sort[:10]:>10s} {'faces':>5s} {'blink':>5s}  path"
         print(header, file=out)
         for r in rows:
-            value = r.checks.get(sort) if sort in r.checks else r.scores.get(sort)
+            face_checks = r.face_checks
+            if sort in face_checks:
+                value = face_checks[sort]
+            else:
+                value = r.checks.get(sort) if sort in r.checks else r.scores.get(sort)
             shown = _fmt(value) if sort not in ("name", "capture_time") else ""
             note = " [missing]" if r.missing else ""
             note += f" [error: {r.error}]" if r.error else ""
-            print(f"{flags[r.flag_name]:4s} {'*' * r.rating:5s} {shown:>10s}  "
-                  f"{display_path(r.path)}{note}", file=out)
+            count = "-" if face_checks["faces"] is None else str(face_checks["faces"])
+            closed = "-" if face_checks["eyes_closed"] is None else str(face_checks["eyes_closed"])
+            print(f"{flags[r.flag_name]:4s} {'*' * r.rating:5s} {shown:>10s} {count:>5s} "
+                  f"{closed:>5s}  {display_path(r.path)}{note}", file=out)
         _info(f"{len(rows)} photos")
     return EXIT_OK
 

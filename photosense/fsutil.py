@@ -15,6 +15,7 @@ import re
 import socket
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -47,6 +48,43 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+_batch = threading.local()  # .folders: the folders to fsync when this thread's batch ends
+
+
+def fsync_folder(directory: str) -> None:
+    """Make the renames in ``directory`` durable (a no-op where folders cannot be opened)."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems refuse: the files themselves are synced
+        log.debug("cannot fsync folder %s: %s", directory, exc)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def fsync_batch() -> Iterator[None]:
+    """Many atomic writes as one batch (a run of XMP sidecars): each file is still synced
+    before it is renamed into place, so a crash leaves the old file or the new one, never half;
+    the folders' renames are synced once per folder when the batch ends, not once per file."""
+    outer = getattr(_batch, "folders", None)
+    if outer is not None:
+        yield  # nested: the outer batch syncs
+        return
+    _batch.folders = folders = {}
+    try:
+        yield
+    finally:
+        _batch.folders = None
+        for directory in folders:
+            fsync_folder(directory)
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike, *, prefix: str = ".photosense-",
                 fsync: bool = True) -> Iterator[str]:
@@ -75,6 +113,12 @@ def atomic_path(target: str | os.PathLike, *, prefix: str = ".photosense-",
         except OSError:
             pass
         raise
+    if fsync:
+        folders = getattr(_batch, "folders", None)
+        if folders is None:
+            fsync_folder(directory)
+        else:
+            folders[directory] = None
 
 
 @contextmanager

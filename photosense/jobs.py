@@ -73,6 +73,7 @@ class Progress:
     rate: float = 0.0
     eta: float | None = None
     max_side: int | None = None  # scoring: the size this pass encodes at (a preview's is smaller)
+    note: str = ""  # what this pass is, when it is not the plain one ("384 px preview")
 
     def line(self) -> str:
         eta = "" if self.eta is None else f", ETA {format_duration(self.eta)}"
@@ -84,7 +85,7 @@ class Progress:
         """ "12 of 60 scored — 3.2 photos/s, 15s left" (no counts while the total is unknown)."""
         if not self.total:
             return ""
-        parts = [f"{self.done} of {self.total} {verb}"]
+        parts = [f"{self.done} of {self.total} {verb}" + (f" ({self.note})" if self.note else "")]
         extra = [p for p in (format_rate(self.rate),
                              "" if self.eta is None or self.done >= self.total
                              else f"{format_duration(self.eta)} left") if p]
@@ -138,6 +139,11 @@ class JobControl:
     def cancelled(self) -> bool:
         return self.cancel.is_set()
 
+    @property
+    def job(self) -> Job:
+        """The job itself (to name what it turned out to work on: ``job.subject``)."""
+        return self._job
+
 
 class Job:
     """One unit of background work (see the module docstring)."""
@@ -163,6 +169,7 @@ class Job:
         self.on_progress: list[Callable[[Job, Any], None]] = []
         self.on_started: list[Callable[[Job], None]] = []
         self.on_finished: list[Callable[[Job], None]] = []
+        self.subject: str | None = None  # the file or folder it concerns, once known
         self.started_at: float | None = None
         self.finished_at: float | None = None
 

@@ -12,6 +12,7 @@ called between two batches (a ``ModelScheduler`` runs interactive requests there
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -265,6 +266,12 @@ class ScoringJob:
 
     def _encode(self, todo, model, scorer, attrs, report, emit, cancel, start, max_side: int) -> None:
         total = len(todo)
+        if max_side != self.config.max_side:
+            base_emit = emit
+            note = f"{max_side} px preview"
+
+            def emit(p: Progress) -> None:
+                base_emit(dataclasses.replace(p, note=note))
         batch_size = max(1, self.config.batch_size)
         emit(Progress("encoding", 0, total, 0.0, None, max_side))
         if not todo:

@@ -56,6 +56,7 @@ class WatchService:
         self.scanner = Scanner(library)
         self.watcher: FolderWatcher | None = None
         self._threads: list[threading.Thread] = []
+        self.current: Job | None = None  # the job the watch thread runs now (cancelled on stop)
 
     def start(self) -> None:
         """Watch every library folder, then scan them all and score in the background."""
@@ -75,6 +76,8 @@ class WatchService:
         daemon still busy past it is abandoned). True when every thread ended."""
         deadline = time.monotonic() + timeout
         self.stop_event.set()
+        if self.current is not None:
+            self.current.cancel()
         self._wake.set()
         if self.watcher is not None:
             self.watcher.stop()
@@ -92,6 +95,9 @@ class WatchService:
         """Run a job on this thread; its error goes to the events (it never escapes)."""
         if self.events.job:
             self.events.job(job)
+        self.current = job
+        if self.stop_event.is_set():
+            job.cancel()
         job.run()
         if job.error is not None:
             what = {"scan": "scan failed", "scoring": "scoring failed"}.get(job.kind, job.name)
@@ -102,7 +108,7 @@ class WatchService:
         return job
 
     def _scan_loop(self) -> None:
-        job = self._run(Job(lambda ctl: self.scanner.scan_all(ctl.scan_progress, self.stop_event),
+        job = self._run(Job(lambda ctl: self.scanner.scan_all(ctl.scan_progress, ctl.cancel),
                             "Scanning folders", "scan"))
         if job.error is None and job.result is not None:
             self._emit_scan(job.result)

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.photos",
     "tests.fixtures.models",
     "tests.fixtures.cli",
+    "tests.fixtures.library",
 ]
 
 

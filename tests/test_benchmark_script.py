@@ -24,3 +24,12 @@ def test_benchmark_prints_json_last_line(model_configs_dir, tmp_path):
     for key in ("model_only_photos_per_s", "end_to_end_photos_per_s", "end_to_end_over_model_only",
                 "attribute_add_s"):
         assert result[key] > 0
+
+
+def test_face_benchmark_prints_json_last_line():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_faces.py"),
+                          "--repeat", "1"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["faces_ms_per_photo"] > 0 and result["side"] == 1024
+    assert result["faces"] >= 2  # the portraits in tests/data/faces were found

@@ -65,7 +65,8 @@ def test_end_to_end_add_score_list_flag(capsys, lib_path, photo_folder, tiny_wei
     assert {"path", "flag", "rating", "scores", "checks", "error", "missing"} <= rows[0].keys()
     q = [r["scores"]["quality"] for r in rows]
     assert q == sorted(q, reverse=True) and all(0 < v < 1 for v in q)
-    assert len(rows[0]["scores"]) == 12 and set(rows[0]["checks"]) == {"sharpness", "exposure", "noise"}
+    assert len(rows[0]["scores"]) == 12 and set(rows[0]["checks"]) == {
+        "sharpness", "exposure", "noise", "faces", "eyes_closed", "eye_sharpness"}
     code, out, _ = run(capsys, "list", "--sort", "quality", "--asc", "--limit", "3", "--format", "json",
                        "--library", lib_path)
     assert [r["scores"]["quality"] for r in json.loads(out)] == sorted(q)[:3]

@@ -33,13 +33,6 @@ def _write(path: Path, data: bytes, mtime: float = 1_600_000_000.0) -> Path:
     return path
 
 
-@pytest.fixture
-def lib(tmp_path):
-    library = Library(tmp_path / "lib.sqlite3")
-    yield library
-    library.close()
-
-
 def _add(lib: Library, folder: Path, files: dict[str, tuple[bytes, float]]) -> dict[str, int]:
     """Write files (name -> (content, sharpness)) into ``folder`` and record them as scanned.
     Returns name -> photo id."""

@@ -353,3 +353,33 @@ def test_sub_second_capture_times_come_from_the_files(tmp_path, real_photos):
     assert [(r.name, r.capture_time.microsecond) for r in rows] == [
         ("b.jpg", 50000), ("c.jpg", 500000), ("a.jpg", 950000)]
     lib.close()
+
+
+def _face(eyes: str, sharp: float) -> dict:
+    return {"box": [0.4, 0.3, 0.1, 0.1], "eyes": eyes, "eye_sharpness": sharp, "openness": 0.3}
+
+
+def test_best_of_a_burst_prefers_open_then_sharpest_eyes_then_the_measure(burst_library):
+    from photosense.curation.groups import best_reason
+
+    lib, ids = burst_library
+    burst = find_groups(lib)[0]  # a1 a2 a3; by sharpness a2 > a3 > a1
+    assert best_of(burst, lib, "sharpness") == ids["a2.jpg"]
+    assert best_reason(burst, ids["a2.jpg"], lib, "sharpness") == "best sharpness of 3"
+    # Someone blinked in a2: it loses, though the sharpest frame overall.
+    lib.store_faces([(ids["a1.jpg"], [_face("open", 0.60), _face("open", 0.50)]),
+                     (ids["a2.jpg"], [_face("closed", 0.70), _face("open", 0.50)]),
+                     (ids["a3.jpg"], [_face("open", 0.40), _face("unclear", 0.30)])])
+    assert best_of(burst, lib, "sharpness") == ids["a1.jpg"]  # open, and sharpest open eyes
+    assert best_reason(burst, ids["a1.jpg"], lib, "sharpness") == \
+        "no closed eyes (1 of 3 with closed eyes), sharpest eyes of 3"
+    # Eyes as sharp (within the tie) in a1 and a3: the measure decides between them.
+    lib.store_faces([(ids["a3.jpg"], [_face("open", 0.58)])])
+    assert best_of(burst, lib, "sharpness") == ids["a3.jpg"]
+    assert best_of_groups([burst], lib, "noise") == [ids["a3.jpg"]]
+    assert best_reason(burst, ids["a3.jpg"], lib, "sharpness") == \
+        "no closed eyes (1 of 3 with closed eyes), eyes as sharp as the sharpest, best sharpness"
+    # Everyone blinked somewhere: fewest is not asked, the sharpest of them wins.
+    lib.store_faces([(ids["a1.jpg"], [_face("closed", 0.6)]), (ids["a3.jpg"], [_face("closed", 0.2)])])
+    assert best_of(burst, lib, "sharpness") == ids["a2.jpg"]
+    assert best_reason(burst, ids["a2.jpg"], lib, "sharpness").startswith("closed eyes in every frame")

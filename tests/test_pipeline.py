@@ -276,9 +276,11 @@ def test_a_new_shoot_is_previewed_then_refined(tmp_path, real_photos, tiny_confi
             active = lib.active_model()
             passes.append((p.max_side, active.key if active else None))
 
-    report = ScoringJob(lib, config).run(seen)
+    notes = []
+    report = ScoringJob(lib, config).run(lambda p: (seen(p), notes.append(p.text())))
     assert report.previewed == 6 and report.encoded == 6
     assert [side for side, _ in passes] == [64, 128]
+    assert "6 of 6 scored (64 px preview)" in " | ".join(notes)  # what the status bar reads
     # While the full pass started, the view showed the complete preview.
     assert passes[1][1].endswith("@64px/fp32")
     assert lib.active_model().key.endswith("@128px/fp32")

@@ -137,13 +137,6 @@ def brightest_side(img: Image.Image) -> str:
 
 
 @pytest.fixture
-def lib(tmp_path):
-    library = Library(tmp_path / "lib.sqlite3")
-    yield library
-    library.close()
-
-
-@pytest.fixture
 def shoot(tmp_path):
     folder = tmp_path / "shoot"
     folder.mkdir()

@@ -74,7 +74,8 @@ def test_csv_and_json_reports_hold_every_photo(scored_library, tmp_path):
     item = next(d for d in data if d["path"].endswith("astronaut.jpg"))
     assert {"path", "flag", "rating", "label", "scores", "checks"} <= item.keys()
     assert item["flag"] == "pick" and item["rating"] == 5 and item["label"] == "red"
-    assert set(item["checks"]) == {"sharpness", "exposure", "noise"}
+    assert set(item["checks"]) == {"sharpness", "exposure", "noise", "faces", "eyes_closed",
+                                   "eye_sharpness"}
     assert set(item["scores"]) == set(attrs)
     assert any(d["path"].endswith("caf\ufffd \ufffd.jpg") for d in data)
 

@@ -10,14 +10,7 @@ import pytest
 from PIL import Image
 
 from photosense.ingest.scan import Scanner, walk_images
-from photosense.library import FLAG_PICK, Library, PhotoQuery
-
-
-@pytest.fixture
-def lib(tmp_path):
-    library = Library(tmp_path / "lib.sqlite3")
-    yield library
-    library.close()
+from photosense.library import FLAG_PICK, PhotoQuery
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, float]]:
@@ -213,9 +206,12 @@ def _shoot_with_other_files(root: Path, jpeg: bytes) -> None:
     for name in ("clip.MOV", "clip2.mov", "day2/clip3.mov", "edit.psd", "README", "notes.txt"):
         (root / name).write_bytes(b"x")
     # Not counted: hidden files and folders, XMP and other apps' sidecars, folders.
-    for name in (".DS_Store", "day2/.hidden/x.mov", "a.jpg.xmp", "a.xmp", "a.pp3", "a.dop",
-                 "IMG_1.AAE"):
+    for name in (".DS_Store", "day2/.hidden/x.mov", "a.pp3", "a.dop", "IMG_1.AAE"):
         (root / name).write_bytes(b"x")
+    empty_packet = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='  # nothing to import
+                    b'"http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>')
+    for name in ("a.jpg.xmp", "a.xmp"):
+        (root / name).write_bytes(empty_packet)
     (root / "empty.folder").mkdir()
 
 

@@ -101,15 +101,6 @@ LIGHTROOM_SIDECAR = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <?xpacket end="w"?>"""
 
 
-@pytest.fixture(scope="session")
-def exiftool() -> str:
-    path = shutil.which("exiftool")
-    if path is None:
-        pytest.fail("exiftool is required by the XMP tests: install it (Debian: "
-                    "apt-get install libimage-exiftool-perl; .ci/run does this)", pytrace=False)
-    return path
-
-
 def read_back(exiftool: str, path: Path, *tags: str) -> dict:
     """What exiftool reads from a sidecar (the tags it does not find are absent)."""
     out = subprocess.run([exiftool, "-j", *(tags or TAGS), str(path)], capture_output=True,
@@ -128,13 +119,6 @@ def shoot(tmp_path, real_photos) -> Path:
         img = real_photos[name]
         img.resize((img.width // 4, img.height // 4)).save(folder / f"{name}.jpg", quality=90)
     return folder
-
-
-@pytest.fixture
-def lib(tmp_path):
-    library = Library(tmp_path / "lib.sqlite3")
-    yield library
-    library.close()
 
 
 def _scan(lib: Library, folder: Path) -> dict[str, int]:

@@ -50,15 +50,6 @@ DIGIKAM_NAMES = {"Red": 1, "Yellow": 3, "Green": 4, "Blue": 5, "Purple": 6}
 MS_PERCENT = (0, 1, 25, 50, 75, 99)
 
 
-@pytest.fixture(scope="session")
-def exiftool() -> str:
-    path = shutil.which("exiftool")
-    if path is None:
-        pytest.fail("exiftool is required by the XMP tests: install it (Debian: "
-                    "apt-get install libimage-exiftool-perl; .ci/run does this)", pytrace=False)
-    return path
-
-
 def exiftool_x(exiftool: str, path: Path) -> dict[str, object]:
     """Every XMP tag exiftool reads (``exiftool -X -n -XMP:all``): "Group:Tag" -> raw value,
     a tuple for a list (exiftool shows a one-item list as a plain value)."""
@@ -131,13 +122,6 @@ def shot(tmp_path, real_photos) -> Path:
     img = real_photos["coffee"]
     img.resize((img.width // 4, img.height // 4)).save(folder / "shot.jpg", quality=90)
     return folder / "shot.jpg"
-
-
-@pytest.fixture
-def lib(tmp_path):
-    library = Library(tmp_path / "lib.sqlite3")
-    yield library
-    library.close()
 
 
 def _scan(lib: Library, folder: Path) -> int:

@@ -50,13 +50,6 @@ def shoot(tmp_path, real_photos) -> Path:
     return folder
 
 
-@pytest.fixture
-def lib(tmp_path):
-    library = Library(tmp_path / "lib.sqlite3")
-    yield library
-    library.close()
-
-
 def _state(lib: Library, pid: int) -> tuple:
     row = lib.rows([pid])[0]
     return row.flag, row.rating, row.color_label

@@ -152,15 +152,18 @@ def score_folder(lib, folder: str, args):
     """Scan ``folder`` into ``lib`` and encode and score what lacks features; returns the
     (loaded) engine and the model info."""
     from photosense.cli import TerminalProgress, _engine_config, display_path, info
+    from photosense.commands import run_as_job
     from photosense.ingest.scan import Scanner
     from photosense.pipeline import ScoringJob
 
     added = lib.add_folder(folder)
-    report = Scanner(lib).scan_folder(added, progress=TerminalProgress("scan"))
+    report = run_as_job(lambda ctl: Scanner(lib).scan_folder(added, progress=ctl.scan_progress, cancel=ctl.cancel),
+                        f"Scanning {display_path(folder)}", "scan", bar="scan")
     info(f"{display_path(folder)}: {report.summary()}")
     config = _engine_config(lib, args)
     job = ScoringJob(lib, config)
-    result = job.run(TerminalProgress("score").progress)
+    bar = TerminalProgress("score")
+    result = run_as_job(lambda ctl: job.run(bar.progress, ctl.cancel, ctl.checkpoint), "Scoring", "scoring")
     info(f"scored {result.encoded} images in {result.seconds:.1f}s"
          + (f", {result.failed} unreadable" if result.failed else ""))
     return job.engine, lib.active_model()
@@ -300,9 +303,13 @@ def make_variant(image, distortion: str, level: float, seed: int = 0):
     raise ValueError(f"unknown distortion {distortion!r}")
 
 
-def write_variants(sources: list[str], out_dir: str, steps: int) -> dict[str, dict[str, list[str]]]:
+def write_variants(sources: list[str], out_dir: str, steps: int, progress=None,
+                   cancel=None) -> dict[str, dict[str, list[str]]]:
     """Variants of each source (longer side at most SYNTHETIC_SIDE) as PNG files in ``out_dir``:
-    {source: {distortion: [path per level]}}. Unreadable sources are skipped (reported)."""
+    {source: {distortion: [path per level]}}. Unreadable sources are skipped (reported).
+    ``progress(done, total)`` after each source; ``cancel`` stops with JobCancelled."""
+    from photosense.jobs import JobCancelled
+
     from photosense.cli import display_path, info
     from photosense.errors import DecodeError
     from photosense.ingest.decode import open_image
@@ -310,6 +317,10 @@ def write_variants(sources: list[str], out_dir: str, steps: int) -> dict[str, di
     levels = distortion_levels(steps)
     plan: dict[str, dict[str, list[str]]] = {}
     for i, src in enumerate(sources):
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled()
+        if progress is not None:
+            progress(i, len(sources))
         try:
             image = open_image(src, max_side=SYNTHETIC_SIDE).convert("RGB")
         except (DecodeError, OSError) as exc:
@@ -324,6 +335,8 @@ def write_variants(sources: list[str], out_dir: str, steps: int) -> dict[str, di
                 make_variant(image, name, level, seed=i * 1000 + k).save(path, compress_level=1)
                 paths.append(path)
             plan[src][name] = paths
+    if progress is not None:
+        progress(len(sources), len(sources))
     return plan
 
 
@@ -333,6 +346,7 @@ def run_synthetic(args) -> int:
     import numpy as np
 
     from photosense.cli import display_path, info
+    from photosense.commands import run_as_job
     from photosense.errors import PhotosenseError
     from photosense.ingest.decode import is_image_path
     from photosense.library import Library
@@ -351,7 +365,9 @@ def run_synthetic(args) -> int:
         variants_dir = os.path.join(tmp, "variants")
         os.mkdir(variants_dir)
         info(f"making {args.steps} steps of {len(DISTORTIONS)} distortions for {len(sources)} photo(s)")
-        plan = write_variants(sources, variants_dir, args.steps)
+        plan = run_as_job(lambda ctl: write_variants(sources, variants_dir, args.steps, ctl.scan_progress,
+                                                     ctl.cancel),
+                          "Making synthetic variants", "bench", bar="variants")
         if not plan:
             raise PhotosenseError(f"no readable photos in {display_path(folder)}")
         with Library(os.path.join(tmp, "bench.sqlite3")) as lib:

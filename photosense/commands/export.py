@@ -43,6 +43,8 @@ def run(args) -> int:
         from photosense.curation.report import report_format
 
         report_format(args.report)  # a bad extension fails before any copying
+    from photosense.commands import run_as_job
+
     code = 0
     with open_library(args) as lib:
         if args.dest is not None:
@@ -50,13 +52,16 @@ def run(args) -> int:
         if args.report:
             from photosense.curation.report import write_report
 
-            n = write_report(lib, args.report)
+            n = run_as_job(lambda ctl: write_report(lib, args.report, progress=ctl.scan_progress,
+                                                    cancel=ctl.cancel),
+                           "Writing the report", "report", bar="report")
             info(f"report of {n} photo{'s' if n != 1 else ''} written to {display_path(args.report)}")
     return code
 
 
 def _export(lib, args) -> int:
-    from photosense.cli import TerminalProgress, print_file_report
+    from photosense.cli import print_file_report
+    from photosense.commands import run_as_job
     from photosense.curation.export import ExportOptions, export_photos
 
     flag = args.flag
@@ -64,5 +69,6 @@ def _export(lib, args) -> int:
         flag = "any" if (args.top or args.top_percent) and args.by else "pick"
     options = ExportOptions(dest=Path(args.dest), flag=None if flag == "any" else flag,
                             top=args.top, top_percent=args.top_percent, by=args.by, link=args.link)
-    report = export_photos(lib, options, progress=TerminalProgress("export"))
+    report = run_as_job(lambda ctl: export_photos(lib, options, progress=ctl.scan_progress, cancel=ctl.cancel),
+                        "Exporting", "export", bar="export")
     return print_file_report(report)

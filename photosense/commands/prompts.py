@@ -86,11 +86,25 @@ def _train(args) -> int:
     from photosense.cli import TerminalProgress
     from photosense.scoring import coop
 
+    from photosense.commands import run_as_job
+    from photosense.jobs import JobCancelled
+
     bar = TerminalProgress("train")
     kwargs = {"classnames": classnames} if classnames else {}
-    result = coop.train_prompts(engine, features, targets, epochs=args.epochs, lr=args.lr,
-                                batch_size=args.train_batch, progress=lambda e, n, loss: bar(e, n, f"loss {loss:.4f}"),
-                                **kwargs)
+
+    def train(ctl):
+        def progress(epoch: int, epochs: int, loss: float) -> None:
+            ctl.progress((epoch, epochs))
+            bar(epoch, epochs, f"loss {loss:.4f}")
+
+        trained = coop.train_prompts(engine, features, targets, epochs=args.epochs, lr=args.lr,
+                                     batch_size=args.train_batch, progress=progress, cancel=ctl.cancel,
+                                     **kwargs)
+        if trained.cancelled:
+            raise JobCancelled()  # nothing half-trained is saved
+        return trained
+
+    result = run_as_job(train, "Training prompts", "prompts")
     result.prompts.info.update({"name": name, "source": source})
     out = args.out or str(coop.prompts_dir() / f"{_file_name(name)}.safetensors")
     saved = coop.save_prompts(out, result.prompts)

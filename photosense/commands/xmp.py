@@ -48,26 +48,34 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from photosense.cli import (
         EXIT_ERROR,
-        TerminalProgress,
         display_path,
         info,
         open_library,
         print_file_report,
     )
+    from photosense.commands import run_as_job
     from photosense.curation import xmp
+    from photosense.fsutil import fsync_batch
     from photosense.library import PhotoQuery
 
     with open_library(args) as lib:
         if args.xmp_command == "write":
             flag = None if args.flag == "any" else args.flag
             ids = lib.query_ids(PhotoQuery(flag=flag, include_missing=False))
-            report = xmp.write_sidecars(lib, ids, progress=TerminalProgress("xmp"),
-                                        style=args.style)
+
+            def write(ctl):
+                with fsync_batch():  # each folder's renames synced once, at the end
+                    return xmp.write_sidecars(lib, ids, progress=ctl.scan_progress, style=args.style,
+                                              cancel=ctl.cancel)
+
+            report = run_as_job(write, "Writing XMP sidecars", "xmp", bar="xmp")
             return print_file_report(report)
         if args.xmp_command == "read":
             paths = [r.path for r in lib.rows(lib.query_ids(PhotoQuery(include_missing=False)))]
             errors: list[tuple[str, str]] = []
-            n = xmp.import_sidecars(lib, paths, conflict=args.conflict, errors=errors)
+            n = run_as_job(lambda ctl: xmp.import_sidecars(lib, paths, conflict=args.conflict, errors=errors,
+                                                           progress=ctl.scan_progress, cancel=ctl.cancel),
+                           "Reading XMP sidecars", "xmp-import", bar="xmp")
             for path, message in errors:
                 info(f"  skipped {display_path(path)}: {message}")
             info(f"{n} photo{'s' if n != 1 else ''} updated from sidecars"

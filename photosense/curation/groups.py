@@ -161,18 +161,78 @@ def _burst_links(times: np.ndarray, matrix: np.ndarray, rows: np.ndarray, window
             yield int(part[k]), int(part[k] + 1)
 
 
+#: Eye sharpness this close to a group's sharpest counts as "as sharp" (the attribute decides).
+EYE_SHARPNESS_TIE = 0.05
+
+
+def _eye_key(group: Group, faces: dict[int, tuple[int, int, float | None]]):
+    """Per member, (someone blinked, eyes less sharp than the group's sharpest): False sorts
+    first. All False for a group in which no faces were found."""
+    sharp = [faces[p][2] for p in group.ids if p in faces and faces[p][2] is not None]
+    if not sharp:
+        return lambda pid: (False, False)
+    open_sharp = [faces[p][2] for p in group.ids
+                  if p in faces and faces[p][2] is not None and faces[p][1] == 0]
+    top = max(open_sharp or sharp)
+
+    def key(pid):
+        count, closed, value = faces.get(pid, (0, 0, None))
+        return (closed > 0, value is None or value < top - EYE_SHARPNESS_TIE)
+
+    return key
+
+
 def best_of_groups(groups: Sequence[Group], library: Library, by: str,
                    model: str | None = None) -> list[int]:
-    """The best member of each group by ``by`` (an attribute or a check, in its natural
-    order: noise lowest, scores highest): what a view sorted by ``by`` shows first. Members
-    without a value come last; ties go to the name order. One query for all groups."""
+    """The best member of each group: where faces were found, first a frame in which nobody's
+    eyes are closed, then one whose eyes are (within EYE_SHARPNESS_TIE) the sharpest; then by
+    ``by`` (an attribute or a check, in its natural order: noise lowest, scores highest), as
+    a view sorted by ``by`` shows first. Members without a value come last; ties go to the
+    name order. One query for all groups."""
     if not groups:
         return []
-    all_ids = sorted({i for g in groups for i in g.ids})
+    best = best_chooser(library, {i for g in groups for i in g.ids}, by, model)
+    return [best(g) for g in groups]
+
+
+def best_chooser(library: Library, ids, by: str, model: str | None = None,
+                 ) -> Callable[[Group], int]:
+    """A function giving the best member of a group (of photos among ``ids``), as
+    ``best_of_groups`` chooses it; the library is read once, here."""
+    all_ids = sorted(ids)
     ranked = library.query_ids(PhotoQuery(sort=by, ids=all_ids, model=model))
     rank = {pid: r for r, pid in enumerate(ranked)}
     last = len(ranked)
-    return [min(g.ids, key=lambda pid: rank.get(pid, last)) for g in groups]  # min: first wins ties
+    faces = library.face_summaries(all_ids)
+
+    def best(g: Group) -> int:
+        eyes = _eye_key(g, faces)
+        return min(g.ids, key=lambda pid: (*eyes(pid), rank.get(pid, last)))  # first wins ties
+
+    return best
+
+
+def best_reason(group: Group, best: int, library: Library, by: str) -> str:
+    """One line saying why ``best`` won its group: "no closed eyes, sharpest eyes of 6"."""
+    n = len(group.ids)
+    faces = library.face_summaries(group.ids)
+    with_faces = [p for p in group.ids if faces.get(p, (0, 0, None))[0] > 0]
+    if not with_faces:
+        return f"best {by} of {n}"
+    _count, closed, sharp = faces.get(best, (0, 0, None))
+    blinked = sum(1 for p in with_faces if faces[p][1] > 0)
+    if closed == 0:
+        parts = ["no closed eyes" + (f" ({blinked} of {n} with closed eyes)" if blinked else "")]
+    else:
+        parts = [f"closed eyes in every frame ({closed} here)"] if blinked == len(with_faces) \
+            else [f"{closed} with closed eyes"]
+    rivals = [faces[p][2] for p in with_faces
+              if faces[p][2] is not None and (faces[p][1] == 0 or closed > 0)]
+    if sharp is not None and rivals and sharp >= max(rivals):
+        parts.append(f"sharpest eyes of {n}")
+    elif sharp is not None:
+        parts.append(f"eyes as sharp as the sharpest, best {by}")
+    return ", ".join(parts)
 
 
 def best_of(group: Group, library: Library, by: str, model: str | None = None) -> int:

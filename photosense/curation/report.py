@@ -16,7 +16,7 @@ from pathlib import Path
 
 from photosense.errors import PhotosenseError
 from photosense.fsutil import atomic_write
-from photosense.library import CHECK_NAMES, Library, PhotoQuery, PhotoRow
+from photosense.library import CHECK_NAMES, FACE_CHECK_NAMES, Library, PhotoQuery, PhotoRow
 
 FORMATS = {".csv": "csv", ".json": "json"}
 _TEMP_PREFIX = ".photosense-report-"
@@ -44,10 +44,19 @@ def _row_object(row: PhotoRow) -> dict:
         "rating": row.rating,
         "label": row.color_label,
         "scores": dict(row.scores),
-        "checks": {name: row.checks.get(name) for name in CHECK_NAMES},
+        "checks": {**{name: row.checks.get(name) for name in CHECK_NAMES}, **row.face_checks},
+        "faces": public_faces(row.faces),
         "missing": row.missing,
         "error": row.error,
     }
+
+
+def public_faces(faces: list[dict] | None) -> list[dict] | None:
+    """A photo's faces as reports show them: box, eyes and eye sharpness of each."""
+    if faces is None:
+        return None
+    return [{"box": list(f["box"]), "eyes": f["eyes"], "eye_sharpness": f["eye_sharpness"]}
+            for f in faces]
 
 
 # A cell beginning with one of these is a formula to Excel, LibreOffice and Google Sheets
@@ -63,23 +72,44 @@ def spreadsheet_safe(value):
     return value
 
 
-def write_csv(f, rows: list[PhotoRow], attributes: list[str]) -> None:
+def _each(rows: list[PhotoRow], progress, cancel):
+    """The rows, reporting ``progress(done, total)`` now and then; JobCancelled once
+    ``cancel`` is set (the report being written is then dropped: the old one stays)."""
+    from photosense.jobs import JobCancelled
+
+    total = len(rows)
+    for done, row in enumerate(rows, 1):
+        if done % 500 == 1 or done == total:
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled()
+            if progress is not None:
+                progress(done, total)
+        yield row
+
+
+def write_csv(f, rows: list[PhotoRow], attributes: list[str], progress=None, cancel=None) -> None:
     """One row per photo: path, culling, checks, one column per attribute, missing, error.
     Every cell a user or a file name controls is spreadsheet-safe."""
     w = csv.writer(f, lineterminator="\n")
-    header = ["path", "flag", "rating", "label", *CHECK_NAMES, *attributes, "missing", "error"]
+    header = ["path", "flag", "rating", "label", *CHECK_NAMES, *FACE_CHECK_NAMES, *attributes,
+              "missing", "error"]
     w.writerow([spreadsheet_safe(h) for h in header])
-    for r in rows:
+    for r in _each(rows, progress, cancel):
         checks = ["" if r.checks.get(c) is None else r.checks[c] for c in CHECK_NAMES]
+        face_checks = r.face_checks
+        checks += ["" if face_checks[c] is None else face_checks[c] for c in FACE_CHECK_NAMES]
         scores = [r.scores.get(a, "") for a in attributes]
         w.writerow([spreadsheet_safe(display_path(r.path)), r.flag_name, r.rating,
                     spreadsheet_safe(r.color_label or ""), *checks, *scores, int(r.missing),
                     spreadsheet_safe(r.error or "")])
 
 
-def write_report(library: Library, path: str | os.PathLike, query: PhotoQuery | None = None) -> int:
+def write_report(library: Library, path: str | os.PathLike, query: PhotoQuery | None = None, *,
+                 progress=None, cancel=None) -> int:
     """Write a report of the photos ``query`` selects (default: every photo, by name) to
-    ``path``; the format follows the extension. Returns the number of photos written."""
+    ``path``; the format follows the extension. Returns the number of photos written.
+    ``progress(done, total)`` now and then; ``cancel`` (a threading.Event) stops it with
+    JobCancelled, leaving any previous report at ``path`` as it was."""
     fmt = report_format(path)
     target = Path(path).expanduser()
     rows = library.query(query or PhotoQuery(sort="name"))
@@ -90,9 +120,10 @@ def write_report(library: Library, path: str | os.PathLike, query: PhotoQuery | 
     try:
         with atomic_write(target, "w", encoding="utf-8", newline="", prefix=_TEMP_PREFIX) as f:
             if fmt == "csv":
-                write_csv(f, rows, attributes)
+                write_csv(f, rows, attributes, progress, cancel)
             else:
-                json.dump([_row_object(r) for r in rows], f, indent=2, ensure_ascii=False)
+                json.dump([_row_object(r) for r in _each(rows, progress, cancel)], f, indent=2,
+                          ensure_ascii=False)
                 f.write("\n")
     except OSError as exc:
         raise PhotosenseError(

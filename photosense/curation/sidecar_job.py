@@ -8,8 +8,9 @@ and writes each batch with ``photosense.curation.xmp.write_sidecars`` as one job
 to ``on_report`` with the job, never into the culling write. ``write_changed_sidecars`` does
 the same at once, for short-lived callers (the CLI).
 
-Each sidecar write is atomic (a temporary file renamed over the old one), so a write that is
-abandoned at shutdown leaves the previous sidecar intact.
+Each sidecar write is atomic (a temporary file, synced, renamed over the old one), so a write
+that is abandoned at shutdown leaves the previous sidecar intact. A batch syncs each folder it
+wrote into once, at its end (``photosense.fsutil.fsync_batch``), not once per sidecar.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from photosense.fsutil import fsync_batch
 from photosense.jobs import Job, JobControl
 from photosense.library import Library
 
@@ -33,7 +35,8 @@ def write_changed_sidecars(library: Library, ids: Sequence[int], cancel: threadi
         return None
     from photosense.curation.xmp import write_sidecars
 
-    return write_sidecars(library, list(ids), cancel=cancel)
+    with fsync_batch():  # each sidecar synced before its rename; each folder once per batch
+        return write_sidecars(library, list(ids), cancel=cancel)
 
 
 def attach_immediate_writer(library: Library) -> Callable[[list[int]], None]:

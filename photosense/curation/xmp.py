@@ -794,7 +794,8 @@ def _reason(exc: SidecarError, path: str) -> str:
 
 def import_sidecars(library: Library, paths: Iterable[str], *, conflict: str | None = None,
                     style: str | None = None, errors: list[tuple[str, str]] | None = None,
-                    prefer: Mapping[str, str] | None = None) -> int:
+                    prefer: Mapping[str, str] | None = None, progress: ProgressFn | None = None,
+                    cancel: threading.Event | None = None) -> int:
     """Read the sidecars of these photos (library paths) into the library; returns how many
     photos changed. ``conflict`` (default: the library's ``xmp_conflict`` setting): "library"
     keeps the library's values for photos that already have a flag, rating or label;
@@ -805,7 +806,8 @@ def import_sidecars(library: Library, paths: Iterable[str], *, conflict: str | N
     A sidecar that cannot be read, is too large, is malformed or holds a bad value is
     skipped with a warning and appended to ``errors`` as (sidecar path, reason), and it is not
     remembered as read: the next scan tries it again. The others are imported. Does not write
-    sidecars back."""
+    sidecars back. ``progress(done, total)`` after each photo; ``cancel`` stops reading (what
+    was read so far is imported)."""
     paths = list(dict.fromkeys(paths))
     if not paths:
         return 0
@@ -816,7 +818,11 @@ def import_sidecars(library: Library, paths: Iterable[str], *, conflict: str | N
     known = _states_by_path(library, paths)
     changes: list[PhotoState] = []
     marks: list[tuple[str, int, int, int]] = []
-    for path in paths:
+    for done, path in enumerate(paths, 1):
+        if cancel is not None and cancel.is_set():
+            break
+        if progress is not None:
+            progress(done, len(paths))
         if path not in known:
             continue
         pid, companion, flag, rating, label = known[path]

@@ -91,9 +91,19 @@ def run(library_path: str | None, paths: list[str] | tuple[str, ...] = ()) -> in
         folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
         window.add_folder(folder)
     quit_on_signal = SignalQuit(window.close)  # SIGTERM (logout, kill) saves and closes
+    code = 1
     try:
-        return app.exec()
+        code = app.exec()
+        return code
     finally:
         quit_on_signal.restore()
-        window.shutdown()
+        if not window.shutdown():
+            # A job past the 2 s budget (a model load cannot be interrupted) still runs on a
+            # thread that Qt and the interpreter would tear down under it at exit (a crash).
+            # Everything the user did is committed and every file write is atomic, so end
+            # the process here; SQLite rolls back a transaction that never committed.
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         library.close()

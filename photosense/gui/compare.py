@@ -82,6 +82,16 @@ class CompareView(QWidget):
         if self._count:
             self._panes[self._current].toggle_zoom()
 
+    def next_face(self, step: int = 1) -> bool:
+        """Every pane to its own next (or previous) face at 100 %, at once: the panes are
+        not synced to each other for this, since each photo's face is where it is."""
+        self._syncing = True
+        try:
+            moved = [pane.next_face(step) for pane in self.panes()]
+        finally:
+            self._syncing = False
+        return any(moved)
+
     def zoom_fit(self) -> None:
         if self._count:
             self._panes[self._current].zoom_fit()

@@ -34,6 +34,7 @@ STAR_ON = QColor("#f0c24b")
 STAR_OFF = QColor("#4a4a4a")
 STAR_OFF_SELECTED = QColor("#6f7b8e")  # against CELL_BG_SELECTED
 GROUP_BADGE = QColor("#e8a33d")
+BLINK_COLOR = QColor("#ffd54f")  # someone's eyes are closed
 GROUP_MEMBER = QColor("#e8a33d")
 STRIP = 38  # height of the caption strip below the thumbnail
 PAD = 6
@@ -148,6 +149,9 @@ class PhotoDelegate(QStyledItemDelegate):
             self._paint_badge(painter, option.font, badge, area)
         if row.error:
             self._paint_error_mark(painter, area)
+        closed = row.face_checks["eyes_closed"]
+        if closed:
+            self._paint_blink_badge(painter, option.font, closed, thumb_rect)
         size = index.data(GroupSizeRole)
         if size:
             text = self._group_text(size, bool(index.data(GroupExpandedRole)))
@@ -202,6 +206,27 @@ class PhotoDelegate(QStyledItemDelegate):
         painter.setBrush(GROUP_BADGE)
         painter.drawRoundedRect(r, 5, 5)
         painter.setFont(self._group_badge_font(base_font))
+        painter.setPen(QColor("#1e1e1e"))
+        painter.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
+
+    @staticmethod
+    def blink_text(closed: int) -> str:
+        return "blink" if closed == 1 else f"blink ×{closed}"
+
+    def _paint_blink_badge(self, painter: QPainter, base_font: QFont, closed: int,
+                           area: QRect) -> None:
+        """Someone's eyes are closed: an amber tag at the thumbnail's bottom right."""
+        f = QFont(base_font)
+        f.setBold(True)
+        f.setPointSizeF(max(7.0, base_font.pointSizeF() * 0.8))
+        fm = QFontMetrics(f)
+        text = self.blink_text(closed)
+        w, h = fm.horizontalAdvance(text) + 10, fm.height() + 2
+        r = QRectF(area.right() - w - 4, area.bottom() - h - 4, w, h)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(BLINK_COLOR)
+        painter.drawRoundedRect(r, 4, 4)
+        painter.setFont(f)
         painter.setPen(QColor("#1e1e1e"))
         painter.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
 

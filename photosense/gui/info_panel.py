@@ -72,6 +72,23 @@ def check_fraction(name: str, value: float | None) -> tuple[float | None, bool]:
     return value, False
 
 
+def faces_text(row: PhotoRow) -> str:
+    """"2 faces, 1 with closed eyes", "no faces", or "not looked for yet"."""
+    if row.faces is None:
+        return "not looked for yet"
+    if not row.faces:
+        return "no faces"
+    n = len(row.faces)
+    closed = sum(1 for f in row.faces if f.get("eyes") == "closed")
+    unclear = sum(1 for f in row.faces if f.get("eyes") == "unclear")
+    text = f"{n} face{'s' if n != 1 else ''}"
+    if closed:
+        text += f", {closed} with closed eyes"
+    if unclear:
+        text += f", {unclear} unclear"
+    return text
+
+
 class InfoPanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -152,6 +169,7 @@ class InfoPanel(QWidget):
                         + (f"  {row.color_label}" if row.color_label else ""))
         if selected > 1:
             fact("Selected", f"{selected} photos")
+        fact("Faces", faces_text(row))
         problems = []
         if row.missing:
             problems.append("The file is missing (moved, deleted, or its drive is not connected).")
@@ -171,12 +189,22 @@ class InfoPanel(QWidget):
             hint = QLabel("not scored yet")
             hint.setStyleSheet("color: #8a8a8a;")
             self.bars.addRow(hint)
-        for name, value in row.checks.items():
+        checks = dict(row.checks)
+        if row.face_checks["eye_sharpness"] is not None:
+            checks["eye sharpness"] = row.face_checks["eye_sharpness"]
+        for name, value in checks.items():
             bar = ValueBar(color=CHECK_COLOR)
             frac, signed = check_fraction(name, value)
             bar.set_value(frac, format_value(name, value), signed)
             self.bars.addRow(QLabel(name), bar)
             self._bar_widgets[name] = bar
+
+    def set_burst_reason(self, text: str) -> None:
+        """Why the photo shown won its burst (one line, under the facts)."""
+        label = QLabel(text)
+        label.setWordWrap(True)
+        label.setObjectName("burst_reason")
+        self.facts.addRow(QLabel("Burst"), label)
 
     def bar(self, name: str) -> ValueBar | None:
         return self._bar_widgets.get(name)

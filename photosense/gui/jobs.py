@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from photosense import jobs as core
 from photosense.errors import PhotosenseError
@@ -46,15 +46,29 @@ class Job(QObject):
     error = Signal(str)
     finished = Signal()
 
-    def __init__(self, fn: Callable[[JobControl], Any], name: str, parent: QObject | None = None, *,
-                 kind: str = "", label: str = "", cancellable: bool = True, pausable: bool = False):
+    def __init__(self, fn: Callable[[JobControl], Any] | None, name: str, parent: QObject | None = None, *,
+                 kind: str = "", label: str = "", cancellable: bool = True, pausable: bool = False,
+                 core_job: core.Job | None = None):
         super().__init__(parent)
-        self.core = core.Job(fn, name, kind or name, cancellable=cancellable, pausable=pausable)
-        self.label = label or name  # what the status bar says
+        self.core = core_job if core_job is not None else \
+            core.Job(fn, name, kind or name, cancellable=cancellable, pausable=pausable)
+        self.label = label or self.core.name  # what the status bar says
         self.shown = False  # whether the status bar lists it
+        self._finish_lock = threading.Lock()
+        self._finish_sent = False
         self.core.on_started.append(lambda _j: self.started.emit())
         self.core.on_progress.append(lambda _j, value: self.progress.emit(value))
         self.core.on_finished.append(self._finished)
+
+    @classmethod
+    def adopt(cls, job: core.Job, label: str = "") -> Job:
+        """The Qt side of a core job that another thread runs (the folder watcher's scans):
+        call in the GUI thread, even after the job started or finished — its ``finished``
+        (and result or error) is still emitted, once."""
+        wrapper = cls(None, job.name, label=label, core_job=job)
+        if job.finished:  # it ended before the listeners were attached: tell the slots soon
+            QTimer.singleShot(0, wrapper, lambda: wrapper._finished(job))
+        return wrapper
 
     name = property(lambda self: self.core.name)
     kind = property(lambda self: self.core.kind)
@@ -76,6 +90,10 @@ class Job(QObject):
         self.core.resume()
 
     def _finished(self, job: core.Job) -> None:
+        with self._finish_lock:
+            if self._finish_sent:
+                return
+            self._finish_sent = True
         if job.state == core.FAILED:
             self.error.emit(job.error or "failed")
         elif job.state == core.DONE:
@@ -127,11 +145,19 @@ class JobRunner(QObject):
         self.background = core.JobThread("photosense-bg", background_threads)
         self.jobs: list[Job] = []
 
-    def start(self, job: Job, pool: str = "background", *, interactive: bool = False) -> Job:
+    def track(self, job: Job) -> Job:
+        """List a job that runs elsewhere (``Job.adopt``: the watcher's scans) with the others:
+        in ``jobs`` and announced, until it finishes; cancelled with them at shutdown."""
         job.setParent(self)
         self.jobs.append(job)
         job.finished.connect(self._forget)
         self.added.emit(job)
+        if job.core.finished:  # finished (on its thread) before ``_forget`` was connected
+            QTimer.singleShot(0, self, lambda: self._drop(job))
+        return job
+
+    def start(self, job: Job, pool: str = "background", *, interactive: bool = False) -> Job:
+        self.track(job)
         if pool == "model":
             self.model.submit(job.core, interactive=interactive)
         else:
@@ -140,7 +166,9 @@ class JobRunner(QObject):
 
     @Slot()
     def _forget(self) -> None:
-        job = self.sender()
+        self._drop(self.sender())
+
+    def _drop(self, job: Job) -> None:
         if job in self.jobs:
             self.jobs.remove(job)
             self.removed.emit(job)

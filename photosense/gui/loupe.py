@@ -213,6 +213,9 @@ class LoupeView(QWidget):
         self._path = ""
         self._source = ""
         self._title = ""
+        self._faces: list[dict] = []
+        self._face_index = -1
+        self._face_note = ""
         self._culling: CullingState | None = None
         self._token = 0
         self._job: _LoadJob | None = None
@@ -464,6 +467,34 @@ class LoupeView(QWidget):
 
     # -- zoom ---------------------------------------------------------------------------------
 
+    def set_faces(self, faces: list[dict] | None) -> None:
+        """The photo's faces (boxes as fractions of the upright image), for ``next_face``."""
+        self._faces = sorted(faces or [], key=lambda f: (f["box"][0], f["box"][1]))
+        self._face_index = -1
+        self._face_note = ""
+        self.update()
+
+    def face_note(self) -> str:
+        return self._face_note
+
+    def next_face(self, step: int = 1) -> bool:
+        """Zoom to 100 % on the next (``step`` 1) or previous (-1) face, left to right, in
+        turn; its eyes' state shows beside the title. False when the photo has no faces."""
+        if not self._faces:
+            return False
+        n = len(self._faces)
+        self._face_index = (self._face_index + step) % n if self._face_index >= 0 else \
+            (0 if step > 0 else n - 1)
+        face = self._faces[self._face_index]
+        x, y, w, h = face["box"]
+        self._cx, self._cy = x + w / 2, y + h / 2
+        self._fit = False
+        self._scale = 1.0
+        eyes = {"open": "eyes open", "closed": "eyes closed"}.get(face["eyes"], "eyes unclear")
+        self._face_note = f"face {self._face_index + 1}/{n}: {eyes}"
+        self._changed()
+        return True
+
     def zoom_fit(self) -> None:
         self._fit = True
         self._cx = self._cy = 0.5
@@ -659,6 +690,8 @@ class LoupeView(QWidget):
         zoom = "" if not self._image_w else (
             f"Fit ({self.scale() * 100:.0f} %)" if self._fit else f"{self._scale * 100:.0f} %")
         text = f"{self._title}   {zoom}".rstrip()
+        if self._face_note and not self._fit:
+            text += f"   {self._face_note}"
         fm = p.fontMetrics()
         chip_h = fm.height() + 8
         culling_w = self._culling_width(chip_h)

@@ -41,7 +41,6 @@ from PySide6.QtWidgets import (
     QListView,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QSlider,
     QStackedWidget,
@@ -76,7 +75,7 @@ from photosense.gui.welcome import WelcomeView
 from photosense.gui.window_bursts import BurstActions
 from photosense.gui.window_common import (  # noqa: F401 - PAGE_* and SHORTCUTS are re-exported
     LABEL_KEYS, PAGE_COMPARE, PAGE_GRID, PAGE_LOUPE, SHORTCUTS, SHUTDOWN_SECONDS, ServiceBridge, _photos,
-    reporting_scanner, taste_summary,
+    taste_summary,
 )
 from photosense.gui.window_culling import CullingActions
 from photosense.gui.window_dialogs import DialogActions
@@ -459,6 +458,10 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.compare_action = a("Compare", self.show_compare, ["C"], "Compare the selected photos (C)")
         self.grid_action = a("Grid", self.show_grid, ["Escape"], "Back to the grid (Esc)")
         self.zoom_action = a("Zoom", self.toggle_zoom, ["Z"], "Zoom to 100 % and back (Z)")
+        self.next_face_action = a("Next face", lambda: self.jump_to_face(1), ["F"],
+                                  "Zoom to the next face at 100 % (F)")
+        self.prev_face_action = a("Previous face", lambda: self.jump_to_face(-1), ["Shift+F"],
+                                  "Zoom to the previous face at 100 % (Shift+F)")
         self.next_action = a("Next photo", lambda: self.move_current(1), ["Right"])
         self.prev_action = a("Previous photo", lambda: self.move_current(-1), ["Left"])
         self.help_action = a("Keyboard shortcuts", self.toggle_help, ["?", "Shift+?", "F1"])
@@ -491,6 +494,8 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.xmp_action = a("Write XMP sidecars", self.write_xmp, [],
                             "Write flags, ratings and scores to .xmp sidecar files: of the selected "
                             "photos when several are selected, else of every photo")
+        self.read_xmp_action = a("Read XMP sidecars", self.read_xmp, [],
+                                 "Import flags, ratings and labels that other apps wrote into sidecars")
         self.report_action = a("Export report…", self.choose_report, [],
                                "Save a CSV or JSON report of the photos the filters show")
         # Left/Right only navigate in loupe and compare; the grid's own keys work in the grid.
@@ -502,7 +507,8 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         bar = self.menuBar()
         file = bar.addMenu("&File")
         for action in (self.add_folder_action, None, self.export_action, self.report_action, self.xmp_action,
-                       None, self.settings_action, self.problems_action, None, self.quit_action):
+                       self.read_xmp_action, None, self.settings_action, self.problems_action, None,
+                       self.quit_action):
             file.addSeparator() if action is None else file.addAction(action)
         edit = bar.addMenu("&Edit")
         for action in (self.undo_action, self.redo_action, None, self.find_action):
@@ -596,14 +602,6 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.count_label = QLabel()
         self.job_bar = JobsBar(self.jobs)  # every running job, with its own controls
         self.problems_button = ProblemsButton(self.problem_log)
-        # The watcher's scans have their own indicator: they run while scoring shows its progress.
-        self.scan_label = QLabel()
-        self.scan_bar = QProgressBar()
-        self.scan_bar.setFixedWidth(120)
-        self.scan_bar.setTextVisible(False)
-        for w in (self.scan_label, self.scan_bar):
-            sb.addPermanentWidget(w)
-            w.hide()
         sb.addPermanentWidget(self.job_bar)
         sb.addPermanentWidget(self.problems_button)
         # Shown once, for as long as the window is open: flags and ratings cannot be saved.
@@ -854,19 +852,23 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.shutdown()
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Stop every background thread (idempotent)."""
+    def shutdown(self) -> bool:
+        """Stop every background thread (idempotent) within SHUTDOWN_SECONDS; True when they
+        all ended (False: a job that cannot be interrupted, such as a model load, is still
+        running and is abandoned)."""
         if getattr(self, "_shut_down", False):
-            return
+            return self._stopped
         self._shut_down = True
         deadline = time.monotonic() + SHUTDOWN_SECONDS
         if self.service is not None:
             self.service.stop(timeout=SHUTDOWN_SECONDS / 2)
         left = lambda: max(0.05, deadline - time.monotonic())  # noqa: E731
         self.sidecar_writer.close(left())  # pending sidecars written first, within the budget
-        self.jobs.shutdown(left())
-        self.thumbnails.shutdown(left())
-        self.db.shutdown(left())
+        stopped = self.jobs.shutdown(left())
+        stopped = self.thumbnails.shutdown(left()) is not False and stopped
+        stopped = self.db.shutdown(left()) is not False and stopped
+        self._stopped = stopped
+        return stopped
 
     def sizeHint(self) -> QSize:
         return QSize(1400, 880)

@@ -20,9 +20,16 @@ from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
-from photosense.curation.groups import Group, collapse
+from photosense.curation.groups import Group, best_chooser, collapse
 from photosense.ingest.decode import is_raw_path
-from photosense.library import CHECK_NAMES, Library, PhotoQuery, PhotoRow, PhotoState
+from photosense.library import (
+    CHECK_NAMES,
+    FACE_CHECK_NAMES,
+    Library,
+    PhotoQuery,
+    PhotoRow,
+    PhotoState,
+)
 from photosense.gui.jobs import SerialExecutor
 from photosense.gui.thumbnails import ThumbnailLoader
 
@@ -52,6 +59,8 @@ def value_of(row: PhotoRow, key: str) -> float | None:
     """The value of a score or check on a row (None for basic sorts and missing values)."""
     if key in CHECK_NAMES:
         return row.checks.get(key)
+    if key in FACE_CHECK_NAMES:
+        return row.face_checks[key]
     return row.scores.get(key)
 
 
@@ -100,12 +109,10 @@ def arrange(library: Library, ids: list[int], arrangement: Arrangement) -> Arran
         ids = [i for i in arrangement.ranking if i in present]
     if not arrangement.groups:
         return ArrangedIds(ids, {}, set())
-    grouped = sorted({pid for g in arrangement.groups for pid in g.ids})
-    ranked = library.query_ids(PhotoQuery(sort=arrangement.best_by, ids=grouped))
-    rank = {pid: r for r, pid in enumerate(ranked)}
-    last = len(rank)
+    grouped = {pid for g in arrangement.groups for pid in g.ids}
+    # As "best of each group" chooses: nobody blinked, sharpest eyes, then best_by.
     shown, members = collapse(ids, arrangement.groups,
-                              lambda g: min(g.ids, key=lambda pid: rank.get(pid, last)))
+                              best_chooser(library, grouped, arrangement.best_by))
     expanded = {best for best, m in members.items() if not arrangement.expanded.isdisjoint(m)}
     if expanded:
         out: list[int] = []

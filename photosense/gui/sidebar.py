@@ -25,12 +25,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from photosense.ingest.scan import describe_skipped
 from photosense.library import CHECK_NAMES, COLOR_LABELS, AttributeInfo, FolderInfo, PhotoQuery
+from photosense.scoring.faces import IN_FOCUS
 
 FLAG_FILTERS = [("All photos", None), ("Picks", "pick"), ("Rejects", "reject"),
                 ("Unflagged", "none"), ("Picks and rejects", "flagged")]
 # Typical ranges of the checks, for the range filter's spin boxes (scores are 0..1).
 CHECK_RANGES = {"sharpness": (0.0, 1.0), "exposure": (-1.0, 1.0), "noise": (0.0, 50.0)}
+
+
+# The faces filter: (text, key) and the ranges each key adds to the query.
+FACE_FILTERS = (("Any", None), ("Someone's eyes are closed", "eyes_closed"),
+                ("No faces", "no_faces"), ("Faces in focus", "in_focus"))
+FACE_FILTER_RANGES = {
+    "eyes_closed": {"eyes_closed": (1, None)},
+    "no_faces": {"faces": (None, 0)},
+    "in_focus": {"eye_sharpness": (IN_FOCUS, None)},
+}
 
 
 def _header(text: str) -> QLabel:
@@ -140,6 +152,11 @@ class Sidebar(QWidget):
         for name in COLOR_LABELS:
             self.label_combo.addItem(name.capitalize(), name)
         form.addRow("Label", self.label_combo)
+        self.faces_combo = QComboBox()
+        for text, value in FACE_FILTERS:
+            self.faces_combo.addItem(text, value)
+        self.faces_combo.setToolTip("Filter by the faces found in each photo")
+        form.addRow("Faces", self.faces_combo)
         self.errors_check = QCheckBox("Only files with errors")
         form.addRow(self.errors_check)
         lay.addLayout(form)
@@ -180,6 +197,7 @@ class Sidebar(QWidget):
         for combo in (self.flag_combo, self.rating_combo, self.label_combo):
             combo.currentIndexChanged.connect(self._changed)
         self.errors_check.toggled.connect(self._changed)
+        self.faces_combo.currentIndexChanged.connect(self._changed)
         self.folder_list.currentRowChanged.connect(self._changed)
         self.reset_button.clicked.connect(self.reset)
         self.add_folder_button.clicked.connect(self.addFolderRequested)
@@ -211,10 +229,14 @@ class Sidebar(QWidget):
         select = 0
         for i, f in enumerate(folders, start=1):
             name = os.path.basename(f.path.rstrip(os.sep)) or f.path
-            item = QListWidgetItem(f"{name}  ({f.photo_count})" + ("  — missing" if f.missing else ""))
+            skipped = f"  · {f.skipped_count} skipped" if f.skipped_count else ""
+            item = QListWidgetItem(f"{name}  ({f.photo_count}){skipped}"
+                                   + ("  — missing" if f.missing else ""))
             item.setData(Qt.ItemDataRole.UserRole, f.id)
             item.setToolTip(f.path + ("\nThis folder cannot be found (unplugged drive? moved?). "
-                                      "Its photos and flags are kept." if f.missing else ""))
+                                      "Its photos and flags are kept." if f.missing else "")
+                            + (f"\nNot photos photosense reads, skipped by the last scan: "
+                               f"{describe_skipped(f.skipped)}" if f.skipped_count else ""))
             if f.missing:
                 font = QFont(item.font())
                 font.setItalic(True)
@@ -283,7 +305,7 @@ class Sidebar(QWidget):
             color_label=self.label_combo.currentData(),
             folder_id=self.folder_id(),
             errors_only=self.errors_check.isChecked(),
-            ranges=dict(self._ranges),
+            ranges={**self._ranges, **FACE_FILTER_RANGES.get(self.faces_combo.currentData(), {})},
         )
 
     def set_range(self, key: str, lo: float | None, hi: float | None) -> None:
@@ -297,6 +319,7 @@ class Sidebar(QWidget):
         self.rating_combo.setCurrentIndex(0)
         self.label_combo.setCurrentIndex(0)
         self.errors_check.setChecked(False)
+        self.faces_combo.setCurrentIndex(0)
         self.folder_list.setCurrentRow(0)
         self._ranges.clear()
         self._refresh_range_list()

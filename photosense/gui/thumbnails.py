@@ -7,6 +7,11 @@ marker with the reason, so they are not decoded again on every scroll.
 
 Requests are served newest first (what the user looks at now), and ``drop_pending()`` forgets
 queued requests when the view scrolls or changes: only what is painted is re-requested.
+
+Each thumbnail is made by a job (``photosense.jobs.Job``, kind ``thumbnail``) on the loader's
+own ``JobThread`` (not listed in the status bar: there are hundreds, each a few milliseconds).
+An unreadable file is the cell's "!" and its reason; an unexpected error (a bug) fails the job,
+is logged with its traceback and reaches the Problems list through ``crashed``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -24,6 +28,7 @@ from PySide6.QtGui import QImage, QPixmap
 from photosense import settings
 from photosense.errors import DecodeError
 from photosense.fsutil import write_bytes_atomically
+from photosense.jobs import DONE, FAILED, Job, JobControl, JobThread
 
 log = logging.getLogger("photosense.gui")
 
@@ -114,7 +119,7 @@ class ThumbnailLoader(QObject):
                  store: ThumbnailStore | None = None):
         super().__init__(parent)
         self.store = store or ThumbnailStore()
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="photosense-thumb")
+        self._pool = JobThread("photosense-thumb", workers)
         self._lock = threading.Lock()
         # photo id -> (path, mtime, size, side, generation), newest last
         self._queue: OrderedDict[int, tuple[str, float, int, int, int]] = OrderedDict()
@@ -160,7 +165,9 @@ class ThumbnailLoader(QObject):
             self._queue[photo_id] = (path, mtime, size, self.side, self._generation)
             self._queue.move_to_end(photo_id)
         if fresh:
-            self._pool.submit(self._work)
+            job = Job(self._work, "Making a thumbnail", "thumbnail")
+            job.on_finished.append(self._job_finished)
+            self._pool.submit(job)
 
     def drop_pending(self) -> None:
         """Forget queued (not started) requests: the view moved on."""
@@ -188,16 +195,9 @@ class ThumbnailLoader(QObject):
     def shutdown(self, timeout: float = 2.0) -> bool:
         """Drop what is queued and wait at most ``timeout`` for thumbnails being made (their
         cache writes are atomic: an abandoned one leaves no partial file)."""
-        import time
-
         self._closed = True
         self.drop_pending()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + timeout
-        threads = list(getattr(self._pool, "_threads", ()))
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in threads)
+        return self._pool.shutdown(timeout)
 
     @property
     def busy(self) -> bool:
@@ -206,23 +206,30 @@ class ThumbnailLoader(QObject):
 
     # -- worker threads -------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, ctl: JobControl):
+        """One job: the newest request still queued; (generation, photo id, QImage | reason),
+        or None when the view moved on. Unexpected errors fail the job (``_job_finished``)."""
         with self._lock:
-            if not self._queue:
-                return  # dropped: the view moved on
+            if not self._queue or ctl.cancelled:
+                return None  # dropped: the view moved on
             photo_id, (path, mtime, size, side, generation) = self._queue.popitem(last=True)
             self._in_flight.add(photo_id)
+        job = ctl.job
+        job.subject, job.photo = path, (generation, photo_id)
         try:
-            result: QImage | str = self.store.load_or_make(path, mtime, size, side)
+            return generation, photo_id, self.store.load_or_make(path, mtime, size, side)
         except DecodeError as exc:
-            result = str(exc)
-        except Exception as exc:  # noqa: BLE001 - shown on the cell, logged with traceback
-            log.exception("thumbnail of %s failed", path)
-            result = f"thumbnail failed: {exc}"
-            if not self._closed:
-                self.crashed.emit(f"thumbnail of {path} failed: unexpected error ({type(exc).__name__}): {exc}")
+            return generation, photo_id, str(exc)
         finally:
             with self._lock:
                 self._in_flight.discard(photo_id)
-        if not self._closed:
-            self._made.emit(generation, photo_id, result)
+
+    def _job_finished(self, job: Job) -> None:
+        if self._closed:
+            return
+        if job.state == DONE and job.result is not None:
+            self._made.emit(*job.result)
+        elif job.state == FAILED and getattr(job, "photo", None) is not None:
+            # shown on the cell; the traceback is in the log (photosense.jobs)
+            self._made.emit(*job.photo, f"thumbnail failed: {job.error}")
+            self.crashed.emit(f"thumbnail of {job.subject} failed: {job.error}")

@@ -8,10 +8,6 @@ from PySide6.QtCore import (
     Signal,
 )
 
-from photosense.library import (
-    Library,
-)
-
 LABEL_KEYS = {"6": "red", "7": "yellow", "8": "green", "9": "blue"}
 
 
@@ -24,6 +20,7 @@ SHORTCUTS = [
     ("6 7 8 9", "Colour label red, yellow, green, blue (again to remove)"),
     ("Space / Enter", "Loupe: view the photo full size"),
     ("Z or click", "Zoom to 100 % and back (loupe, compare)"),
+    ("F / Shift+F", "Next / previous face at 100 %, with its eyes' state (loupe, compare)"),
     ("C", "Compare the selected photos side by side"),
     ("G", "Collapse bursts to their best photo, and back"),
     ("Shift+G", "Expand or collapse the current photo's burst"),
@@ -46,42 +43,10 @@ class ServiceBridge(QObject):
     """Turns WatchService callbacks (worker threads) into queued Qt signals."""
 
     scanned = Signal(object)
-    scanStarted = Signal(int)  # changed paths (files, folders) from the watcher; 0: every folder
-    scanProgress = Signal(int, int)  # files read, files to read
-    scanEnded = Signal()  # also after a failed scan
+    job = Signal(object)  # a photosense.jobs.Job the service is about to run (a scan, a watch batch)
     error = Signal(str)  # a watcher job failed (a locked library, a vanished folder)
     sidecars = Signal(object)  # a finished XMP auto-write job (photosense.jobs.Job)
     resolved = Signal(str)  # a kind of problem is gone (a later scan worked)
-
-
-def reporting_scanner(library: Library, bridge: ServiceBridge):
-    """A ``Scanner`` for the ``WatchService`` that tells ``bridge`` what it is reading (its
-    public methods only: a full scan reports done/total, a watcher batch its path count)."""
-    from photosense.ingest.scan import Scanner
-
-    class ReportingScanner(Scanner):
-        def scan_all(self, progress=None, cancel=None):
-            bridge.scanStarted.emit(0)
-
-            def report(done: int, total: int) -> None:
-                bridge.scanProgress.emit(done, total)
-                if progress is not None:
-                    progress(done, total)
-
-            try:
-                return super().scan_all(report, cancel)
-            finally:
-                bridge.scanEnded.emit()
-
-        def scan_paths(self, paths):
-            paths = list(paths)
-            bridge.scanStarted.emit(len(paths))
-            try:
-                return super().scan_paths(paths)
-            finally:
-                bridge.scanEnded.emit()
-
-    return ReportingScanner(library)
 
 
 def plural(n: int, word: str) -> str:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
 )
 
+from photosense.fsutil import fsync_batch
 from photosense.gui.jobs import Job, JobContext
 from photosense.gui.settings_dialog import SettingsDialog, SidecarSettings, UiPrefs
 from photosense.gui.window_common import _photos
@@ -59,7 +60,8 @@ class DialogActions:
         library = self.library
 
         def work(ctx: JobContext):
-            return write_sidecars(library, ids, progress=lambda d, t: ctx.progress((d, t)), cancel=ctx.cancel)
+            with fsync_batch():  # each folder's renames synced once, at the end
+                return write_sidecars(library, ids, progress=ctx.scan_progress, cancel=ctx.cancel)
 
         job = Job(work, "xmp")
         job.result.connect(self._on_xmp_written)
@@ -74,6 +76,36 @@ class DialogActions:
         for path, message in report.errors[:50]:
             self.report_error(f"XMP sidecar {path}: {message}", quiet=True)
         self.notify("XMP sidecars", report.summary())
+
+    def read_xmp(self) -> Job:
+        """Import flags, ratings and labels from the sidecars of every present photo (other
+        apps' edits), by the library's conflict policy."""
+        from photosense.curation.xmp import import_sidecars
+        from photosense.library import PhotoQuery
+
+        library = self.library
+
+        def work(ctx: JobContext):
+            paths = [r.path for r in library.rows(library.query_ids(PhotoQuery(include_missing=False)))]
+            errors: list[tuple[str, str]] = []
+            n = import_sidecars(library, paths, errors=errors, progress=ctx.scan_progress, cancel=ctx.cancel)
+            return n, errors
+
+        job = Job(work, "xmp-import")
+        job.result.connect(self._on_xmp_read)
+        job.error.connect(lambda msg: self.report_error(f"Reading XMP sidecars failed: {msg}"))
+        self._track(job, "Reading XMP sidecars")
+        self.jobs.start(job, "background")
+        return job
+
+    def _on_xmp_read(self, result) -> None:
+        n, errors = result
+        for path, message in errors[:50]:
+            self.report_error(f"XMP sidecar {path}: {message}", quiet=True, subject=path)
+        skipped = f", {len(errors)} sidecar{'s' if len(errors) != 1 else ''} skipped" if errors else ""
+        self.statusBar().showMessage(f"XMP sidecars: {_photos(n)} updated{skipped}", 8000)
+        if n:
+            self.model.refresh_rows()
 
     def choose_report(self) -> None:
         path, chosen = QFileDialog.getSaveFileName(self, "Export report", "photosense-report.csv",
@@ -91,13 +123,13 @@ class DialogActions:
         library, query = self.library, replace(self.model.query)
 
         def work(ctx: JobContext):
-            return write_report(library, path, query)
+            return write_report(library, path, query, progress=ctx.scan_progress, cancel=ctx.cancel)
 
         job = Job(work, "report")
         job.result.connect(lambda n: (self.statusBar().showMessage(f"Report of {_photos(n)} saved to {path}", 8000),
                                       self.notify("Report saved", f"{_photos(n)} written to\n{path}")))
         job.error.connect(lambda msg: self.report_error(f"Report failed: {msg}"))
-        self._track(job, "Writing the report", cancellable=False)
+        self._track(job, "Writing the report")  # cancelled: any previous report stays
         self.jobs.start(job, "background")
         return job
 
@@ -114,8 +146,7 @@ class DialogActions:
         library = self.library
 
         def work(ctx: JobContext):
-            return export_photos(library, options, progress=lambda d, t: ctx.progress((d, t)),
-                                 cancel=ctx.cancel)
+            return export_photos(library, options, progress=ctx.scan_progress, cancel=ctx.cancel)
 
         job = Job(work, "export")
         job.result.connect(self._on_exported)

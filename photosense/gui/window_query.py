@@ -41,6 +41,7 @@ class SortFilterSearch:
         keys = list(BASIC_SORT_NAMES)
         keys += [(a.name, a.name) for a in self.attributes]
         keys += [(c, f"{c} (check)") for c in CHECK_NAMES]
+        keys += [("eye_sharpness", "eye sharpness (faces)"), ("faces", "faces (count)")]
         return keys
 
     def key_direction(self, key: str) -> str:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from photosense.errors import WeightsUnavailable
 from photosense.gui.jobs import Job, JobContext
-from photosense.gui.window_common import _photos, reporting_scanner, taste_summary
+from photosense.gui.window_common import _photos, taste_summary
 from photosense.library import (
     AttributeInfo,
 )
@@ -34,31 +34,31 @@ class ScoringAndStatus:
     """Mixed into ``MainWindow``; see the module docstring."""
 
     def start_services(self) -> None:
-        """Watch and scan the library's folders in the background, then score what is new."""
+        """Watch and scan the library's folders in the background, then score what is new.
+        Each of the service's scans (the first full one, every watch batch) is a job with its
+        own status-bar row, like the window's own jobs."""
         from photosense.service import ServiceEvents, WatchService
 
         self.bridge.scanned.connect(self._on_scanned)
-        self.bridge.scanStarted.connect(self._on_watch_scan_started)
-        self.bridge.scanProgress.connect(self._on_watch_scan_progress)
-        self.bridge.scanEnded.connect(self._on_watch_scan_ended)
+        self.bridge.job.connect(self._on_service_job)
         self.bridge.error.connect(lambda message: self.report_error(message, kind="scan"))
         self.bridge.resolved.connect(self.problem_log.resolve)
         events = ServiceEvents(scanned=self.bridge.scanned.emit, error=self.bridge.error.emit,
-                               resolved=self.bridge.resolved.emit)
+                               resolved=self.bridge.resolved.emit, job=self.bridge.job.emit)
         self.service = WatchService(self.library, self.engine_config, events,
                                     debounce=self.watch_debounce, score=False)
-        self.service.scanner = reporting_scanner(self.library, self.bridge)
         self.service.start()
         self.statusBar().showMessage("Looking for new and changed photos…", 5000)
         self.start_scoring()
 
-    @Slot(int)
-    def _on_watch_scan_started(self, paths: int) -> None:
-        self.scan_label.setText("Scanning folders…" if paths == 0 else
-                                f"Checking {paths} change{'s' if paths != 1 else ''} in watched folders…")
-        self.scan_bar.setRange(0, 0)  # busy until the scanner says how many files
-        self.scan_label.show()
-        self.scan_bar.show()
+    @Slot(object)
+    def _on_service_job(self, core_job) -> None:
+        """A job the watch service runs on its thread: listed in the status bar until it ends
+        (its result arrives as ``scanned``, its error as ``error``)."""
+        job = Job.adopt(core_job)
+        self._track(job, core_job.name, cancellable=core_job.cancellable)
+        job.progress.connect(self._scan_progressed)  # photos appear while it reads
+        self.jobs.track(job)
 
     def _refresh_during_scan(self) -> None:
         """While a folder is being read: show the photos read so far (throttled)."""
@@ -67,20 +67,10 @@ class ScoringAndStatus:
             return
         self.reload_library_info(requery=True)
 
-    @Slot(int, int)
-    def _on_watch_scan_progress(self, done: int, total: int) -> None:
-        if not self.scan_label.isVisible():
-            return  # a late signal of a finished scan
+    def _scan_progressed(self, _value=None) -> None:
+        """A scan read more photos: they appear in a moment (not only when it ends)."""
         if not self._scan_refresh_timer.isActive():
             self._scan_refresh_timer.start()
-        self.scan_label.setText(f"Scanning {done}/{total}")
-        self.scan_bar.setRange(0, max(1, total))
-        self.scan_bar.setValue(done)
-
-    @Slot()
-    def _on_watch_scan_ended(self) -> None:
-        self.scan_label.hide()
-        self.scan_bar.hide()
 
     @Slot(object)
     def _on_scanned(self, report) -> None:
@@ -194,8 +184,8 @@ class ScoringAndStatus:
     @Slot()
     def _on_scoring_finished(self) -> None:
         self._score_job = None
-        if self._score_again:
-            QTimer.singleShot(0, self.start_scoring)
+        if self._score_again and not getattr(self, "_shut_down", False):
+            QTimer.singleShot(0, self, self.start_scoring)  # not after the window is gone
 
     def _retry_scoring(self) -> None:
         self.banner.hide()
@@ -239,7 +229,7 @@ class ScoringAndStatus:
     def run_scan_job(self, work, label: str) -> Job:
         job = Job(work, "scan", kind="scan")
         # Photos appear as they are read, not only when the whole folder is done.
-        job.progress.connect(lambda _v: self._scan_refresh_timer.isActive() or self._scan_refresh_timer.start())
+        job.progress.connect(self._scan_progressed)
         job.result.connect(self._on_scanned)
         job.error.connect(self.report_error)
         job.finished.connect(lambda: self.reload_library_info(requery=True))

@@ -84,6 +84,18 @@ class ViewActions:
                            lambda rows: rows and self.current_id() == cid and self.info.set_row(rows[0], count))
             return
         self.info.set_row(row, max(count, 1) if row is not None else count)
+        if row is not None and self.model.group_of(cid) == cid and not self.model.is_expanded(cid):
+            self._show_burst_reason(cid)
+
+    def _show_burst_reason(self, cid: int) -> None:
+        """Why this photo stands for its burst, in the info panel ("no closed eyes, ...")."""
+        from photosense.curation.groups import Group, best_reason
+
+        members = self.model.group_members(cid)
+        by = self.model.arrangement.best_by
+        self.db.submit(lambda: best_reason(Group(members, "burst"), cid, self.library, by),
+                       lambda text: self.current_id() == cid and self.info.set_burst_reason(
+                           f"best of {len(members)}: {text}"))
 
     def _shown_ids(self) -> list[tuple[object, int]]:
         """(loupe or compare pane, photo id) for the photos on screen outside the grid."""
@@ -161,6 +173,7 @@ class ViewActions:
     def _loupe_row(self, row: PhotoRow) -> None:
         self._loupe_id = row.id
         self.loupe.set_photo(row.path, self._title(row), row.companion_path)
+        self.loupe.set_faces(row.faces)
         self.loupe.set_culling(row.flag, row.rating, row.color_label)
         self._preload_neighbours(row.id)
 
@@ -204,11 +217,23 @@ class ViewActions:
             self._compare_ids = [r.id for r in rows]
             self.compare.set_photos([(r.path, self._title(r), r.companion_path) for r in rows])
             for pane, r in zip(self.compare.panes(), rows):
+                pane.set_faces(r.faces)
                 current = self.model.photo_row(r.id) or r  # the model may have newer culling
                 pane.set_culling(current.flag, current.rating, current.color_label)
             self._set_page(PAGE_COMPARE)
 
         self.db.submit(lambda: self.library.rows(ids), done)
+
+    def jump_to_face(self, step: int) -> None:
+        """F / Shift+F: the next or previous face at 100 % (every compare pane at once)."""
+        if self.pages.currentIndex() == PAGE_LOUPE:
+            found = self.loupe.next_face(step)
+        elif self.pages.currentIndex() == PAGE_COMPARE:
+            found = self.compare.next_face(step)
+        else:
+            return
+        if not found:
+            self.statusBar().showMessage("No faces found in this photo", 3000)
 
     def toggle_zoom(self) -> None:
         if self.pages.currentIndex() == PAGE_LOUPE:

@@ -225,6 +225,7 @@ def analyse_file(path: str, size: int, mtime: float,
     """Hash, metadata and checks for one photo: one file, or a RAW with its JPEG companion.
     Never raises for a bad file: the problem is returned as the record's ``error``."""
     from photosense.scoring.checks import compute_checks
+    from photosense.scoring.faces import faces_or_none
 
     digest = None
     base = {"path": path, "size": size, "mtime": mtime, "companion_path": companion_path}
@@ -266,9 +267,10 @@ def analyse_file(path: str, size: int, mtime: float,
             except DecodeError as exc:  # the JPEG still stands for the shot
                 log.warning("%s: %s", path, exc)
         checks = compute_checks(image).as_dict()
+        faces = faces_or_none(image, checks["noise"])
         return ScanRecord(**base, content_hash=digest, width=meta.width, height=meta.height,
                           capture_time=capture_time, camera=camera, checks=checks,
-                          warning=warning)
+                          warning=warning, faces=faces)
     except DecodeError as exc:
         return ScanRecord(**base, content_hash=digest, error=str(exc), transient=exc.transient)
     except MemoryError:
@@ -342,6 +344,12 @@ class Scanner:
         if restored:
             report.restored = self.library.set_missing(restored, False)
         self._analyse(folder.id, todo, report, progress, cancel)
+        if not report.cancelled:
+            # Photos known from before faces were looked for (or from an older face model).
+            from photosense.ingest.faces_scan import backfill_faces
+
+            report.cancelled = not backfill_faces(self.library, folder.id, self.workers,
+                                                  progress, cancel)
         if not report.cancelled:
             gone = [p for p, info in known.items() if p not in seen and not info[3]]
             # A photo that moved within this scan was re-pointed already; only mark the rest.

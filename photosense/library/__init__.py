@@ -2,6 +2,7 @@
 
 from photosense.library.library import (
     CHECK_NAMES,
+    FACE_CHECK_NAMES,
     FLAG_BY_VALUE,
     FLAG_NAMES,
     AttributeInfo,
@@ -18,7 +19,7 @@ from photosense.library.models import COLOR_LABELS, FLAG_NONE, FLAG_PICK, FLAG_R
 from photosense.library.queries import PhotoQuery
 
 __all__ = [
-    "CHECK_NAMES", "COLOR_LABELS", "FLAG_BY_VALUE", "FLAG_NAMES", "FLAG_NONE", "FLAG_PICK",
+    "CHECK_NAMES", "COLOR_LABELS", "FACE_CHECK_NAMES", "FLAG_BY_VALUE", "FLAG_NAMES", "FLAG_NONE", "FLAG_PICK",
     "FLAG_REJECT", "AttributeInfo", "FolderInfo", "Library", "ModelInfo", "PhotoQuery",
     "PhotoRow", "PhotoState", "ScanRecord", "feature_key", "split_feature_key",
 ]

@@ -14,7 +14,9 @@ from __future__ import annotations
 HIGHER, LOWER, NEAR_ZERO = "higher", "lower", "near zero"
 DIRECTIONS = (HIGHER, LOWER, NEAR_ZERO)
 
-CHECK_DIRECTIONS = {"sharpness": HIGHER, "noise": LOWER, "exposure": NEAR_ZERO}
+CHECK_DIRECTIONS = {"sharpness": HIGHER, "noise": LOWER, "exposure": NEAR_ZERO,
+                    # from the faces of a photo (photosense.scoring.faces)
+                    "faces": HIGHER, "eyes_closed": LOWER, "eye_sharpness": HIGHER}
 # Built-in attributes whose positive prompt names a fault ("Noisy" / "Clean").
 BUILTIN_DIRECTIONS = {"noisy": LOWER}
 EXTRA_KEY = "better"

@@ -30,6 +30,7 @@ from photosense.library.models import (
     FLAG_PICK,
     FLAG_REJECT,
     Attribute,
+    FaceCheck,
     Feature,
     Folder,
     Model,
@@ -52,6 +53,8 @@ log = logging.getLogger("photosense.library")
 FLAG_NAMES = {"pick": FLAG_PICK, "reject": FLAG_REJECT, "none": FLAG_NONE}
 FLAG_BY_VALUE = {v: k for k, v in FLAG_NAMES.items()}
 CHECK_NAMES = ("sharpness", "exposure", "noise")
+#: Per-photo checks derived from its faces (photosense.scoring.faces): None = not looked for.
+FACE_CHECK_NAMES = ("faces", "eyes_closed", "eye_sharpness")
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,16 @@ class PhotoRow:
     checks: dict[str, float | None]
     scores: dict[str, float] = field(default_factory=dict)
     companion_path: str | None = None  # the JPEG of a RAW+JPEG pair
+    # Each face as {"box": [x, y, w, h] (fractions of the upright image), "eyes": "open" |
+    # "closed" | "unclear", "eye_sharpness": [0, 1), "openness"}; None = not looked for yet.
+    faces: list[dict] | None = None
+
+    @property
+    def face_checks(self) -> dict[str, float | int | None]:
+        """faces (count), eyes_closed (faces with closed eyes), eye_sharpness (sharpest)."""
+        from photosense.scoring.faces import summarise
+
+        return summarise(self.faces)
 
     @property
     def flag_name(self) -> str:
@@ -198,6 +211,7 @@ class ScanRecord:
     # A problem to report that does not make the photo unreadable: the RAW of a pair that
     # cannot be read while its JPEG can (not stored; the scan reports it).
     warning: str | None = None
+    faces: list[dict] | None = None  # Face.as_dict() of each face; None = not looked for
 
 
 def _checked_name(name: str) -> str:
@@ -375,7 +389,7 @@ class Library:
     def add_attribute(self, spec: AttributeSpec, kind: str = "prompts",
                       extra: dict | None = None) -> AttributeInfo:
         name = _checked_name(spec.name)
-        if name in CHECK_NAMES:
+        if name in CHECK_NAMES or name in FACE_CHECK_NAMES:
             raise PhotosenseError(f"'{name}' is the name of a check; choose another name")
         if not spec.pairs:
             raise PhotosenseError("an attribute needs at least one positive/negative pair")
@@ -748,8 +762,63 @@ class Library:
                     # New pixels: stored features and scores describe the old image.
                     s.execute(delete(Feature).where(Feature.photo_id == photo.id))
                     s.execute(delete(Score).where(Score.photo_id == photo.id))
+                self._put_faces(s, photo, rec.faces)
                 outcome[rec.path] = kind
         return outcome
+
+    @staticmethod
+    def _put_faces(s: Session, photo: Photo, faces: list[dict] | None) -> None:
+        """Replace a photo's faces (None: none known, as after an unreadable scan)."""
+        from photosense.scoring.faces import FACES_VERSION, summarise
+
+        if photo.id is None:
+            s.flush()
+        s.execute(delete(FaceCheck).where(FaceCheck.photo_id == photo.id))
+        if faces is None:
+            return
+        summary = summarise(faces)
+        s.add(FaceCheck(photo_id=photo.id, count=summary["faces"],
+                        eyes_closed=summary["eyes_closed"],
+                        eye_sharpness=summary["eye_sharpness"], faces=list(faces),
+                        version=FACES_VERSION))
+
+    def store_faces(self, results: Iterable[tuple[int, list[dict]]]) -> None:
+        """Store the faces found in photos already in the library: (photo id, faces)."""
+        with self.session() as s:
+            for photo_id, faces in results:
+                photo = s.get(Photo, photo_id)
+                if photo is not None:
+                    self._put_faces(s, photo, faces)
+
+    def photos_needing_faces(self, folder_id: int | None = None,
+                             ) -> list[tuple[int, str, str | None]]:
+        """(id, path, companion path) of present, readable photos whose faces were never
+        looked for, or by an older face pipeline."""
+        from photosense.scoring.faces import FACES_VERSION
+
+        with self.session(write=False) as s:
+            done = select(FaceCheck.photo_id).where(FaceCheck.version == FACES_VERSION)
+            q = (select(Photo.id, Photo.path, Photo.companion_path)
+                 .where(Photo.missing.is_(False), Photo.error.is_(None),
+                        Photo.id.not_in(done))
+                 .order_by(Photo.id))
+            if folder_id is not None:
+                q = q.where(Photo.folder_id == folder_id)
+            return [(r[0], r[1], r[2]) for r in s.execute(q)]
+
+    def face_summaries(self, ids: Iterable[int]) -> dict[int, tuple[int, int, float | None]]:
+        """{photo id: (faces, faces with closed eyes, sharpest eyes)} for those of ``ids``
+        whose faces were looked for."""
+        ids = sorted({int(i) for i in ids})
+        out: dict[int, tuple[int, int, float | None]] = {}
+        with self.session(write=False) as s:
+            for start in range(0, len(ids), 500):
+                for pid, count, closed, sharp in s.execute(
+                        select(FaceCheck.photo_id, FaceCheck.count, FaceCheck.eyes_closed,
+                               FaceCheck.eye_sharpness)
+                        .where(FaceCheck.photo_id.in_(ids[start:start + 500]))):
+                    out[pid] = (count, closed, sharp)
+        return out
 
     @staticmethod
     def _pair_photo(s: Session, rec: ScanRecord, photo: Photo | None) -> tuple[Photo | None, bool]:
@@ -956,6 +1025,10 @@ class Library:
                 part = ids[start:start + 500]
                 for p in s.scalars(select(Photo).where(Photo.id.in_(part))):
                     photos[p.id] = _row(p)
+                for pid, faces in s.execute(select(FaceCheck.photo_id, FaceCheck.faces)
+                                            .where(FaceCheck.photo_id.in_(part))):
+                    if pid in photos:
+                        photos[pid].faces = list(faces)
                 if model_id is not None:
                     for pid, aid, value in s.execute(
                         select(Score.photo_id, Score.attribute_id, Score.value)

@@ -176,3 +176,20 @@ class Sidecar(Base):
     flag: Mapped[int] = mapped_column(Integer)
     rating: Mapped[int] = mapped_column(Integer)
     color_label: Mapped[str | None] = mapped_column(String(16))
+
+
+class FaceCheck(Base):
+    """The faces found in one photo (see photosense.scoring.faces): how many, how many with
+    closed eyes, the sharpest eyes, and each face as ``{"box", "eyes", "eye_sharpness",
+    "openness"}``. No row: not looked for yet (a library from before faces, or a photo that
+    could not be read); ``version`` tells results of an older face pipeline."""
+
+    __tablename__ = "face_checks"
+
+    photo_id: Mapped[int] = mapped_column(
+        ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    eyes_closed: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    eye_sharpness: Mapped[float | None] = mapped_column(Float, index=True)
+    faces: Mapped[list] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)

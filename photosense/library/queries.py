@@ -9,10 +9,13 @@ from sqlalchemy.orm import Session, aliased
 
 from photosense.errors import PhotosenseError
 from photosense.library.direction import CHECK_DIRECTIONS, HIGHER, NEAR_ZERO, direction_of
-from photosense.library.models import Attribute, Photo, Score
+from photosense.library.models import Attribute, FaceCheck, Photo, Score
 from photosense.scoring.prompts import normalize_attribute_name
 
 CHECK_COLUMNS = {"sharpness": Photo.sharpness, "exposure": Photo.exposure, "noise": Photo.noise}
+# Checks from a photo's faces (photosense.scoring.faces), outer-joined: a photo whose faces were
+# never looked for has none of them (it sorts last and matches no range).
+FACE_COLUMNS = {"faces": "count", "eyes_closed": "eyes_closed", "eye_sharpness": "eye_sharpness"}
 # Sort keys that are not attributes or checks, with their natural direction (descending?).
 BASIC_SORTS = {"name": False, "capture_time": False, "mtime": False, "added": False,
                "rating": True, "flag": True, "label": False}
@@ -64,10 +67,20 @@ def _score_column(s: Session, name: str, model_id: int | None, joins: dict):
     return alias.value
 
 
+def _face_column(name: str, joins: dict):
+    """The face_checks column for ``name`` (the table outer-joined once for all of them)."""
+    if "\0faces" not in joins:
+        alias = aliased(FaceCheck)
+        joins["\0faces"] = (alias, None, alias.photo_id == Photo.id)
+    return getattr(joins["\0faces"][0], FACE_COLUMNS[name])
+
+
 def value_column(s: Session, name: str, model_id: int | None, joins: dict):
     name = normalize_attribute_name(name)
     if name in CHECK_COLUMNS:
         return CHECK_COLUMNS[name]
+    if name in FACE_COLUMNS:
+        return _face_column(name, joins)
     return _score_column(s, name, model_id, joins)
 
 

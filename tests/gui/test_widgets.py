@@ -394,3 +394,70 @@ def test_help_overlay_shows_follows_and_closes(qtbot):
     with qtbot.waitSignal(overlay.closed):
         qtbot.mouseClick(overlay, Qt.MouseButton.LeftButton, pos=QPoint(10, 10))
     assert not overlay.isVisible()
+
+
+def test_loupe_jumps_to_each_face_at_100_percent(qtbot, photos):
+    view = LoupeView()
+    qtbot.addWidget(view)
+    view.resize(256, 200)
+    view.show()
+    with qtbot.waitSignal(view.loaded, timeout=10_000):
+        view.set_photo(photos["astronaut"], "Astronaut")
+    assert not view.next_face(1)  # no faces known: nothing happens
+    assert view.is_fit()
+    view.set_faces([{"box": [0.40, 0.20, 0.10, 0.10], "eyes": "closed", "eye_sharpness": 0.5},
+                    {"box": [0.30, 0.10, 0.20, 0.20], "eyes": "open", "eye_sharpness": 0.7}])
+    assert view.next_face(1)
+    assert view.scale() == 1.0 and view.center() == pytest.approx((0.40, 0.20))  # leftmost
+    assert view.face_note() == "face 1/2: eyes open"
+    view.next_face(1)
+    assert view.center() == pytest.approx((0.45, 0.25))
+    assert view.face_note() == "face 2/2: eyes closed"
+    view.next_face(1)  # round again
+    assert view.face_note() == "face 1/2: eyes open"
+    view.next_face(-1)  # Shift+F: backwards
+    assert view.face_note() == "face 2/2: eyes closed"
+
+
+def test_compare_jumps_every_pane_to_its_own_face(qtbot, photos):
+    compare = CompareView()
+    qtbot.addWidget(compare)
+    compare.resize(640, 300)
+    compare.show()
+    compare.set_photos([(photos["astronaut"], "a"), (photos["chelsea"], "b")])
+    a, b = compare.panes()
+    qtbot.waitUntil(lambda: a.is_loaded() and b.is_loaded(), timeout=10_000)
+    a.set_faces([{"box": [0.35, 0.45, 0.10, 0.10], "eyes": "open", "eye_sharpness": 0.5}])
+    b.set_faces([{"box": [0.50, 0.45, 0.10, 0.10], "eyes": "closed", "eye_sharpness": 0.5}])
+    assert compare.next_face(1)  # not synced: each pane centres its own face
+    assert a.center() == pytest.approx((0.40, 0.50)) and a.scale() == 1.0
+    assert b.center() == pytest.approx((0.55, 0.50)) and b.scale() == 1.0
+
+
+def test_sidebar_face_filters_become_ranges(qtbot):
+    from photosense.gui.sidebar import Sidebar
+    from photosense.scoring.faces import IN_FOCUS
+
+    bar = Sidebar()
+    qtbot.addWidget(bar)
+    expected = {None: {}, "eyes_closed": {"eyes_closed": (1, None)},
+                "no_faces": {"faces": (None, 0)}, "in_focus": {"eye_sharpness": (IN_FOCUS, None)}}
+    for i in range(bar.faces_combo.count()):
+        with qtbot.waitSignal(bar.filtersChanged, timeout=1000, raising=i != 0):
+            bar.faces_combo.setCurrentIndex(i)
+        assert bar.apply_to(PhotoQuery()).ranges == expected[bar.faces_combo.currentData()]
+
+
+def test_sidebar_says_what_a_folder_scan_skipped(qtbot):
+    """'Where are my photos?': a folder shows how many files it skipped, and which kinds."""
+    from photosense.gui.sidebar import Sidebar
+    from photosense.library import FolderInfo
+
+    bar = Sidebar()
+    qtbot.addWidget(bar)
+    bar.set_folders([FolderInfo(1, "/photos/shoot", 12, False, {".mov": 3, ".psd": 1}),
+                     FolderInfo(2, "/photos/clean", 5, False, {})])
+    shoot, clean = bar.folder_list.item(1), bar.folder_list.item(2)
+    assert shoot.text() == "shoot  (12)  · 4 skipped"
+    assert "3 .mov, 1 .psd" in shoot.toolTip()
+    assert clean.text() == "clean  (5)" and "skipped" not in clean.toolTip()

@@ -28,42 +28,44 @@ def answer(monkeypatch, button: QMessageBox.StandardButton) -> list[str]:
     return asked
 
 
-def test_watch_scans_and_added_folders_show_progress_then_clear(qtbot, tmp_path, real_photos, tiny_config,
-                                                              monkeypatch):
-    from photosense.gui.main_window import MainWindow
-
+def test_watch_scans_and_added_folders_show_progress_then_clear(qtbot, tmp_path, real_photos, tiny_config):
+    """Every scan is a job with its own status-bar row (issue 9.2): the service's first full
+    scan (with done/total), each watch batch, and "Add folder"; each row goes when it ends."""
     first = tmp_path / "first"
     first.mkdir()
     for name in ("coffee", "chelsea"):
         real_photos[name].save(first / f"{name}.jpg", quality=90)
-    seen: list[tuple[int, int, str, bool]] = []  # (done, total, label, label visible)
-    original = MainWindow._on_watch_scan_progress
-
-    def spy(self, done, total):
-        original(self, done, total)
-        seen.append((done, total, self.scan_label.text(), self.scan_label.isVisible()))
-
-    monkeypatch.setattr(MainWindow, "_on_watch_scan_progress", spy)  # before the bridge connects
     lib = Library(tmp_path / "live.sqlite3")
     lib.add_folder(first)  # not scanned yet: the service's first full scan reads it
-    window = open_window(qtbot, lib, tiny_config, start_services=True, watch_debounce=0.3)
-    try:
-        qtbot.waitUntil(lambda: window.model.total() == 2, timeout=30000)
-        qtbot.waitUntil(lambda: not window.scan_label.isVisible(), timeout=30000)
-        assert (2, 2, "Scanning 2/2", True) in seen
-        assert not window.scan_bar.isVisible()
+    window = open_window(qtbot, lib, tiny_config, start_services=False, watch_debounce=0.3)
+    rows: list[tuple[str, str, bool]] = []  # (kind, label, has a row) of each job announced
+    progress: list[str] = []
 
-        # a file appearing in a watched folder: a busy indicator with the number of paths
-        started: list[tuple[str, bool]] = []
-        window.bridge.scanStarted.connect(
-            lambda _n: started.append((window.scan_label.text(), window.scan_bar.isVisible())))
+    def announced(job) -> None:
+        row = window.job_bar.row(job)
+        rows.append((job.kind, job.label, row is not None))
+        if row is not None:
+            job.progress.connect(lambda _v, row=row: progress.append(row.bar.format()))
+
+    window.jobs.added.connect(announced)
+    try:
+        window.start_services()
+        qtbot.waitUntil(lambda: window.model.total() == 2, timeout=30000)
+        qtbot.waitUntil(lambda: not window.jobs.of_kind("scan"), timeout=30000)
+        assert ("scan", "Scanning folders", True) in rows
+        assert "2 / 2" in progress
+        assert not [j for j in window.job_bar.shown_jobs() if j.kind == "scan"]  # its row is gone
+
+        # a file appearing in a watched folder: the watch batch is a job row too
+        rows.clear()
         real_photos["astronaut"].save(tmp_path / "tmp.part", quality=90, format="JPEG")
         shutil.move(tmp_path / "tmp.part", first / "astronaut.jpg")
         qtbot.waitUntil(lambda: window.model.total() == 3, timeout=30000)
-        qtbot.waitUntil(lambda: not window.scan_label.isVisible(), timeout=30000)
-        assert started and all(visible for _text, visible in started)
-        assert re.fullmatch(r"Checking \d+ changes? in watched folders…", started[0][0])
-        assert window.scan_bar.maximum() == 0  # busy: the watcher does not say how many files
+        qtbot.waitUntil(lambda: not window.jobs.of_kind("scan"), timeout=30000)
+        scans = [(label, shown) for kind, label, shown in rows if kind == "scan"]
+        assert scans and all(shown for _label, shown in scans)
+        assert re.fullmatch(r"Checking \d+ changed paths?", scans[0][0])
+        assert not window.problems
 
         # "Add folder" scans in a job whose done/total shows in the progress bar
         second = tmp_path / "second"
