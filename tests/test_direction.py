@@ -52,6 +52,7 @@ def names(lib, ids, ranked):
 
 def test_directions_of_checks_and_attributes():
     assert direction_of("noise") == LOWER and direction_of("noisy") == LOWER
+    assert direction_of("eyes_closed") == LOWER and direction_of("eye_sharpness") == HIGHER
     assert direction_of("exposure") == NEAR_ZERO and direction_of("sharpness") == HIGHER
     assert direction_of("quality") == HIGHER and direction_of("my attribute") == HIGHER
     assert direction_of("my attribute", {"better": "lower"}) == LOWER
