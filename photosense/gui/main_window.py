@@ -627,7 +627,8 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.sidebar.filtersChanged.connect(self.apply_filters)
         # After a choice in the sidebar the grid has the keys again (the range spin boxes
         # keep them: they are typed in).
-        for combo in (self.sidebar.flag_combo, self.sidebar.rating_combo, self.sidebar.label_combo):
+        for combo in (self.sidebar.flag_combo, self.sidebar.rating_combo, self.sidebar.label_combo,
+                      self.sidebar.faces_combo):
             combo.activated.connect(lambda _i: self.return_focus())
         for button in (self.sidebar.errors_check, self.sidebar.range_add, self.sidebar.reset_button):
             button.clicked.connect(lambda _c=False: self.return_focus())
