@@ -104,6 +104,12 @@ def test_sort_values_are_one_query_in_the_given_order_without_missing_values(tmp
     rows = {r.id: r for r in lib.rows(ids)}
     assert values.tolist() == [rows[i].checks["sharpness"] for i in got_ids]
     assert lib.sort_values("quality", [])[0].size == 0
+    # Face checks come from their own table (the histogram when sorting by eye sharpness).
+    lib.store_faces([(ids[0], [{"box": [0.1, 0.1, 0.2, 0.2], "eyes": "open", "eye_sharpness": 0.7}]),
+                     (ids[1], [])])
+    got_ids, values = lib.sort_values("eye_sharpness", shown)
+    assert got_ids.tolist() == [ids[0]] and values.tolist() == pytest.approx([0.7])
+    assert lib.sort_values("faces", ids[:2])[1].tolist() == [1.0, 0.0]
     with pytest.raises(PhotosenseError, match="unknown attribute or check: nope"):
         lib.sort_values("nope", ids)
 

@@ -8,7 +8,10 @@ model (no download; its scores are meaningless, so the grid is sorted by the sha
 whose values are real). Each photo's degraded copies are dated a second apart, so they form
 bursts; a RAW+JPEG pair is added when the test suite's DNG writer is importable. Writes
 main_window.png, bursts.png, search.png, settings.png, loupe.png, compare.png,
-attribute_dialog.png, welcome.png, weights_banner.png and help.png into OUT_DIR.
+attribute_dialog.png, welcome.png, weights_banner.png, help.png, window_1280.png,
+window_1920.png (the toolbar at those widths), noise_histogram.png (a lower-is-better check:
+Pick below), welcome_banner.png (the weights notice over the welcome screen) and
+read_only.png into OUT_DIR.
 """
 
 from __future__ import annotations
@@ -246,8 +249,35 @@ def main(argv: list[str] | None = None) -> int:
     settle(app, 0.3)
     save(window, "weights_banner.png")
     window.banner.hide()
+
+    # a lower-is-better check: the histogram picks below its line
+    window.set_sort("noise")
+    spin(app, lambda: idle() and window.histogram.label().startswith("noise"), 30)
+    window._select_ids(window.model.ids[:2], window.model.ids[0])  # selected cells: empty stars
+    window.set_flag(FLAG_PICK)
+    spin(app, idle)
+    spin(app, lambda: not window.thumbnails.busy, 30)
+    settle(app, 0.5)
+    save(window, "noise_histogram.png")
+    for width in (1280, 1920):
+        window.resize(width, 900 if width == 1280 else 1040)
+        settle(app, 0.5)
+        save(window, f"window_{width}.png")
     window.shutdown()
     window.close()
+
+    library.close()
+    read_only = Library(work / "library.sqlite3", read_only=True)
+    ro = MainWindow(read_only, engine_config=config, prefs=UiPrefs(sort="sharpness", thumb_size=170),
+                    start_services=False)
+    ro.resize(1440, 900)
+    ro.show()
+    spin(app, lambda: ro.db.idle and not ro.model.busy)
+    spin(app, lambda: not ro.thumbnails.busy, 30)
+    settle(app, 0.5)
+    save(ro, "read_only.png")
+    ro.shutdown()
+    ro.close()
 
     empty = Library(work / "empty.sqlite3")
     welcome = MainWindow(empty, engine_config=config, prefs=UiPrefs(), start_services=False)
@@ -256,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     spin(app, lambda: welcome.db.idle)
     settle(app, 0.3)
     save(welcome, "welcome.png")
+    welcome.banner.show_problem("no weights file at /home/me/models/RN50.safetensors")
+    settle(app, 0.3)
+    save(welcome, "welcome_banner.png")
     welcome.shutdown()
     welcome.close()
     library.close()

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from photosense.library import CHECK_NAMES
+from photosense.library.direction import HIGHER, LOWER
 from photosense.scoring.prompts import AntonymPair, AttributeSpec, make_prompt, validate_attribute_name
 
 MAX_PAIRS = 8
@@ -51,6 +52,8 @@ class _PairRow:
         self.remove.setToolTip("Remove this pair")
         self.positive.textChanged.connect(dialog._validate)
         self.negative.textChanged.connect(dialog._validate)
+        self.positive.textEdited.connect(dialog._touch)
+        self.negative.textEdited.connect(dialog._touch)
         self.remove.clicked.connect(lambda: dialog._remove_row(self))
 
     def widgets(self) -> list[QWidget]:
@@ -65,9 +68,10 @@ class AttributeDialog(QDialog):
     ensemble). Shows the exact prompts the model will see; OK only when everything is valid."""
 
     def __init__(self, parent: QWidget | None = None, spec: AttributeSpec | None = None,
-                 existing_names: set[str] | frozenset[str] = frozenset()):
+                 existing_names: set[str] | frozenset[str] = frozenset(), direction: str = HIGHER):
         super().__init__(parent)
         self._editing = spec
+        self._touched = False  # errors are shown once something was typed or chosen
         self._existing = {n.strip().lower() for n in existing_names}
         self._spec: AttributeSpec | None = None
         self._auto_name: str | None = None  # the name a preset filled in (replaced by the next)
@@ -82,6 +86,7 @@ class AttributeDialog(QDialog):
         self.name.setPlaceholderText("e.g. sharp")
         self.name.setMaxLength(64)
         self.name.textEdited.connect(self._name_edited)
+        self.name.textEdited.connect(self._touch)
         self.name.textChanged.connect(self._validate)
 
         self._rows: list[_PairRow] = []
@@ -91,6 +96,12 @@ class AttributeDialog(QDialog):
         self.add_button = QPushButton("Add pair")
         self.add_button.setToolTip("Several pairs are scored separately and averaged")
         self.add_button.clicked.connect(lambda: self.add_pair())
+        self.better = QComboBox()
+        self.better.addItem("More like the positive side is better", HIGHER)
+        self.better.addItem("More like the negative side is better", LOWER)
+        self.better.setCurrentIndex(max(0, self.better.findData(direction)))
+        self.better.setToolTip("Which way “best first” sorting, the best photo of a burst, the "
+                               "histogram's Pick and export's top photos go")
 
         self.preview = QLabel()
         self.preview.setTextFormat(Qt.TextFormat.RichText)
@@ -119,6 +130,9 @@ class AttributeDialog(QDialog):
         layout.addWidget(hint)
         layout.addLayout(self._grid)
         layout.addWidget(self.add_button, 0, Qt.AlignmentFlag.AlignLeft)
+        better = QFormLayout()
+        better.addRow("Better:", self.better)
+        layout.addLayout(better)
         layout.addWidget(QLabel("Prompts:"))
         layout.addWidget(self.preview)
         layout.addWidget(self.error_label)
@@ -246,8 +260,17 @@ class AttributeDialog(QDialog):
             except ValueError as exc:  # whatever the checks above did not foresee
                 errors.append(str(exc))
         self.error_label.setText("\n".join(e[:1].upper() + e[1:] for e in errors))
-        self.error_label.setVisible(bool(errors))
+        self.error_label.setVisible(bool(errors) and self._touched)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(self._spec is not None)
+
+    def _touch(self, *_args) -> None:
+        if not self._touched:
+            self._touched = True
+            self._validate()
+
+    def direction(self) -> str:
+        """Which way is better (photosense.library.direction HIGHER or LOWER)."""
+        return self.better.currentData()
 
     def is_valid(self) -> bool:
         return self._spec is not None
@@ -256,6 +279,7 @@ class AttributeDialog(QDialog):
         return self.error_label.text()
 
     def accept(self) -> None:
+        self._touched = True
         self._validate()
         if self._spec is None:
             return

@@ -30,6 +30,9 @@ CELL_BG_SELECTED = QColor("#3d4654")
 SELECT_BORDER = QColor("#5b9bd5")
 TEXT = QColor("#d8d8d8")
 TEXT_DIM = QColor("#8a8a8a")
+STAR_ON = QColor("#f0c24b")
+STAR_OFF = QColor("#4a4a4a")
+STAR_OFF_SELECTED = QColor("#6f7b8e")  # against CELL_BG_SELECTED
 GROUP_BADGE = QColor("#e8a33d")
 BLINK_COLOR = QColor("#ffd54f")  # someone's eyes are closed
 GROUP_MEMBER = QColor("#e8a33d")
@@ -259,7 +262,8 @@ class PhotoDelegate(QStyledItemDelegate):
         radius = 5.0
         painter.setPen(Qt.PenStyle.NoPen)
         for i in range(5):
-            painter.setBrush(QColor("#f0c24b") if i < row.rating else QColor("#4a4a4a"))
+            # Empty stars stay visible on the selected cell's lighter background.
+            painter.setBrush(STAR_ON if i < row.rating else (STAR_OFF_SELECTED if selected else STAR_OFF))
             painter.drawPolygon(star_polygon(QPointF(strip.left() + radius + i * 13, y), radius))
         line2 = QRect(strip.left() + 70, line1.bottom() + 1, strip.width() - 70, fm.height())
         if row.missing:

@@ -1,7 +1,10 @@
 """``HistogramPanel``: the distribution of one score, with a draggable threshold line.
 
 "Above" means ``value >= threshold`` (the same as a ``(threshold, None)`` range in a
-``PhotoQuery``); "below" means ``value < threshold``. NaN values are ignored.
+``PhotoQuery``); "below" means ``value < threshold``. NaN values are ignored. Which side is
+better follows the key's direction: higher is better by default (Pick above / Reject below);
+for a lower-is-better key the buttons are Pick at or below / Reject above. A histogram of a
+single value shows that value (one bar, one label), an empty one says "No values" once.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class _HistogramCanvas(QWidget):
         self.lo = 0.0
         self.hi = 1.0
         self.threshold = math.nan
+        self.higher_better = True
         self._dragging = False
 
     def sizeHint(self) -> QSize:
@@ -59,11 +63,14 @@ class _HistogramCanvas(QWidget):
 
     def x_for(self, value: float) -> float:
         r = self.plot_rect()
-        span = self.hi - self.lo or 1.0
-        return r.left() + (value - self.lo) / span * r.width()
+        if self.hi <= self.lo:  # one value: in the middle
+            return r.center().x()
+        return r.left() + (value - self.lo) / (self.hi - self.lo) * r.width()
 
     def value_at(self, x: float) -> float:
         r = self.plot_rect()
+        if self.hi <= self.lo:
+            return self.lo
         frac = min(1.0, max(0.0, (x - r.left()) / r.width()))
         return self.lo + frac * (self.hi - self.lo)
 
@@ -96,6 +103,15 @@ class _HistogramCanvas(QWidget):
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No values")
             p.end()
             return
+        if self.hi <= self.lo:  # every photo has the same value: one bar, one label
+            p.setPen(Qt.PenStyle.NoPen)
+            x = r.center().x()
+            p.fillRect(QRectF(x - 6, r.top() + 4, 12, r.height() - 4), _ABOVE)
+            p.setPen(_TEXT)
+            axis = QRectF(r.left(), r.bottom() + 2, r.width(), self.AXIS_H - 2)
+            p.drawText(axis, Qt.AlignmentFlag.AlignCenter, format_value(self.lo))
+            p.end()
+            return
         peak = max(1, int(self.counts.max()))
         n = len(self.counts)
         width = r.width() / n
@@ -107,7 +123,7 @@ class _HistogramCanvas(QWidget):
             x0 = r.left() + i * width
             bar = QRectF(x0 + 0.5, r.bottom() - h, max(1.0, width - 1.0), h)
             mid = (edges[i] + edges[i + 1]) / 2
-            color = _ABOVE if mid >= self.threshold else _BELOW
+            color = _ABOVE if (mid >= self.threshold) == self.higher_better else _BELOW
             p.fillRect(bar, color)
         p.setPen(QPen(QColor(90, 90, 90), 1))
         p.drawLine(QPointF(r.left(), r.bottom() + 0.5), QPointF(r.right(), r.bottom() + 0.5))
@@ -138,23 +154,24 @@ class HistogramPanel(QWidget):
     thresholdChanged = Signal(float)
     pickAbove = Signal(float)
     rejectBelow = Signal(float)
+    pickBelow = Signal(float)  # lower is better: pick at or below the line
+    rejectAbove = Signal(float)  # lower is better: reject above it
 
     def __init__(self, parent: QWidget | None = None, bins: int = BINS):
         super().__init__(parent)
         self._bins = bins
         self._values = np.zeros(0, dtype=np.float64)
         self._label = ""
+        self._key: str | None = None
         self._title = QLabel(self)
         self._title.setStyleSheet("font-weight: bold")
         self.canvas = _HistogramCanvas(self)
         self.canvas.dragged.connect(self.set_threshold)
         self._counts = QLabel(self)
         self.pick_button = QPushButton("Pick above", self)
-        self.pick_button.setToolTip("Flag every photo at or above the line as a pick")
         self.reject_button = QPushButton("Reject below", self)
-        self.reject_button.setToolTip("Flag every photo below the line as a reject")
-        self.pick_button.clicked.connect(lambda: self.pickAbove.emit(self.threshold()))
-        self.reject_button.clicked.connect(lambda: self.rejectBelow.emit(self.threshold()))
+        self.pick_button.clicked.connect(self._pick_clicked)
+        self.reject_button.clicked.connect(self._reject_clicked)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self._counts, 1)
@@ -169,22 +186,30 @@ class HistogramPanel(QWidget):
 
     # -- data ---------------------------------------------------------------------------------
 
-    def set_values(self, values: np.ndarray, label: str) -> None:
+    def set_values(self, values: np.ndarray, label: str, key: str | None = None,
+                   higher_better: bool = True) -> None:
         """Show the distribution of ``values`` (NaN ignored) titled ``label``. The threshold
-        is kept if it still lies inside the new range, else moved to the median."""
+        is kept if it still lies inside the new range and ``key`` (what the values are of) is
+        the same as before, else moved to the median: a threshold never carries over from
+        one attribute to another."""
         arr = np.asarray(values, dtype=np.float64).ravel()
         arr = arr[np.isfinite(arr)]
         self._values = arr
         self._label = label
+        same_key = key == self._key
+        self._key = key
         c = self.canvas
+        c.higher_better = higher_better
         if arr.size:
             lo, hi = float(arr.min()), float(arr.max())
             if hi - lo < 1e-12:
-                lo, hi = lo - 0.5, hi + 0.5
+                hi = lo
+                c.counts = np.array([arr.size], dtype=np.int64)
+            else:
+                c.counts, _ = np.histogram(arr, bins=self._bins, range=(lo, hi))
             c.lo, c.hi = lo, hi
-            c.counts, _ = np.histogram(arr, bins=self._bins, range=(lo, hi))
             old = c.threshold
-            if not (math.isfinite(old) and lo <= old <= hi):
+            if not (same_key and math.isfinite(old) and lo <= old <= hi):
                 c.threshold = math.nan
                 self.set_threshold(float(np.median(arr)))
         else:
@@ -193,6 +218,15 @@ class HistogramPanel(QWidget):
 
     def values(self) -> np.ndarray:
         return self._values
+
+    def higher_better(self) -> bool:
+        return self.canvas.higher_better
+
+    def _pick_clicked(self) -> None:
+        (self.pickAbove if self.canvas.higher_better else self.pickBelow).emit(self.threshold())
+
+    def _reject_clicked(self) -> None:
+        (self.rejectBelow if self.canvas.higher_better else self.rejectAbove).emit(self.threshold())
 
     def label(self) -> str:
         return self._label
@@ -226,11 +260,34 @@ class HistogramPanel(QWidget):
         above = int(np.count_nonzero(self._values >= t))
         return above, int(self._values.size - above)
 
+    def better_worse(self) -> tuple[int, int]:
+        """(photos a Pick would flag, photos a Reject would flag) at the threshold."""
+        t = self.canvas.threshold
+        if not self._values.size or not math.isfinite(t):
+            return 0, 0
+        if self.canvas.higher_better:
+            return self.above_below()
+        better = int(np.count_nonzero(self._values <= t))
+        return better, int(self._values.size - better)
+
     def _refresh(self) -> None:
         has = bool(self._values.size)
         self._title.setText(self._label or "Histogram")
-        above, below = self.above_below()
-        self._counts.setText(f"{above} above / {below} below" if has else "No values")
-        self.pick_button.setEnabled(has and above > 0)
-        self.reject_button.setEnabled(has and below > 0)
+        better, worse = self.better_worse()
+        if self.canvas.higher_better:
+            self.pick_button.setText("Pick above")
+            self.pick_button.setToolTip("Flag every photo at or above the line as a pick (higher is better)")
+            self.reject_button.setText("Reject below")
+            self.reject_button.setToolTip("Flag every photo below the line as a reject")
+            counts = f"{better} above / {worse} below"
+        else:
+            self.pick_button.setText("Pick below")
+            self.pick_button.setToolTip("Flag every photo at or below the line as a pick (lower is better)")
+            self.reject_button.setText("Reject above")
+            self.reject_button.setToolTip("Flag every photo above the line as a reject")
+            counts = f"{better} at or below / {worse} above"
+        # An empty histogram says "No values" once, in the canvas.
+        self._counts.setText(counts if has else "")
+        self.pick_button.setEnabled(has and better > 0)
+        self.reject_button.setEnabled(has and worse > 0)
         self.canvas.update()

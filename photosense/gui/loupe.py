@@ -5,6 +5,11 @@ Decoding happens on a worker thread (``open_image``), which also converts the pi
 shown first, then the full image. Each ``set_photo`` supersedes the previous load: stale
 results are dropped and queued stale jobs never decode.
 
+Below 100 % the photo is drawn from a smoothly downscaled copy made on the same worker pool
+(a 24 MP rescale takes ~200 ms): until it is ready, the previous copy or the full image
+(unsmoothed) stands in, so a wheel notch or a resize never waits for it. ``preload`` decodes
+the neighbours of the shown photo in the background; moving to one shows it at once.
+
 View geometry is kept in full-image pixels, so the preview and the full image line up.
 ``scale`` is device pixels per image pixel (1.0 = 100 %: one image pixel per screen pixel);
 ``0.0`` means "fit to the window" wherever a scale is passed around (``viewChanged``,
@@ -100,6 +105,48 @@ class _LoadSignals(QObject):
     source = Signal(int, str)  # token, the file actually decoded (a pair's JPEG, say)
 
 
+class _ScaleSignals(QObject):
+    scaled = Signal(int, QImage)  # request number, the image scaled for drawing
+
+
+class _ScaleJob:
+    """A smooth downscale of the shown image, off the GUI thread. Pillow does the resampling
+    on the QImage's own pixels (no copy): it releases the GIL while it works, where
+    ``QImage.scaled`` holds it and would stall the GUI thread as much as scaling there."""
+
+    def __init__(self, request: int, image: QImage, size: QSize, signals: _ScaleSignals):
+        self.request, self.image, self.size, self.signals = request, image, size, signals
+        self.cancelled = threading.Event()
+
+    def __call__(self) -> None:
+        if self.cancelled.is_set():
+            return
+        try:
+            out = scaled_image(self.image, self.size)
+        except Exception:  # a bug: the unsmoothed stand-in stays; say why in the log
+            log.exception("downscaling the loupe's photo failed")
+            return
+        if not self.cancelled.is_set():
+            self.signals.scaled.emit(self.request, out)
+
+
+def scaled_image(image: QImage, size: QSize) -> QImage:
+    """``image`` smoothly resized to ``size`` (Pillow, GIL released while it resamples)."""
+    from PIL import Image
+
+    if image.format() not in (QImage.Format.Format_RGB32, QImage.Format.Format_ARGB32):
+        image = image.convertToFormat(QImage.Format.Format_RGB32)
+    w, h = image.width(), image.height()
+    # 0xffRRGGBB words are B, G, R, A bytes: resampled per channel, the order does not matter.
+    src = Image.frombuffer("RGBA", (w, h), image.constBits(), "raw", "RGBA", image.bytesPerLine(), 1)
+    out = src.resize((size.width(), size.height()), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    data = out.tobytes()
+    return QImage(data, out.width, out.height, 4 * out.width, QImage.Format.Format_RGB32).copy()
+
+
+PRELOAD_KEEP = 3  # decoded photos kept: the shown one and its two neighbours
+
+
 class _LoadJob:
     def __init__(self, token: int, path: str, signals: _LoadSignals, companion: str | None = None):
         self.token, self.path, self.signals = token, path, signals
@@ -185,6 +232,14 @@ class LoupeView(QWidget):
         self._press: QPointF | None = None
         self._press_center = (0.5, 0.5)
         self._dragging = False
+        self._image: QImage | None = None  # what _pixmap shows, for the background rescale
+        self._scale_request = 0
+        self._scale_want: QSize | None = None  # the size being scaled to in the background
+        self._scale_job: _ScaleJob | None = None
+        # Decoded photos by path (the shown one and the preloaded neighbours), newest last.
+        self._decoded: dict[str, tuple[QImage, int, int, str]] = {}
+        self._preloads: dict[int, tuple[str, _LoadJob]] = {}  # token -> (path, job)
+        self._preload_token = 0
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -194,15 +249,24 @@ class LoupeView(QWidget):
         The zoom level and centre are kept, so a burst can be checked at the same spot."""
         if self._job is not None:
             self._job.cancelled.set()
+            self._job = None
         self._token += 1
         self._path = os.fspath(path)
         self._source = ""
         self._title = title or os.path.basename(self._path)
         self._culling = None
         self._pixmap = self._scaled = None
+        self._image = None
+        self._cancel_scale()
         self._final = False
         self._error = None
         self._image_w = self._image_h = 0
+        decoded = self._decoded.get(self._path)
+        if decoded is not None:  # preloaded: shown now, no decoding
+            image, width, height, source = decoded
+            self._source = source
+            self._on_loaded(self._token, image, width, height, True)
+            return
         signals = _LoadSignals()
         signals.loaded.connect(self._on_loaded)
         signals.failed.connect(self._on_failed)
@@ -211,6 +275,59 @@ class LoupeView(QWidget):
         loader_pool().start(self._job)
         self.update()
 
+    def preload(self, items: list[tuple[str, str | None]]) -> None:
+        """Decode these photos ((path, companion): the shown photo's neighbours) in the
+        background and keep them, so ``set_photo`` of one shows it at once. Photos neither
+        shown nor asked for are forgotten."""
+        wanted = {os.fspath(p) for p, _c in items} | {self._path}
+        for token, (path, job) in list(self._preloads.items()):
+            if path not in wanted:
+                job.cancelled.set()
+                del self._preloads[token]
+        for path in [p for p in self._decoded if p not in wanted]:
+            del self._decoded[path]
+        loading = {path for path, _job in self._preloads.values()}
+        for path, companion in items:
+            path = os.fspath(path)
+            if path in self._decoded or path in loading or path == self._path:
+                continue
+            self._preload_token -= 1  # negative: never a token of the shown photo
+            signals = _LoadSignals()
+            signals.loaded.connect(self._on_preloaded)
+            signals.source.connect(self._on_preload_source)
+            job = _LoadJob(self._preload_token, path, signals, companion)
+            self._preloads[self._preload_token] = (path, job)
+            loader_pool().start(job)
+
+    @Slot(int, str)
+    def _on_preload_source(self, token: int, source: str) -> None:
+        entry = self._preloads.get(token)
+        if entry is not None:
+            entry[1].source = source
+
+    @Slot(int, QImage, int, int, bool)
+    def _on_preloaded(self, token: int, image: QImage, width: int, height: int, final: bool) -> None:
+        entry = self._preloads.get(token)
+        if entry is None or not final:
+            return
+        del self._preloads[token]
+        path, job = entry
+        self._keep_decoded(path, image, width, height, getattr(job, "source", path))
+
+    def _keep_decoded(self, path: str, image: QImage, width: int, height: int, source: str) -> None:
+        self._decoded.pop(path, None)
+        self._decoded[path] = (image, width, height, source)
+        while len(self._decoded) > PRELOAD_KEEP:
+            oldest = next(iter(self._decoded))
+            if oldest == self._path and len(self._decoded) > 1:
+                self._decoded[oldest] = self._decoded.pop(oldest)  # the shown one stays
+                oldest = next(iter(self._decoded))
+            del self._decoded[oldest]
+
+    def preloaded(self) -> list[str]:
+        """The paths decoded and kept (shown or preloaded)."""
+        return list(self._decoded)
+
     def clear(self) -> None:
         if self._job is not None:
             self._job.cancelled.set()
@@ -218,6 +335,8 @@ class LoupeView(QWidget):
         self._token += 1
         self._path = self._title = self._source = ""
         self._culling = None
+        self._image = None
+        self._cancel_scale()
         self._pixmap = self._scaled = None
         self._error = None
         self._image_w = self._image_h = 0
@@ -228,14 +347,55 @@ class LoupeView(QWidget):
         if token != self._token or (self._final and not final):
             return  # a stale load, or a preview arriving after the full image
         self._pixmap = QPixmap.fromImage(image)
+        self._image = image
         self._scaled = None
+        self._cancel_scale()
         self._image_w, self._image_h = width, height
         self._final = final
         self._clamp_center()
         self.update()
         if final:
             self._job = None
+            self._keep_decoded(self._path, image, width, height, self._source or self._path)
             self.loaded.emit(self._path)
+
+    # -- background rescaling -----------------------------------------------------------------
+
+    def _cancel_scale(self) -> None:
+        if self._scale_job is not None:
+            self._scale_job.cancelled.set()
+            self._scale_job = None
+        self._scale_request += 1
+        self._scale_want = None
+
+    def _request_scale(self, size: QSize) -> None:
+        """Scale the shown image to ``size`` in the background (the latest request wins)."""
+        if self._scale_want == size or self._image is None:
+            return
+        self._cancel_scale()
+        self._scale_want = size
+        signals = _ScaleSignals()  # owned by the job: it outlives a closed view
+        signals.scaled.connect(self._on_scaled)
+        self._scale_job = _ScaleJob(self._scale_request, self._image, size, signals)
+        loader_pool().start(self._scale_job)
+
+    @Slot(int, QImage)
+    def _on_scaled(self, request: int, image: QImage) -> None:
+        if request != self._scale_request:
+            return  # an older zoom level or another photo
+        self._scale_job = None
+        self._scale_want = None
+        self._scaled = QPixmap.fromImage(image)
+        self.update()
+
+    def is_sharp(self) -> bool:
+        """Whether what is drawn is final: the full image at 100 % and above, or its smooth
+        downscale for this zoom level below (False while that is being made)."""
+        if self._pixmap is None or not self._final:
+            return False
+        if self.scale() >= 1.0:
+            return True
+        return self._scaled is not None and self._scaled.size() == self._wanted_size()
 
     @Slot(int, str)
     def _on_source(self, token: int, path: str) -> None:
@@ -380,12 +540,10 @@ class LoupeView(QWidget):
             self._scale = min(MAX_SCALE, max(MIN_SCALE, scale))
             self._cx, self._cy = cx, cy
             self._clamp_center()
-        self._scaled = None
         self.update()
 
     def _changed(self) -> None:
         self._clamp_center()
-        self._scaled = None
         self.update()
         self.viewChanged.emit(*self.view())
 
@@ -434,7 +592,6 @@ class LoupeView(QWidget):
     # -- events -------------------------------------------------------------------------------
 
     def resizeEvent(self, event: QResizeEvent) -> None:
-        self._scaled = None
         self._clamp_center()
         super().resizeEvent(event)
 
@@ -499,17 +656,25 @@ class LoupeView(QWidget):
         scale = self.scale()
         pm = self._pixmap
         if scale < 1.0 and target.width() * target.height() < 4e7:
-            # Smooth downscaling once per zoom level, not on every paint.
-            dpr = self._dpr()
-            want = QSize(max(1, round(target.width() * dpr)), max(1, round(target.height() * dpr)))
-            if self._scaled is None or self._scaled.size() != want:
-                self._scaled = pm.scaled(want, Qt.AspectRatioMode.IgnoreAspectRatio,
-                                         Qt.TransformationMode.SmoothTransformation)
-            pm = self._scaled
+            # Smooth downscaling once per zoom level, in the background; meanwhile the last
+            # downscale (stretched) or the image itself (unsmoothed: fast) stands in.
+            want = self._wanted_size()
+            if self._scaled is not None and self._scaled.size() == want:
+                pm = self._scaled
+            else:
+                self._request_scale(want)
+                if self._scaled is not None:
+                    pm = self._scaled
+                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         else:
             # At 100 % and above show the real pixels, unsmoothed.
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         p.drawPixmap(target, pm, QRectF(pm.rect()))
+
+    def _wanted_size(self) -> QSize:
+        """The device-pixel size the photo is drawn at."""
+        target, dpr = self._target_rect(), self._dpr()
+        return QSize(max(1, round(target.width() * dpr)), max(1, round(target.height() * dpr)))
 
     def _draw_message(self, p: QPainter, text: str, color: QColor) -> None:
         p.setPen(color)

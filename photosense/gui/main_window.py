@@ -17,6 +17,7 @@ import logging
 import time
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import (
     QByteArray,
     QEvent,
@@ -28,7 +29,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QRegion
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QRegion
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -122,15 +123,53 @@ class WeightsBanner(QFrame):
         self.hide()
 
     def show_problem(self, message: str) -> None:
+        """Two short lines in the window's words; the technical detail is in the tooltip (and
+        in Problems)."""
         self.text.setText(
-            "Scoring is off: the model weights are not available.\n"
-            f"({message})\n"
-            "photosense downloads the weights on first use when this computer is online, or you "
-            "can choose a local weights file in Settings. Sharpness, exposure and noise checks, "
-            "flags, ratings and export already work.")
+            "Scoring is off: the model's weights are not available.\n"
+            "Choose a weights file in Settings, or Retry when this computer is online. "
+            "Flags, ratings, checks and export work meanwhile.")
+        self.text.setToolTip(message)
         self.show()
 
 
+
+
+class HistoryButton(QToolButton):
+    """The toolbar's Undo or Redo: a fixed-width icon; the step it would undo or redo is in
+    its tooltip (and in the Edit menu)."""
+
+    def __init__(self, stack, undo: bool, keys: str, theme: str, fallback: str,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.stack, self.undo, self.keys = stack, undo, keys
+        self.setAutoRaise(True)
+        icon = QIcon.fromTheme(theme)
+        if icon.isNull():
+            self.setText(fallback)
+            font = self.font()
+            font.setPointSizeF(font.pointSizeF() * 1.4)
+            self.setFont(font)
+        else:
+            self.setIcon(icon)
+        self.setFixedWidth(30)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        if undo:
+            stack.canUndoChanged.connect(self.refresh)
+            stack.undoTextChanged.connect(self.refresh)
+        else:
+            stack.canRedoChanged.connect(self.refresh)
+            stack.redoTextChanged.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_args) -> None:
+        if not shiboken6.isValid(self.stack) or not shiboken6.isValid(self):
+            return  # the window is closing: the stack goes first
+        verb = "Undo" if self.undo else "Redo"
+        can = self.stack.canUndo() if self.undo else self.stack.canRedo()
+        step = self.stack.undoText() if self.undo else self.stack.redoText()
+        self.setEnabled(can)
+        self.setToolTip(f"{verb} {step} ({self.keys})" if can and step else f"Nothing to {verb.lower()}")
 
 
 class SearchBox(QLineEdit):
@@ -231,7 +270,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
 
     def __init__(self, library: Library, *, engine_config: EngineConfig | None = None,
                  prefs: UiPrefs | None = None, start_services: bool = True,
-                 watch_debounce: float = 2.0, taste_debounce: float = 3.0):
+                 watch_debounce: float = 2.0, taste_debounce: float = 3.0, resort_debounce: float = 2.0):
         super().__init__()
         self.library = library
         self.prefs = prefs or UiPrefs.load()
@@ -247,6 +286,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self._score_again = False
         self._last_row_refresh = 0.0
         self._restore_selection: tuple[list[int], int | None] | None = None
+        self._restore_scroll: int | None = None  # the current photo's height on screen to keep
         self._histogram_request = LatestRequest()
         self._histogram_data: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
         self._compare_ids: list[int] = []
@@ -262,6 +302,18 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self._taste_timer.setSingleShot(True)
         self._taste_timer.setInterval(int(taste_debounce * 1000))
         self._taste_timer.timeout.connect(lambda: self.refit_taste(force=False))
+        self._resort_timer = QTimer(self)  # re-sort as scores arrive, at most this often
+        self._resort_timer.setSingleShot(True)
+        self._resort_timer.setInterval(int(resort_debounce * 1000))
+        self._resort_timer.timeout.connect(self._resort_while_scoring)
+        self._taste_status_timer = QTimer(self)  # the "my taste" line after a flag
+        self._taste_status_timer.setSingleShot(True)
+        self._taste_status_timer.setInterval(300)
+        self._taste_status_timer.timeout.connect(self._read_taste_status)
+        self._scan_refresh_timer = QTimer(self)  # photos appear while a folder is read
+        self._scan_refresh_timer.setSingleShot(True)
+        self._scan_refresh_timer.setInterval(1000)
+        self._scan_refresh_timer.timeout.connect(self._refresh_during_scan)
 
         self.setWindowTitle(f"photosense — {library.path}")
         self.resize(1400, 880)  # until a saved geometry is restored
@@ -330,7 +382,6 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         grid_page = QWidget()
         lay = QVBoxLayout(grid_page)
         lay.setContentsMargins(4, 4, 4, 0)
-        lay.addWidget(self.banner)
         lay.addWidget(self.search_bar)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.empty_label, 1)
@@ -350,7 +401,14 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.central.addWidget(self.welcome)
         self.central.addWidget(self.pages)
         self.central.setCurrentWidget(self.pages)
-        self.setCentralWidget(self.central)
+        # The weights notice sits above the pages and the welcome screen: never hidden.
+        outer = QWidget()
+        outer_lay = QVBoxLayout(outer)
+        outer_lay.setContentsMargins(4, 4, 4, 0)
+        outer_lay.setSpacing(4)
+        outer_lay.addWidget(self.banner)
+        outer_lay.addWidget(self.central, 1)
+        self.setCentralWidget(outer)
 
     def _build_docks(self) -> None:
         from photosense.gui.histogram import HistogramPanel
@@ -414,14 +472,17 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.addAction(self.undo_action)
         self.addAction(self.redo_action)
         self.add_folder_action = a("Add folder…", self.choose_folder, [], "Add a folder of photos")
-        self.score_action = a("Score now", self.start_scoring, [], "Score photos that have no scores yet")
+        self.score_action = a("Score now", self.score_now, [], "Score photos that have no scores yet")
         self.export_action = a("Export…", self.show_export_dialog, ["Ctrl+E"], "Export the best picks")
         self.settings_action = a("Settings…", self.show_settings, ["Ctrl+,"])
         self.problems_action = a("Problems…", self.show_problems, [], "Errors reported so far")
+        self.quit_action = a("Quit", self.close, ["Ctrl+Q"], "Close the window (Ctrl+Q)")
+        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
         self.collapse_action = a("Collapse bursts", lambda: self.set_collapse_bursts(self.collapse_action.isChecked()),
                                  ["G"], "Show each burst as its best photo (G)")
         self.collapse_action.setCheckable(True)
         self.collapse_action.setIconText("Bursts")  # the toolbar's short label
+        self.add_folder_action.setIconText("+ Folder")
         self.help_action.setIconText("?")
         self.expand_action = a("Expand or collapse burst", self.toggle_group, ["Shift+G"],
                                "Show every photo of the current burst, or only its best (Shift+G)")
@@ -431,8 +492,8 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.refit_taste_action = a("Refit my taste", lambda: self.refit_taste(force=True), [],
                                     "Learn “my taste” again from your picks and rejects")
         self.xmp_action = a("Write XMP sidecars", self.write_xmp, [],
-                            "Write flags, ratings and scores of the selected photos (all when none "
-                            "is selected) to .xmp sidecar files")
+                            "Write flags, ratings and scores to .xmp sidecar files: of the selected "
+                            "photos when several are selected, else of every photo")
         self.read_xmp_action = a("Read XMP sidecars", self.read_xmp, [],
                                  "Import flags, ratings and labels that other apps wrote into sidecars")
         self.report_action = a("Export report…", self.choose_report, [],
@@ -446,7 +507,8 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         bar = self.menuBar()
         file = bar.addMenu("&File")
         for action in (self.add_folder_action, None, self.export_action, self.report_action, self.xmp_action,
-                       self.read_xmp_action, None, self.settings_action, self.problems_action):
+                       self.read_xmp_action, None, self.settings_action, self.problems_action, None,
+                       self.quit_action):
             file.addSeparator() if action is None else file.addAction(action)
         edit = bar.addMenu("&Edit")
         for action in (self.undo_action, self.redo_action, None, self.find_action):
@@ -466,6 +528,9 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
             scores.addAction(action)
 
     def _build_toolbar(self) -> None:
+        """Fixed-width controls, so the toolbar fits a 1280 px window: Undo/Redo are icons
+        (the step is in their tooltip and the Edit menu), the combos do not grow with their
+        items, and only the search field takes keyboard focus."""
         tb = self.addToolBar("Main")
         tb.setObjectName("mainToolbar")
         tb.setMovable(False)
@@ -473,17 +538,23 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         tb.addSeparator()
         tb.addWidget(QLabel(" Sort "))
         self.sort_combo = QComboBox()
-        self.sort_combo.setMinimumContentsLength(14)
-        self.sort_combo.setToolTip("Sort photos by an attribute, a check, capture time or file name")
+        self.sort_combo.setMinimumContentsLength(12)
+        self.sort_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.sort_combo.setToolTip("Sort photos by an attribute, a check, rating, flag, label, capture time "
+                                   "or file name")
         tb.addWidget(self.sort_combo)
         self.direction_button = QToolButton()
         self.direction_button.setToolTip("Reverse the order")
+        fm = self.direction_button.fontMetrics()
+        self.direction_button.setFixedWidth(max(fm.horizontalAdvance(t) for t in (
+            "Most similar first", "Rejects first", "Oldest first", "Fewest stars")) + 16)
         tb.addWidget(self.direction_button)
         tb.addSeparator()
         tb.addAction(self.collapse_action)
         self.best_combo = QComboBox()
         self.best_combo.setToolTip("What decides the best photo of a burst")
-        self.best_combo.setMinimumContentsLength(10)
+        self.best_combo.setMinimumContentsLength(9)
+        self.best_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         tb.addWidget(self.best_combo)
         tb.addSeparator()
         tb.addAction(self.pick_action)
@@ -492,8 +563,8 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         tb.addSeparator()
         tb.addAction(self.loupe_action)
         tb.addAction(self.compare_action)
-        tb.addAction(self.undo_action)
-        tb.addAction(self.redo_action)
+        self.undo_button = self._history_button(tb, self.undo_action, "edit-undo", "↶")
+        self.redo_button = self._history_button(tb, self.redo_action, "edit-redo", "↷")
         tb.addSeparator()
         spacer = QWidget()
         spacer.setSizePolicy(spacer.sizePolicy().Policy.Expanding, spacer.sizePolicy().Policy.Preferred)
@@ -501,18 +572,30 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.search_box = SearchBox()
         self.search_box.setPlaceholderText("Search, e.g. “dog on a beach”")
         self.search_box.setClearButtonEnabled(True)
-        self.search_box.setFixedWidth(230)
+        self.search_box.setFixedWidth(180)
         self.search_box.setToolTip("Rank the photos in view by how well they match a description "
                                    "(Enter runs, Esc clears)")
         tb.addWidget(self.search_box)
         tb.addSeparator()
-        tb.addWidget(QLabel("Size "))
         self.size_slider = QSlider(Qt.Orientation.Horizontal)
         self.size_slider.setRange(THUMB_MIN, THUMB_MAX)
-        self.size_slider.setFixedWidth(140)
+        self.size_slider.setFixedWidth(100)
         self.size_slider.setToolTip("Thumbnail size")
+        self.size_slider.setAccessibleName("Thumbnail size")
         tb.addWidget(self.size_slider)
         tb.addAction(self.help_action)
+        # Arrow keys move between photos: only the search field keeps the keyboard.
+        for w in (self.sort_combo, self.best_combo, self.direction_button, self.size_slider):
+            w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+
+    def _history_button(self, tb, action: QAction, theme: str, fallback: str) -> QToolButton:
+        """An Undo or Redo icon for the toolbar: its tooltip names the step, the Edit menu's
+        action keeps the full text ("Undo Pick 3 photos")."""
+        button = HistoryButton(self.culling.stack, action is self.undo_action,
+                               action.shortcut().toString(QKeySequence.SequenceFormat.NativeText), theme, fallback)
+        button.clicked.connect(action.trigger)
+        tb.addWidget(button)
+        return button
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
@@ -521,6 +604,15 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.problems_button = ProblemsButton(self.problem_log)
         sb.addPermanentWidget(self.job_bar)
         sb.addPermanentWidget(self.problems_button)
+        # Shown once, for as long as the window is open: flags and ratings cannot be saved.
+        self.read_only_label = QLabel("Read-only library")
+        self.read_only_label.setStyleSheet("color: #e8a33d; padding: 0 6px;")
+        self.read_only_label.setToolTip(
+            f"{self.library.path} can only be read (its file or folder is not writable): photos can "
+            "be viewed, sorted and searched, but flags, ratings, labels and new scores cannot be "
+            "saved. Copy it to a writable folder to cull.")
+        sb.addPermanentWidget(self.read_only_label)
+        self.read_only_label.setVisible(bool(getattr(self.library, "read_only", False)))
         sb.addPermanentWidget(self.count_label)
 
     def _connect(self) -> None:
@@ -533,6 +625,13 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.view.doubleClicked.connect(lambda _index: self.show_loupe())
         self.view.verticalScrollBar().valueChanged.connect(lambda _v: self.thumbnails.drop_pending())
         self.sidebar.filtersChanged.connect(self.apply_filters)
+        # After a choice in the sidebar the grid has the keys again (the range spin boxes
+        # keep them: they are typed in).
+        for combo in (self.sidebar.flag_combo, self.sidebar.rating_combo, self.sidebar.label_combo,
+                      self.sidebar.faces_combo):
+            combo.activated.connect(lambda _i: self.return_focus())
+        for button in (self.sidebar.errors_check, self.sidebar.range_add, self.sidebar.reset_button):
+            button.clicked.connect(lambda _c=False: self.return_focus())
         self.sidebar.addFolderRequested.connect(self.choose_folder)
         self.sidebar.removeFolderRequested.connect(self.remove_folder)
         self.sidebar.rescanRequested.connect(self.rescan)
@@ -542,15 +641,18 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.sidebar.sortRequested.connect(self.set_sort)
         self.sidebar.refitTasteRequested.connect(lambda: self.refit_taste(force=True))
         self.view.groupBadgeActivated.connect(self.toggle_group)
-        self.best_combo.activated.connect(lambda _i: self.set_best_by(self.best_combo.currentData()))
+        self.best_combo.activated.connect(lambda _i: (self.set_best_by(self.best_combo.currentData()),
+                                                      self.return_focus()))
         self.search_box.returnPressed.connect(lambda: self.run_search(self.search_box.text()))
         self.search_box.cleared.connect(self._search_box_cleared)
         self.welcome.addFolderRequested.connect(self.choose_folder)
-        self.sort_combo.activated.connect(lambda _i: self.set_sort(self.sort_combo.currentData()))
+        self.sort_combo.activated.connect(lambda _i: self._sort_chosen())
         self.direction_button.clicked.connect(self.reverse_order)
         self.size_slider.valueChanged.connect(self.set_thumb_size)
         self.histogram.pickAbove.connect(self.pick_above)
         self.histogram.rejectBelow.connect(self.reject_below)
+        self.histogram.pickBelow.connect(self.pick_below)
+        self.histogram.rejectAbove.connect(self.reject_above)
         self.banner.settingsRequested.connect(self.show_settings)
         self.banner.retryRequested.connect(self._retry_scoring)
         self.compare.currentChanged.connect(lambda _i: self._update_info())
@@ -579,6 +681,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
             self.folders = folders
             self.attributes = attributes
             self.sidebar.set_folders(folders)
+            self.refresh_flag_counts()
             self.sidebar.set_attributes(attributes)
             self.info.order = [a.name for a in attributes]
             self._fill_sort_combo()

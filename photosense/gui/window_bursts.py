@@ -97,6 +97,7 @@ class BurstActions:
             return
         expand = not self.model.is_expanded(pid)
         self.model.set_expanded(pid, expand)
+        self._update_count()  # "51 of 60 photos": the burst's rows came or went
         if not expand and self.model.row_of(self.current_id() or -1) is None:
             self._select_ids([shown], shown)  # the current photo went back into its burst
 

@@ -49,25 +49,38 @@ class ServiceBridge(QObject):
     resolved = Signal(str)  # a kind of problem is gone (a later scan worked)
 
 
-def taste_summary(status) -> str:
-    """One or two lines on the "my taste" model for the sidebar (a ``TasteStatus``)."""
+def plural(n: int, word: str) -> str:
+    """"1 pick", "2 picks", "0 rejects"."""
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def taste_summary(status, flagged: tuple[int, int] | None = None) -> str:
+    """One or two lines on the "my taste" model for the sidebar (a ``TasteStatus``);
+    ``flagged``: the library's (picks, rejects), all of them, when they are known: "my taste"
+    learns only from the scored ones, and says so when some are not scored yet."""
     if status.model is None:
         return "Score the photos, then pick and reject: “my taste” learns from your flags."
+    unscored = ""
+    if flagged is not None and flagged != (status.picks, status.rejects):
+        unscored = (f"; {plural(flagged[0], 'pick')} and {plural(flagged[1], 'reject')} in the library, "
+                    f"{status.picks + status.rejects} of them scored")
     if status.fitted:
         accuracy = "" if status.cv_accuracy is None else f": {status.cv_accuracy:.0%} accurate (cross-validated)"
-        text = f"Learned from {status.fitted_picks} picks and {status.fitted_rejects} rejects{accuracy}"
-        return text if status.up_to_date else text + "; flags changed since"
+        text = (f"Learned from {plural(status.fitted_picks or 0, 'pick')} and "
+                f"{plural(status.fitted_rejects or 0, 'reject')}{accuracy}")
+        up_to_date = status.up_to_date and (flagged is None or flagged == (status.picks, status.rejects))
+        return text if up_to_date else text + "; flags changed since" + unscored
     need = [(max(0, status.min_per_class - n), what) for n, what in
             ((status.picks, "pick"), (status.rejects, "reject"))]
     parts = [f"{n} more {what}{'s' if n != 1 else ''}" for n, what in need if n]
     if parts:
         return (f"Needs {' and '.join(parts)} to learn your taste "
-                f"({status.picks} picks, {status.rejects} rejects so far)")
+                f"({plural(status.picks, 'pick')}, {plural(status.rejects, 'reject')} so far{unscored})")
     return "Enough picks and rejects: learning shortly…"
 
 
 def photos(n: int) -> str:
-    return f"{n} photo{'s' if n != 1 else ''}"
+    return plural(n, "photo")
 
 
 _photos = photos

@@ -32,6 +32,7 @@ class CullingActions:
         self.statusBar().showMessage(self.culling.stack.undoText() or "Saved", 2500)
         if ids:
             self._taste_timer.start()  # refit "my taste" once the flags settle
+            self.refresh_flag_counts()
 
     @Slot(object)
     def _on_sidecars_written(self, job) -> None:
@@ -97,6 +98,17 @@ class CullingActions:
         chosen = [int(i) for i in ids[values < threshold]]
         self.culling.apply(chosen, f"Reject {_photos(len(chosen))} below {threshold:.2f}", flag=FLAG_REJECT)
 
+    def pick_below(self, threshold: float) -> None:
+        """Lower is better (noise, a distance from 0): pick at or below the line."""
+        ids, values = self._histogram_data
+        chosen = [int(i) for i in ids[values <= threshold]]
+        self.culling.apply(chosen, f"Pick {_photos(len(chosen))} at or below {threshold:.2f}", flag=FLAG_PICK)
+
+    def reject_above(self, threshold: float) -> None:
+        ids, values = self._histogram_data
+        chosen = [int(i) for i in ids[values > threshold]]
+        self.culling.apply(chosen, f"Reject {_photos(len(chosen))} above {threshold:.2f}", flag=FLAG_REJECT)
+
     def _context_menu(self, pos) -> None:
         if not self.view.indexAt(pos).isValid():
             return
@@ -116,7 +128,8 @@ class CullingActions:
         if self.model.group_of(pid) is not None:
             menu.addSeparator()
             n = len(self.model.group_members(pid))
-            text = f"Collapse burst ({n} photos)" if self.model.is_expanded(pid) else f"Expand burst ({n} photos)"
+            text = (f"Collapse burst ({_photos(n)})" if self.model.is_expanded(pid)
+                    else f"Expand burst ({_photos(n)})")
             menu.addAction(text, lambda: self.toggle_group(pid))
             menu.addAction(self.pick_best_action)
         menu.exec(self.view.viewport().mapToGlobal(pos))

@@ -36,7 +36,7 @@ class DialogActions:
 
         dlg = AttributeDialog(self, None, {a.name for a in self.attributes})
         if dlg.exec() == QDialog.DialogCode.Accepted:
-            self.add_attribute(dlg.spec())
+            self.add_attribute(dlg.spec(), dlg.direction())
 
     def show_edit_attribute(self, name: str) -> None:
         from photosense.gui.attribute_dialog import AttributeDialog
@@ -44,15 +44,19 @@ class DialogActions:
         info = next((a for a in self.attributes if a.name == name), None)
         if info is None:
             return
-        dlg = AttributeDialog(self, info.spec, {a.name for a in self.attributes if a.name != name})
+        dlg = AttributeDialog(self, info.spec, {a.name for a in self.attributes if a.name != name},
+                              direction=info.direction)
         if dlg.exec() == QDialog.DialogCode.Accepted:
-            self.edit_attribute(name, dlg.spec())
+            self.edit_attribute(name, dlg.spec(), dlg.direction() if dlg.direction() != info.direction else None)
 
     def write_xmp(self, ids: list[int] | None = None) -> Job:
-        """Write XMP sidecars of ``ids`` (default: the selection, or every photo)."""
+        """Write XMP sidecars of ``ids`` (default: the selected photos when several are
+        selected, else every photo: one selected photo is just the grid's cursor)."""
         from photosense.curation.xmp import write_sidecars
 
-        ids = ids if ids is not None else (self.selected_ids() or None)
+        if ids is None:
+            selected = self.selected_ids()
+            ids = selected if len(selected) > 1 else None
         library = self.library
 
         def work(ctx: JobContext):

@@ -11,6 +11,7 @@ import numpy as np
 from PySide6.QtCore import (
     QItemSelection,
     QItemSelectionModel,
+    Qt,
     Slot,
 )
 from PySide6.QtWidgets import (
@@ -19,22 +20,33 @@ from PySide6.QtWidgets import (
 
 from photosense.errors import WeightsUnavailable
 from photosense.gui.jobs import Job, JobContext
+from photosense.gui.window_common import _photos
 from photosense.library import (
     CHECK_NAMES,
     PhotoQuery,
 )
-from photosense.library.queries import ASCENDING_BY_DEFAULT, BASIC_SORTS
+from photosense.library.direction import HIGHER, NEAR_ZERO, describe, direction_of
+from photosense.library.queries import BASIC_SORTS
+
+SEARCH_SORT = "\x00search"  # the Sort combo's item while a text search orders the view
+BASIC_SORT_NAMES = [("name", "File name"), ("capture_time", "Capture time"), ("rating", "Rating"),
+                    ("flag", "Flag"), ("label", "Colour label")]
 
 
 class SortFilterSearch:
     """Mixed into ``MainWindow``; see the module docstring."""
 
     def sort_keys(self) -> list[tuple[str, str]]:
-        keys = [("name", "File name"), ("capture_time", "Capture time")]
+        keys = list(BASIC_SORT_NAMES)
         keys += [(a.name, a.name) for a in self.attributes]
         keys += [(c, f"{c} (check)") for c in CHECK_NAMES]
         keys += [("eye_sharpness", "eye sharpness (faces)"), ("faces", "faces (count)")]
         return keys
+
+    def key_direction(self, key: str) -> str:
+        """Which way is better for an attribute or check (photosense.library.direction)."""
+        info = next((a for a in self.attributes if a.name == key), None)
+        return info.direction if info is not None else direction_of(key)
 
     def _fill_sort_combo(self) -> None:
         current = self.model.query.sort
@@ -42,12 +54,17 @@ class SortFilterSearch:
         self.sort_combo.clear()
         for key, text in self.sort_keys():
             self.sort_combo.addItem(text, key)
+            if key not in BASIC_SORTS:
+                self.sort_combo.setItemData(self.sort_combo.count() - 1,
+                                            f"{text}: {describe(self.key_direction(key))}",
+                                            Qt.ItemDataRole.ToolTipRole)
         idx = self.sort_combo.findData(current)
         if idx < 0:  # the sort attribute was removed
             idx = 0
             self.model.query = replace(self.model.query, sort="name", descending=None)
         self.sort_combo.setCurrentIndex(idx)
         self.sort_combo.blockSignals(False)
+        self._show_search_in_sort_combo()
         self.best_combo.clear()
         self.best_combo.addItem("Best by sort", "")
         for key, text in self.sort_keys():
@@ -56,25 +73,59 @@ class SortFilterSearch:
         self.best_combo.setCurrentIndex(max(0, self.best_combo.findData(self.prefs.best_by)))
         self._update_direction_button()
 
+    def _show_search_in_sort_combo(self) -> None:
+        """While a search orders the view, the Sort combo says so (its first item)."""
+        combo = self.sort_combo
+        combo.blockSignals(True)
+        idx = combo.findData(SEARCH_SORT)
+        text = self.model.arrangement.search_text if self.model.arrangement.ranking is not None else ""
+        if text:
+            label = f"Similarity to “{text}”"
+            if idx < 0:
+                combo.insertItem(0, label, SEARCH_SORT)
+                idx = 0
+            combo.setItemText(idx, label)
+            combo.setCurrentIndex(idx)
+        elif idx >= 0:
+            combo.removeItem(idx)
+            combo.setCurrentIndex(max(0, combo.findData(self.model.query.sort)))
+        combo.blockSignals(False)
+
+    def _sort_chosen(self) -> None:
+        """An item of the Sort combo was chosen: sort by it; the grid gets the keys back."""
+        key = self.sort_combo.currentData()
+        if key != SEARCH_SORT:
+            self.set_sort(key)
+        self.return_focus()
+
     def natural_descending(self, key: str) -> bool:
         if key in BASIC_SORTS:
             return BASIC_SORTS[key]
-        return key not in ASCENDING_BY_DEFAULT
+        return self.key_direction(key) == HIGHER
 
     def _update_direction_button(self) -> None:
         if self.model.arrangement.ranking is not None:
             self.direction_button.setText("Most similar first")
             self.direction_button.setToolTip("Ordered by the search; click to go back to the sort order")
             return
-        self.direction_button.setToolTip("Reverse the order")
         q = self.model.query
         desc = self.natural_descending(q.sort) if q.descending is None else q.descending
         if q.sort in BASIC_SORTS:
-            self.direction_button.setText("A→Z" if not desc else "Z→A")
-            if q.sort == "capture_time":
-                self.direction_button.setText("Oldest first" if not desc else "Newest first")
+            self.direction_button.setText({
+                "capture_time": "Newest first" if desc else "Oldest first",
+                "rating": "Most stars" if desc else "Fewest stars",
+                "flag": "Picks first" if desc else "Rejects first",
+            }.get(q.sort, "Z→A" if desc else "A→Z"))
+            self.direction_button.setToolTip("Reverse the order")
+            return
+        direction = self.key_direction(q.sort)
+        best = desc == (direction == HIGHER)
+        self.direction_button.setText("Best first" if best else "Worst first")
+        if direction == NEAR_ZERO:
+            order = "farthest from 0 first" if desc else "closest to 0 first"
         else:
-            self.direction_button.setText("Highest first" if desc else "Lowest first")
+            order = "highest first" if desc else "lowest first"
+        self.direction_button.setToolTip(f"{q.sort}: {order} ({describe(direction)}); click to reverse")
 
     def set_sort(self, key: str, descending: bool | None = None) -> None:
         if key not in dict(self.sort_keys()):
@@ -82,6 +133,7 @@ class SortFilterSearch:
         self.sort_combo.setCurrentIndex(max(0, self.sort_combo.findData(key)))
         self._drop_search()  # a chosen sort replaces the search order
         self.requery(replace(self.model.query, sort=key, descending=descending))
+        self._show_search_in_sort_combo()
 
     def reverse_order(self) -> None:
         if self.model.arrangement.ranking is not None:  # the button reads "Most similar first"
@@ -94,29 +146,43 @@ class SortFilterSearch:
     def apply_filters(self) -> None:
         self.requery(self.sidebar.apply_to(self.model.query))
 
-    def requery(self, query: PhotoQuery | None = None) -> None:
-        """Run a query, keeping the selection and the current photo when they are still shown."""
+    def requery(self, query: PhotoQuery | None = None, keep_scroll: bool = False) -> None:
+        """Run a query, keeping the selection and the current photo when they are still shown;
+        ``keep_scroll``: also at the same height on screen (a re-sort as scores arrive)."""
         query = self.sidebar.apply_to(query or self.model.query)
         if self._restore_selection is None:
             self._restore_selection = (self.selected_ids(), self.current_id())
+        if keep_scroll and self._restore_scroll is None:
+            cur = self.view.currentIndex()
+            rect = self.view.visualRect(cur) if cur.isValid() else None
+            if rect is not None and rect.isValid() and self.view.viewport().rect().intersects(rect):
+                self._restore_scroll = rect.top()
         self.model.arrangement = replace(self.model.arrangement, best_by=self.best_by(query.sort))
         self.model.set_query(query)
         self._update_direction_button()
         self.prefs.sort, self.prefs.descending = query.sort, query.descending
 
+    def _update_count(self) -> None:
+        """"51 of 60 photos" in the status bar: what the view shows of the library."""
+        count = self.model.total()
+        total = sum(f.photo_count for f in self.folders or [])
+        self.count_label.setText(f"{count} of {_photos(total)}" if count != total else _photos(count))
+
     @Slot(int)
     def _on_query_finished(self, count: int) -> None:
-        total = sum(f.photo_count for f in self.folders or [])
-        self.count_label.setText(f"{count} of {total} photos" if count != total else f"{count} photos")
+        self._update_count()
         self.view.setVisible(count > 0)
         self.empty_label.setVisible(count == 0 and bool(self.folders))
         selected, current = self._restore_selection or ([], None)
         self._restore_selection = None
-        self._select_ids(selected, current)
+        offset, self._restore_scroll = self._restore_scroll, None
+        self._select_ids(selected, current, offset)
         self.update_histogram()
         self._update_info()
 
-    def _select_ids(self, ids: list[int], current: int | None) -> None:
+    def _select_ids(self, ids: list[int], current: int | None, offset: int | None = None) -> None:
+        """Select ``ids``, make ``current`` current and show it: centred, or ``offset``
+        pixels from the top of the grid (where it was before a re-sort)."""
         sm = self.view.selectionModel()
         rows = [r for r in (self.model.row_of(i) for i in ids) if r is not None]
         cur_row = self.model.row_of(current) if current is not None else None
@@ -138,6 +204,11 @@ class SortFilterSearch:
             sm.select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         else:
             sm.select(cur, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        if offset is not None and cur_row == self.model.row_of(current):
+            self.view.scrollTo(cur, QAbstractItemView.ScrollHint.PositionAtTop)
+            bar = self.view.verticalScrollBar()
+            bar.setValue(bar.value() + self.view.visualRect(cur).top() - offset)
+            return
         self.view.scrollTo(cur, QAbstractItemView.ScrollHint.PositionAtCenter if ids else
                            QAbstractItemView.ScrollHint.EnsureVisible)
 
@@ -178,6 +249,7 @@ class SortFilterSearch:
         self.search_bar.show()
         self._restore_selection = ([], None)  # start at the best match
         self.requery()
+        self._show_search_in_sort_combo()
 
     def _on_search_error(self, job: Job, message: str) -> None:
         self._drop_search()
@@ -199,6 +271,7 @@ class SortFilterSearch:
         self._drop_search()
         if searching:
             self.requery()
+        self._show_search_in_sort_combo()
 
     def _drop_search(self) -> None:
         self._search_request.cancel()
@@ -207,12 +280,22 @@ class SortFilterSearch:
             self.model.arrangement = replace(self.model.arrangement, ranking=None, similarity={}, search_text="")
 
     def update_histogram(self) -> None:
-        """Values of the sort key over the shown photos (background), then the histogram."""
+        """Values of the sort key over the shown photos (background), then the histogram;
+        during a search, the similarity to its text."""
         key = self.model.query.sort
         self._histogram_request.cancel()
+        arrangement = self.model.arrangement
+        if arrangement.ranking is not None:
+            sim = arrangement.similarity
+            ids = np.asarray([i for i in self.model.ids if i in sim], dtype=np.int64)
+            values = np.asarray([sim[i] for i in ids], dtype=np.float64)
+            self._histogram_data = (ids, values)
+            self.histogram.set_values(values, f"similarity to “{arrangement.search_text}” — "
+                                              f"{_photos(len(values))}", key=SEARCH_SORT + arrangement.search_text)
+            return
         if key in BASIC_SORTS:
             self._histogram_data = (np.zeros(0, np.int64), np.zeros(0))
-            self.histogram.set_values(np.zeros(0), "Sort by a score or check to see its histogram")
+            self.histogram.set_values(np.zeros(0), "Sort by a score or check to see its histogram", key=None)
             return
         ids = list(self.model.ids)
         library = self.library
@@ -230,6 +313,13 @@ class SortFilterSearch:
         self.jobs.start(job, "background")
 
     def _on_histogram_values(self, job: Job, data) -> None:
-        self._histogram_data = data
         key = job.property("key")
-        self.histogram.set_values(data[1], f"{key} — {len(data[1])} photos")
+        direction = self.key_direction(key)
+        ids, values = data
+        label = f"{key} — {_photos(len(values))}"
+        if direction == NEAR_ZERO:  # the distance from 0: lower is better
+            values = np.abs(values)
+            label = f"{key}, distance from 0 — {_photos(len(values))}"
+        self._histogram_data = (ids, values)
+        self.histogram.set_values(values, label, key=key, higher_better=direction == HIGHER)
+        self.histogram.setToolTip(f"{key}: {describe(direction)}")

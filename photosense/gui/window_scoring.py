@@ -19,12 +19,12 @@ from PySide6.QtWidgets import (
 
 from photosense.errors import WeightsUnavailable
 from photosense.gui.jobs import Job, JobContext
-from photosense.gui.window_common import taste_summary
+from photosense.gui.window_common import _photos, taste_summary
 from photosense.library import (
     AttributeInfo,
 )
 from photosense.library.queries import BASIC_SORTS
-from photosense.pipeline import Progress, ScoringJob, format_duration
+from photosense.pipeline import Progress, ScoreReport, ScoringJob, format_duration
 from photosense.scoring.clipiqa import ClipIQAEngine
 
 log = logging.getLogger("photosense.gui")
@@ -57,7 +57,20 @@ class ScoringAndStatus:
         (its result arrives as ``scanned``, its error as ``error``)."""
         job = Job.adopt(core_job)
         self._track(job, core_job.name, cancellable=core_job.cancellable)
+        job.progress.connect(self._scan_progressed)  # photos appear while it reads
         self.jobs.track(job)
+
+    def _refresh_during_scan(self) -> None:
+        """While a folder is being read: show the photos read so far (throttled)."""
+        if self.model.busy or not self.db.idle:
+            self._scan_refresh_timer.start()
+            return
+        self.reload_library_info(requery=True)
+
+    def _scan_progressed(self, _value=None) -> None:
+        """A scan read more photos: they appear in a moment (not only when it ends)."""
+        if not self._scan_refresh_timer.isActive():
+            self._scan_refresh_timer.start()
 
     @Slot(object)
     def _on_scanned(self, report) -> None:
@@ -82,10 +95,32 @@ class ScoringAndStatus:
     @Slot(object)
     def _on_scoring_progress(self, value) -> None:
         if isinstance(value, Progress) and value.stage == "encoding":
+            if self._order_depends_on_scores():
+                # Newly scored photos move to their place: re-sort, at most every few
+                # seconds, keeping the current photo where it is on screen.
+                if not self._resort_timer.isActive():
+                    self._resort_timer.start()
+                return
             now = time.monotonic()
             if now - self._last_row_refresh > 1.0:
                 self._last_row_refresh = now
                 self.model.refresh_rows()  # show new scores in place
+
+    def _order_depends_on_scores(self) -> bool:
+        q = self.model.query
+        return self.model.arrangement.ranking is None and (q.sort not in BASIC_SORTS or bool(q.ranges))
+
+    def _resort_while_scoring(self) -> None:
+        """The debounced re-sort as scores arrive: same current photo, same place on screen."""
+        if self.model.busy:
+            self._resort_timer.start()  # a query or page read is on its way: a moment later
+            return
+        self.requery(keep_scroll=True)
+
+    def score_now(self) -> Job | None:
+        """Scores ▸ Score now: score what has no scores; says so when nothing needs it."""
+        self._score_requested = True
+        return self.start_scoring()
 
     def start_scoring(self) -> Job | None:
         """Score photos that lack scores for the configured model (one job at a time)."""
@@ -96,6 +131,8 @@ class ScoringAndStatus:
         library, config, engine = self.library, self.engine_config, self.engine
 
         def work(ctx: JobContext):
+            if not any(f.photo_count for f in library.folders()):
+                return ScoreReport()  # an empty library: the model is not even loaded
             return ScoringJob(library, config, engine=engine).run(ctx.progress, ctx.cancel)
 
         job = Job(work, "scoring", kind="scoring")
@@ -112,14 +149,17 @@ class ScoringAndStatus:
     def _on_scored(self, report) -> None:
         self.banner.hide()
         self.problem_log.resolve("model")  # the weights load now
-        if report.cancelled:
-            self.statusBar().showMessage(f"Scoring cancelled after {report.encoded} photos", 6000)
+        requested, self._score_requested = getattr(self, "_score_requested", False), False
+        if requested and not (report.cancelled or report.encoded or report.rescored_attributes or report.failed):
+            self.statusBar().showMessage("Everything is already scored", 8000)
+        elif report.cancelled:
+            self.statusBar().showMessage(f"Scoring cancelled after {_photos(report.encoded)}", 6000)
         elif report.encoded or report.rescored_attributes:
             failed = f", {report.failed} unreadable" if report.failed else ""
             self.statusBar().showMessage(
-                f"Scored {report.encoded} photos in {format_duration(report.seconds)}{failed}", 8000)
+                f"Scored {_photos(report.encoded)} in {format_duration(report.seconds)}{failed}", 8000)
         if report.failed:
-            self.report_error(f"{report.failed} photos could not be read for scoring "
+            self.report_error(f"{_photos(report.failed)} could not be read for scoring "
                               "(see the files marked with “!”)", quiet=True)
         if report.encoded:
             self._bursts_changed()  # new features: bursts may have grown
@@ -127,12 +167,12 @@ class ScoringAndStatus:
             self._after_new_scores()
 
     def _after_new_scores(self) -> None:
-        q = self.model.query
-        if q.sort in BASIC_SORTS and not q.ranges:
+        self._resort_timer.stop()
+        if not self._order_depends_on_scores():
             self.model.refresh_rows()  # order unchanged: update in place
             self.update_histogram()
         else:
-            self.requery()  # the order depends on the scores; selection is kept
+            self.requery(keep_scroll=True)  # the order depends on the scores; selection is kept
 
     def _on_scoring_error(self, job: Job, message: str) -> None:
         if isinstance(getattr(job, "exception", None), WeightsUnavailable):
@@ -188,6 +228,8 @@ class ScoringAndStatus:
 
     def run_scan_job(self, work, label: str) -> Job:
         job = Job(work, "scan", kind="scan")
+        # Photos appear as they are read, not only when the whole folder is done.
+        job.progress.connect(self._scan_progressed)
         job.result.connect(self._on_scanned)
         job.error.connect(self.report_error)
         job.finished.connect(lambda: self.reload_library_info(requery=True))
@@ -208,13 +250,37 @@ class ScoringAndStatus:
         self.db.submit(lambda: self.library.remove_folder(folder_id),
                        lambda _r: self.reload_library_info(requery=True), self.report_error)
 
-    def add_attribute(self, spec) -> None:
-        """Add an attribute; its scores for the whole library come from stored features."""
-        self.db.submit(lambda: self.library.add_attribute(spec), self._rescore_attribute, self.report_error)
+    def add_attribute(self, spec, direction: str | None = None) -> None:
+        """Add an attribute; its scores for the whole library come from stored features.
+        ``direction``: which way is better (photosense.library.direction; default higher)."""
+        def work():
+            info = self.library.add_attribute(spec)
+            if direction is not None:
+                info = self.library.set_attribute_direction(info.name, direction)
+            return info
 
-    def edit_attribute(self, name: str, spec) -> None:
-        self.db.submit(lambda: self.library.update_attribute(name, spec), self._rescore_attribute,
-                       self.report_error)
+        self.db.submit(work, self._rescore_attribute, self.report_error)
+
+    def edit_attribute(self, name: str, spec, direction: str | None = None) -> None:
+        """Change an attribute's name or prompts, and (``direction``) which way is better:
+        a new direction alone keeps the scores and re-sorts."""
+        library = self.library
+
+        def work():
+            before = library.attribute(name)
+            info = library.update_attribute(name, spec)
+            if direction is not None:
+                info = library.set_attribute_direction(info.name, direction)
+            return info, before.spec.prompt_texts() != info.spec.prompt_texts()
+
+        def done(result) -> None:
+            info, rescore = result
+            if rescore:
+                self._rescore_attribute(info)
+            else:
+                self.reload_library_info(requery=True)
+
+        self.db.submit(work, done, self.report_error)
 
     def _rescore_attribute(self, attr: AttributeInfo) -> Job:
         from photosense.pipeline import rescore_attributes
@@ -302,9 +368,30 @@ class ScoringAndStatus:
         if self._taste_again:
             self._taste_timer.start()
 
-    def _show_taste_status(self, status) -> None:
+    def _show_taste_status(self, status, flagged: tuple[int, int] | None = None) -> None:
         self.taste_status = status
-        self.sidebar.set_taste_status(taste_summary(status), status.describe())
+        if flagged is not None:
+            self._flag_counts = flagged
+        self.sidebar.set_taste_status(taste_summary(status, getattr(self, "_flag_counts", None)),
+                                      status.describe())
+
+    def refresh_flag_counts(self) -> None:
+        """Re-read where "my taste" stands and the library's picks and rejects (library
+        thread, a moment after the last flag), so its line never lags behind the flags."""
+        if not self._taste_status_timer.isActive():
+            self._taste_status_timer.start()
+
+    def _read_taste_status(self) -> None:
+        library = self.library
+
+        def read():
+            from photosense.library import PhotoQuery
+            from photosense.scoring.taste import taste_status
+
+            return taste_status(library), (len(library.query_ids(PhotoQuery(flag="pick"))),
+                                           len(library.query_ids(PhotoQuery(flag="reject"))))
+
+        self.db.submit(read, lambda result: self._show_taste_status(*result))
 
     def report_error(self, message: str, quiet: bool = False, kind: str = "",
                      subject: str | None = None) -> None:

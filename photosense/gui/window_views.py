@@ -128,6 +128,14 @@ class ViewActions:
             if st is not None:
                 pane.set_culling(st.flag, st.rating, st.color_label)
 
+    def return_focus(self) -> None:
+        """Give the keys back to the photos (the grid, or the loupe/compare on show) after a
+        choice in a control: arrow keys move between photos, not through a combo's items."""
+        if self.pages.currentIndex() == PAGE_GRID:
+            self.view.setFocus()
+        else:
+            self.pages.currentWidget().setFocus()
+
     def _set_page(self, page: int) -> None:
         self.pages.setCurrentIndex(page)
         in_grid = page == PAGE_GRID
@@ -167,6 +175,20 @@ class ViewActions:
         self.loupe.set_photo(row.path, self._title(row), row.companion_path)
         self.loupe.set_faces(row.faces)
         self.loupe.set_culling(row.flag, row.rating, row.color_label)
+        self._preload_neighbours(row.id)
+
+    def _preload_neighbours(self, pid: int) -> None:
+        """Decode the photos before and after the one in the loupe, so → and ← are instant."""
+        row = self.model.row_of(pid)
+        if row is None:
+            return
+        items = []
+        for r in (row + 1, row - 1):
+            if 0 <= r < self.model.total():
+                neighbour = self.model.photo_row(self.model.ids[r])
+                if neighbour is not None:
+                    items.append((neighbour.path, neighbour.companion_path))
+        self.loupe.preload(items)
 
     def _title(self, row: PhotoRow) -> str:
         key = self.model.query.sort

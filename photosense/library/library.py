@@ -87,6 +87,13 @@ class AttributeInfo:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def direction(self) -> str:
+        """Which way is better (``photosense.library.direction``): HIGHER or LOWER."""
+        from photosense.library.direction import direction_of
+
+        return direction_of(self.name, self.extra)
+
 
 def feature_key(model_id: str, max_side: int, precision: str) -> str:
     """The identity of a set of image features: the model, the size images were encoded at
@@ -426,6 +433,22 @@ class Library:
             if a is None:
                 raise PhotosenseError(f"unknown attribute: {name}")
             s.delete(a)
+
+    def set_attribute_direction(self, name: str, direction: str) -> AttributeInfo:
+        """Store which way is better for an attribute ("higher": more like its positive
+        prompts, "lower": more like its negative ones); its scores are kept."""
+        from photosense.library.direction import with_direction
+
+        name = normalize_attribute_name(name)
+        with self.session() as s:
+            a = s.scalar(select(Attribute).where(Attribute.name == name))
+            if a is None:
+                raise PhotosenseError(f"unknown attribute: {name}")
+            try:
+                a.extra = with_direction(a.extra, direction)
+            except ValueError as exc:
+                raise PhotosenseError(str(exc)) from None
+            return _info(a)
 
     # -- models, features, scores ---------------------------------------------------------
 
@@ -1078,7 +1101,7 @@ class Library:
         """(ids, float64 values) of one score or check (``key``) for the photos ``ids``, in
         their order, those without a value left out: one (id, value) query, not full rows
         (the window's histogram after every query of a 100k library)."""
-        from photosense.library.queries import CHECK_COLUMNS
+        from photosense.library.queries import CHECK_COLUMNS, FACE_COLUMNS
 
         ids = [int(i) for i in ids]
         key = normalize_attribute_name(key)
@@ -1087,6 +1110,10 @@ class Library:
                 col = CHECK_COLUMNS[key]
                 stmt = select(Photo.id, col).where(col.is_not(None))
                 id_col = Photo.id
+            elif key in FACE_COLUMNS:
+                col = getattr(FaceCheck, FACE_COLUMNS[key])
+                stmt = select(FaceCheck.photo_id, col).where(col.is_not(None))
+                id_col = FaceCheck.photo_id
             else:
                 attr_id = s.scalar(select(Attribute.id).where(Attribute.name == key))
                 if attr_id is None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from photosense.errors import PhotosenseError
+from photosense.library.direction import CHECK_DIRECTIONS, HIGHER, NEAR_ZERO, direction_of
 from photosense.library.models import Attribute, FaceCheck, Photo, Score
 from photosense.scoring.prompts import normalize_attribute_name
 
@@ -15,18 +16,22 @@ CHECK_COLUMNS = {"sharpness": Photo.sharpness, "exposure": Photo.exposure, "nois
 # Checks from a photo's faces (photosense.scoring.faces), outer-joined: a photo whose faces were
 # never looked for has none of them (it sorts last and matches no range).
 FACE_COLUMNS = {"faces": "count", "eyes_closed": "eyes_closed", "eye_sharpness": "eye_sharpness"}
-# Sort keys that are not attributes or checks, with their natural direction.
-BASIC_SORTS = {"name": False, "capture_time": False, "mtime": False, "added": False}
-# Checks whose natural "best first" direction is ascending.
-ASCENDING_BY_DEFAULT = {"noise", "eyes_closed"}
+# Sort keys that are not attributes or checks, with their natural direction (descending?).
+BASIC_SORTS = {"name": False, "capture_time": False, "mtime": False, "added": False,
+               "rating": True, "flag": True, "label": False}
+# Checks whose natural "best first" direction is ascending (see photosense.library.direction).
+ASCENDING_BY_DEFAULT = {name for name, d in CHECK_DIRECTIONS.items() if d != HIGHER}
 
 
 @dataclass
 class PhotoQuery:
     """What to show. ``sort`` is an attribute name, a check, or one of BASIC_SORTS.
 
-    ``descending=None`` uses the natural order: best first for scores and checks (noise:
-    least noisy first), oldest/A→Z first for time and name.
+    ``descending=None`` uses the natural order: best first for scores and checks, by their
+    direction (``photosense.library.direction``: noise and "noisy" lowest first, exposure
+    closest to 0 first), oldest/A→Z first for time and name, highest rating first, picks
+    before unflagged before rejects, labelled photos by label name. For an exposure-like
+    "closest to 0" key, ``descending=True`` means farthest from 0 first.
     """
 
     sort: str = "name"
@@ -79,6 +84,14 @@ def value_column(s: Session, name: str, model_id: int | None, joins: dict):
     return _score_column(s, name, model_id, joins)
 
 
+def sort_direction(s: Session, name: str) -> str:
+    """The direction (``photosense.library.direction``) of a check or attribute by name."""
+    name = normalize_attribute_name(name)
+    if name in CHECK_DIRECTIONS:
+        return CHECK_DIRECTIONS[name]
+    return direction_of(name, s.scalar(select(Attribute.extra).where(Attribute.name == name)))
+
+
 def build_query(s: Session, q: PhotoQuery, model_id: int | None) -> Select:
     from photosense.library.library import FLAG_NAMES
 
@@ -112,11 +125,15 @@ def build_query(s: Session, q: PhotoQuery, model_id: int | None) -> Select:
 
     if q.sort in BASIC_SORTS:
         col = {"name": Photo.path, "capture_time": Photo.capture_time, "mtime": Photo.mtime,
-               "added": Photo.id}[q.sort]
+               "added": Photo.id, "rating": Photo.rating, "flag": Photo.flag,
+               "label": Photo.color_label}[q.sort]
         desc = BASIC_SORTS[q.sort] if q.descending is None else q.descending
     else:
         col = value_column(s, q.sort, model_id, joins)
-        natural = normalize_attribute_name(q.sort) not in ASCENDING_BY_DEFAULT
+        direction = sort_direction(s, q.sort)
+        if direction == NEAR_ZERO:
+            col = func.abs(col)
+        natural = direction == HIGHER
         desc = natural if q.descending is None else q.descending
     # Photos without a value (not scored yet, unreadable) always come last.
     order = [col.is_(None), col.desc() if desc else col.asc(), Photo.path.asc(), Photo.id]

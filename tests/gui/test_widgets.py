@@ -230,6 +230,40 @@ def test_histogram_counts_and_threshold_signals(qtbot):
     panel.grab()
 
 
+def test_histogram_direction_one_value_and_threshold_per_key(qtbot):
+    """Lower is better: Pick below / Reject above; a single value is shown as itself; an
+    empty histogram says "No values" once; a threshold does not carry over between keys."""
+    panel = HistogramPanel()
+    qtbot.addWidget(panel)
+    panel.resize(360, 200)
+    panel.show()
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    panel.set_values(values, "noise", key="noise", higher_better=False)
+    panel.set_threshold(2.0)
+    assert panel.pick_button.text() == "Pick below" and panel.reject_button.text() == "Reject above"
+    assert panel.better_worse() == (2, 3)
+    with qtbot.waitSignal(panel.pickBelow) as blocker:
+        qtbot.mouseClick(panel.pick_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == [2.0]
+    with qtbot.waitSignal(panel.rejectAbove) as blocker:
+        qtbot.mouseClick(panel.reject_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == [2.0]
+
+    panel.set_values(values, "sharpness", key="sharpness")  # same range, another key
+    assert panel.threshold() == 3.0 and panel.pick_button.text() == "Pick above"
+    panel.set_threshold(4.0)
+    panel.set_values(values, "sharpness", key="sharpness")  # the same key keeps its line
+    assert panel.threshold() == 4.0
+
+    panel.set_values(np.array([0.7, 0.7]), "quality", key="quality")
+    assert panel.value_range() == (0.7, 0.7) and panel.threshold() == 0.7
+    assert panel.counts().tolist() == [2] and panel.better_worse() == (2, 0)
+    panel.grab()
+    panel.set_values(np.zeros(0), "empty", key="quality")
+    assert panel._counts.text() == "" and not panel.pick_button.isEnabled()
+    panel.grab()
+
+
 # -- attribute dialog -------------------------------------------------------------------------
 
 
