@@ -20,11 +20,12 @@ import torch
 from safetensors.torch import load_file
 
 from photosense.errors import LibraryError, PhotosenseError, WeightsUnavailable
-from photosense.library import Library
+from photosense.library import Library, PhotoQuery
 from photosense.pipeline import ScoringJob, load_engine_config, save_engine_config
 from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
 from photosense.scoring.prompts import AntonymPair, AttributeSpec
 from tests.fixtures.cli import run_cli as run
+from tests.fixtures.library import scanned_shoot
 from tests.fixtures.models import TINY_MODEL
 
 
@@ -176,13 +177,8 @@ def test_an_old_transient_error_is_retried_by_the_next_scan(tmp_path, real_photo
     """Libraries written before the fix hold 'file disappeared' as a permanent error."""
     from photosense.ingest.scan import Scanner
 
-    folder = tmp_path / "shoot"
-    folder.mkdir()
-    real_photos["coffee"].resize((64, 48)).save(folder / "a.jpg")
-    lib = Library(tmp_path / "lib.sqlite3")
-    lib.add_folder(folder)
-    Scanner(lib).scan_all()
-    pid = lib.resolve_paths([str(folder / "a.jpg")])[str(folder / "a.jpg")]
+    lib = scanned_shoot(tmp_path, real_photos, 1)
+    (pid,) = lib.query_ids(PhotoQuery())
     lib.set_photo_error(pid, "file disappeared")
     Scanner(lib).scan_all()
     assert lib.rows([pid])[0].error is None

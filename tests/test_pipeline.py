@@ -15,6 +15,7 @@ from photosense.library import Library, PhotoQuery
 from photosense.pipeline import ScoringJob, load_engine_config, rescore_attributes
 from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
 from photosense.scoring.prompts import AntonymPair, AttributeSpec
+from tests.fixtures.library import scanned_shoot
 
 
 @pytest.fixture
@@ -179,12 +180,7 @@ def test_nothing_to_do_does_not_load_the_model(scanned, tiny_config, shared_engi
 
 
 def test_first_scoring_encodes_every_builtin_prompt_in_one_call(tmp_path, real_photos, tiny_config):
-    folder = tmp_path / "shoot"
-    folder.mkdir()
-    real_photos["coffee"].resize((64, 48)).save(folder / "a.jpg")
-    lib = Library(tmp_path / "lib.sqlite3")
-    lib.add_folder(folder)
-    Scanner(lib).scan_all()
+    lib = scanned_shoot(tmp_path, real_photos, 1)
     engine = ClipIQAEngine(tiny_config)
     calls = []
     real = engine.encode_texts
@@ -213,22 +209,10 @@ def test_text_work_builds_only_the_text_tower(rn50_weights):
 
 # -- features know their resolution; the preview pass ----------------------------------------
 
-def _shoot(tmp_path, real_photos, n):
-    folder = tmp_path / "shoot"
-    folder.mkdir()
-    names = list(real_photos)
-    for i in range(n):
-        real_photos[names[i % len(names)]].resize((120 + i, 90)).save(folder / f"img{i:02d}.jpg")
-    lib = Library(tmp_path / "lib.sqlite3")
-    lib.add_folder(folder)
-    Scanner(lib).scan_all()
-    return lib
-
-
 def test_changing_max_side_reencodes_and_views_never_mix_sizes(tmp_path, real_photos, tiny_config):
     import dataclasses
 
-    lib = _shoot(tmp_path, real_photos, 5)
+    lib = scanned_shoot(tmp_path, real_photos, 5)
     small = dataclasses.replace(tiny_config, max_side=64)
     assert ScoringJob(lib, small).run().encoded == 5
     first = lib.active_model()
@@ -267,7 +251,7 @@ def test_a_new_shoot_is_previewed_then_refined(tmp_path, real_photos, tiny_confi
     import photosense.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "PREVIEW_MIN_PHOTOS", 4)
-    lib = _shoot(tmp_path, real_photos, 6)
+    lib = scanned_shoot(tmp_path, real_photos, 6)
     config = dataclasses.replace(tiny_config, max_side=128, preview_side=64)
     passes: list[tuple[int, str]] = []
 
