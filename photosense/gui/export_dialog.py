@@ -47,6 +47,8 @@ class ExportDialog(QDialog):
 
         self.dest = QLineEdit()
         self.dest.setPlaceholderText("Folder to copy the photos into")
+        self._touched = False  # no red text before the person did anything
+        self.dest.textEdited.connect(self._touch)
         self.dest.textChanged.connect(self._validate)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
@@ -175,8 +177,11 @@ class ExportDialog(QDialog):
         self.percent.setEnabled(self.mode_percent.isChecked())
         error = self._error()
         self.error_label.setText(error or "")
-        self.error_label.setVisible(error is not None)
+        self.error_label.setVisible(error is not None and self._touched)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(error is None)
+
+    def _touch(self, *_args) -> None:
+        self._touched = True
 
     def is_valid(self) -> bool:
         return self._error() is None
@@ -185,6 +190,7 @@ class ExportDialog(QDialog):
         if self._error() is None:
             super().accept()
         else:
+            self._touched = True
             self._validate()
 
     def options(self) -> ExportOptions:

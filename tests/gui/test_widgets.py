@@ -461,3 +461,28 @@ def test_sidebar_says_what_a_folder_scan_skipped(qtbot):
     assert shoot.text() == "shoot  (12)  · 4 skipped"
     assert "3 .mov, 1 .psd" in shoot.toolTip()
     assert clean.text() == "clean  (5)" and "skipped" not in clean.toolTip()
+
+
+def test_dialogs_open_without_red_error_text(qtbot):
+    """Issue 10.10: a dialog says nothing is wrong before anything was typed; what is wrong
+    shows once the person acts (types, or presses OK)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QLabel
+
+    from photosense.gui.settings_dialog import SettingsDialog, UiPrefs
+    from photosense.scoring.clipiqa import EngineConfig
+
+    dialog = ExportDialog(None, ["quality"])
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert not dialog.error_label.isVisible() and not _ok(dialog)  # OK waits, silently
+    qtbot.keyClicks(dialog.dest, "x")
+    qtbot.keyClick(dialog.dest, Qt.Key.Key_Backspace)
+    assert dialog.error_label.isVisible() and "destination" in dialog.error_label.text()
+
+    settings = SettingsDialog(None, EngineConfig(), UiPrefs())
+    qtbot.addWidget(settings)
+    settings.show()
+    red = [w.text() for w in settings.findChildren(QLabel)
+           if w.isVisible() and "#d04040" in w.styleSheet() and w.text()]
+    assert red == []

@@ -304,3 +304,32 @@ def test_the_background_downscale_keeps_size_and_colours(qtbot):
     out = scaled_image(img, QSize(150, 100))
     c = out.pixelColor(70, 50)
     assert out.size() == QSize(150, 100) and (c.red(), c.green(), c.blue()) == (200, 30, 90)
+
+
+def test_photos_appear_while_a_folder_is_still_being_read(qtbot, tmp_path, real_photos, tiny_config,
+                                                         monkeypatch):
+    """Issue 10.7: thumbnails come as the scan reads the folder, not only when it ends."""
+    import time
+
+    import photosense.ingest.scan as scan
+    from photosense.library import Library
+    from tests.gui.conftest import open_window
+
+    folder = tmp_path / "card"
+    folder.mkdir()
+    for i in range(16):
+        real_photos["coffee"].resize((64 + i, 48)).save(folder / f"img{i:02d}.jpg")
+    real = scan.analyse_file
+    monkeypatch.setattr(scan, "WRITE_BATCH", 2)  # written as it goes (64 at a time in use)
+    monkeypatch.setattr(scan, "analyse_file", lambda *a: (time.sleep(0.25), real(*a))[1])
+    lib = Library(tmp_path / "lib.sqlite3")
+    window = open_window(qtbot, lib, tiny_config)
+    try:
+        job = window.add_folder(str(folder))
+        qtbot.waitUntil(lambda: len(window.model.ids) > 0, timeout=15000)
+        shown_while_reading = len(window.model.ids)
+        assert not job.done and 0 < shown_while_reading < 16
+        qtbot.waitUntil(lambda: len(window.model.ids) == 16, timeout=30000)
+    finally:
+        window.shutdown()
+        lib.close()
