@@ -91,10 +91,16 @@ class DialogActions:
             n = import_sidecars(library, paths, errors=errors, progress=ctx.scan_progress, cancel=ctx.cancel)
             return n, errors
 
-        job = Job(work, "xmp-import")
-        job.result.connect(self._on_xmp_read)
-        job.error.connect(lambda msg: self.report_error(f"Reading XMP sidecars failed: {msg}"))
-        self._track(job, "Reading XMP sidecars")
+        return self._background_job(work, "xmp-import", "Reading XMP sidecars",
+                                    "Reading XMP sidecars", self._on_xmp_read)
+
+    def _background_job(self, work, name: str, label: str, failed: str, on_result) -> Job:
+        """Run ``work`` as a background job with its own status-bar row (``label``, with
+        Cancel); its result goes to ``on_result``, its error to Problems as "FAILED failed"."""
+        job = Job(work, name)
+        job.result.connect(on_result)
+        job.error.connect(lambda msg: self.report_error(f"{failed} failed: {msg}"))
+        self._track(job, label)
         self.jobs.start(job, "background")
         return job
 
@@ -125,13 +131,12 @@ class DialogActions:
         def work(ctx: JobContext):
             return write_report(library, path, query, progress=ctx.scan_progress, cancel=ctx.cancel)
 
-        job = Job(work, "report")
-        job.result.connect(lambda n: (self.statusBar().showMessage(f"Report of {_photos(n)} saved to {path}", 8000),
-                                      self.notify("Report saved", f"{_photos(n)} written to\n{path}")))
-        job.error.connect(lambda msg: self.report_error(f"Report failed: {msg}"))
-        self._track(job, "Writing the report")  # cancelled: any previous report stays
-        self.jobs.start(job, "background")
-        return job
+        def saved(n):
+            self.statusBar().showMessage(f"Report of {_photos(n)} saved to {path}", 8000)
+            self.notify("Report saved", f"{_photos(n)} written to\n{path}")
+
+        # Cancelled: any previous report stays (the report is written atomically).
+        return self._background_job(work, "report", "Writing the report", "Report", saved)
 
     def show_export_dialog(self) -> None:
         from photosense.gui.export_dialog import ExportDialog
@@ -148,12 +153,7 @@ class DialogActions:
         def work(ctx: JobContext):
             return export_photos(library, options, progress=ctx.scan_progress, cancel=ctx.cancel)
 
-        job = Job(work, "export")
-        job.result.connect(self._on_exported)
-        job.error.connect(lambda msg: self.report_error(f"Export failed: {msg}"))
-        self._track(job, "Exporting")
-        self.jobs.start(job, "background")
-        return job
+        return self._background_job(work, "export", "Exporting", "Export", self._on_exported)
 
     @Slot(object)
     def _on_exported(self, report) -> None:

@@ -146,13 +146,18 @@ def test_loupe_keeps_view_from_set_view_without_emitting(qtbot, photos):
 # -- compare ----------------------------------------------------------------------------------
 
 
-def test_compare_synchronises_zoom_and_pan(qtbot, photos):
+def _compare(qtbot, first, second):
+    """A shown 640x300 compare view of two photos, and its two panes."""
     compare = CompareView()
     qtbot.addWidget(compare)
     compare.resize(640, 300)
     compare.show()
-    compare.set_photos([(photos["astronaut"], "a"), (photos["coffee"], "b")])
-    a, b = compare.panes()
+    compare.set_photos([(first, "a"), (second, "b")])
+    return compare, compare.panes()
+
+
+def test_compare_synchronises_zoom_and_pan(qtbot, photos):
+    compare, (a, b) = _compare(qtbot, photos["astronaut"], photos["coffee"])
     assert compare.count() == 2 and grid_shape(2) == (1, 2)
     qtbot.waitUntil(lambda: a.is_loaded() and b.is_loaded(), timeout=10_000)
     from_b = []
@@ -420,12 +425,7 @@ def test_loupe_jumps_to_each_face_at_100_percent(qtbot, photos):
 
 
 def test_compare_jumps_every_pane_to_its_own_face(qtbot, photos):
-    compare = CompareView()
-    qtbot.addWidget(compare)
-    compare.resize(640, 300)
-    compare.show()
-    compare.set_photos([(photos["astronaut"], "a"), (photos["chelsea"], "b")])
-    a, b = compare.panes()
+    compare, (a, b) = _compare(qtbot, photos["astronaut"], photos["chelsea"])
     qtbot.waitUntil(lambda: a.is_loaded() and b.is_loaded(), timeout=10_000)
     a.set_faces([{"box": [0.35, 0.45, 0.10, 0.10], "eyes": "open", "eye_sharpness": 0.5}])
     b.set_faces([{"box": [0.50, 0.45, 0.10, 0.10], "eyes": "closed", "eye_sharpness": 0.5}])
