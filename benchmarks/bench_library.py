@@ -4,7 +4,8 @@ prints figures, last line JSON.
     python benchmarks/bench_library.py [--photos 100000] [--add 1000] [--model RN50-quickgelu]
 
 The library is generated directly (photo rows for real files on disk, a random feature and 12
-built-in scores per photo, some flags), as a photographer's library would look after scoring:
+built-in scores per photo, some flags, the face checks a scan stores: one face in a tenth of the
+photos), as a photographer's library would look after scoring:
 
 - ``rescan_unchanged_100k_s``: ``photosense scan``'s work when nothing changed (stat every file);
 - ``add_1000_into_100k_s``: 1,000 new JPEGs dropped into the folder, then scanned (hash, EXIF,
@@ -66,6 +67,7 @@ def fill_library(lib_path: Path, files, config, dim: int) -> None:
     from photosense.library import Library
     from photosense.pipeline import save_engine_config
     from photosense.scoring.clipiqa import model_id
+    from photosense.scoring.faces import FACES_VERSION
 
     model_key = model_id(config)
     lib = Library(lib_path)
@@ -96,6 +98,13 @@ def fill_library(lib_path: Path, files, config, dim: int) -> None:
             conn.exec_driver_sql(
                 "INSERT INTO scores (photo_id, attribute_id, model_id, value) VALUES (?, ?, ?, ?)",
                 [(i, a, model.id, float(v)) for i in ids for a, v in zip(attrs, rng.random(len(attrs)))])
+            face = {"box": [0.4, 0.3, 0.1, 0.14], "eyes": "open", "eye_sharpness": 3.2,
+                    "openness": [0.3, 0.31]}
+            conn.exec_driver_sql(
+                "INSERT INTO face_checks (photo_id, count, eyes_closed, eye_sharpness, faces, version) "
+                "VALUES (?, ?, 0, ?, ?, ?)",
+                [(i, 1, 3.2, json.dumps([face]), FACES_VERSION) if i % 10 == 0
+                 else (i, 0, None, "[]", FACES_VERSION) for i in ids])
     lib.close()
 
 

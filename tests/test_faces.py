@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -164,6 +165,34 @@ def test_a_scan_looks_for_faces_in_photos_known_from_before(tmp_path, capsys, fa
     rows = _listed(capsys, lib)
     assert rows["astronaut.jpg"]["checks"]["faces"] == 1
     assert rows["group.jpg"]["checks"]["faces"] == 4
+
+
+def test_a_known_photo_found_unreadable_by_the_face_pass_is_not_retried_on_every_scan(
+        tmp_path, capsys, face_shoot, monkeypatch):
+    import photosense.ingest.faces_scan as faces_scan
+
+    lib = tmp_path / "lib.sqlite3"
+    assert run_cli(capsys, "--library", lib, "add", face_shoot)[0] == 0
+    with sqlite3.connect(lib) as db:  # a library from before faces
+        db.execute("DROP TABLE face_checks")
+    coffee = face_shoot / "coffee.jpg"
+    st = coffee.stat()  # damaged in place, size and time kept: the scan sees no change
+    coffee.write_bytes(b"\0" * st.st_size)
+    os.utime(coffee, ns=(st.st_atime_ns, st.st_mtime_ns))
+    tried = []
+    real = faces_scan.faces_of_file
+    monkeypatch.setattr(faces_scan, "faces_of_file",
+                        lambda path, companion: tried.append(path) or real(path, companion))
+    code, out, err = run_cli(capsys, "--library", lib, "scan")
+    assert code == 0, err
+    assert sorted(os.path.basename(p) for p in tried) == [
+        "astronaut.jpg", "astronaut_soft.jpg", "coffee.jpg", "group.jpg"]
+    rows = _listed(capsys, lib)
+    assert rows["coffee.jpg"]["error"] and rows["coffee.jpg"]["faces"] is None
+    assert rows["group.jpg"]["checks"]["faces"] == 4
+    tried.clear()
+    assert run_cli(capsys, "--library", lib, "scan")[0] == 0
+    assert tried == []  # known to be unreadable: reported, not decoded again
 
 
 def test_a_changed_photo_gets_its_faces_again(tmp_path, capsys, face_shoot, real_photos):

@@ -20,12 +20,15 @@ log = logging.getLogger("photosense.ingest")
 WRITE_BATCH = 64
 
 
-def faces_of_file(path: str, companion_path: str | None) -> list[dict] | None:
-    """The faces of one photo, read as a scan reads it (the JPEG of a RAW+JPEG pair, at the
-    checks' size); None when it cannot be read now or the face models cannot run."""
+def faces_of_file(path: str, companion_path: str | None) -> tuple[list[dict] | None, str | None]:
+    """(faces, error) of one photo, read as a scan reads it (the JPEG of a RAW+JPEG pair, at
+    the checks' size). Faces are None when the photo cannot be read or the face models cannot
+    run; the error is the photo's own when it cannot be read for good (not for a passing
+    failure such as an unplugged drive, nor for a RAW whose JPEG stands for it)."""
     from photosense.ingest.scan import CHECK_SIDE
     from photosense.scoring.faces import faces_or_none
 
+    error = None
     for candidate in (companion_path, path):
         if candidate is None:
             continue
@@ -33,11 +36,13 @@ def faces_of_file(path: str, companion_path: str | None) -> list[dict] | None:
             image = open_image(candidate, max_side=CHECK_SIDE)
         except DecodeError as exc:
             log.warning("%s: %s", candidate, exc)
+            if candidate == path and companion_path is None and not exc.transient:
+                error = str(exc)
             continue
         except MemoryError:
             continue
-        return faces_or_none(image)
-    return None
+        return faces_or_none(image), None
+    return None, error
 
 
 def backfill_faces(library: Library, folder_id: int | None, workers: int = 2,
@@ -65,11 +70,16 @@ def backfill_faces(library: Library, folder_id: int | None, workers: int = 2,
                 return False
             part = todo[start:start + WRITE_BATCH]
             results = pool.map(lambda item: faces_of_file(item[1], item[2]), part)
-            for (photo_id, _path, _companion), faces in zip(part, results):
+            errors = []
+            for (photo_id, _path, _companion), (faces, error) in zip(part, results):
                 done += 1
                 if faces is not None:
                     batch.append((photo_id, faces))
+                elif error is not None:  # recorded as a scan would: not tried on every scan
+                    errors.append((photo_id, error))
             library.store_faces(batch)
+            if errors:
+                library.set_photo_errors(errors)
             batch = []
             if progress:
                 progress(done, len(todo))

@@ -562,8 +562,13 @@ class Library:
         )
 
     def set_photo_error(self, photo_id: int, error: str | None) -> None:
+        self.set_photo_errors([(photo_id, error)])
+
+    def set_photo_errors(self, errors: Iterable[tuple[int, str | None]]) -> None:
+        """Record (photo id, error) pairs in one transaction (None clears an error)."""
         with self.session() as s:
-            s.execute(update(Photo).where(Photo.id == photo_id).values(error=error))
+            for photo_id, error in errors:
+                s.execute(update(Photo).where(Photo.id == photo_id).values(error=error))
 
     def feature_matrix(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(photo ids, (N, dim) float32 matrix) of every stored feature for a model."""
@@ -747,6 +752,7 @@ class Library:
         outcome: dict[str, str] = {}
         now = time.time()
         records = list(records)
+        faces: list[tuple[Photo, list[dict] | None]] = []
         with self.session() as s:
             known = _ScanLookup(s, records)
             for rec in records:
@@ -783,33 +789,46 @@ class Library:
                     # New pixels: stored features and scores describe the old image.
                     s.execute(delete(Feature).where(Feature.photo_id == photo.id))
                     s.execute(delete(Score).where(Score.photo_id == photo.id))
-                self._put_faces(s, photo, rec.faces)
+                faces.append((photo, rec.faces))
                 outcome[rec.path] = kind
+            s.flush()  # new photos get their ids in one go
+            self._put_faces(s, [(photo.id, found) for photo, found in faces])
         return outcome
 
     @staticmethod
-    def _put_faces(s: Session, photo: Photo, faces: list[dict] | None) -> None:
-        """Replace a photo's faces (None: none known, as after an unreadable scan)."""
+    def _put_faces(s: Session, results: Sequence[tuple[int, list[dict] | None]]) -> None:
+        """Replace photos' faces: (photo id, faces; None: none known, as after an unreadable
+        scan). Two statements for the whole batch, not two ORM round trips a photo."""
+        import json
+
         from photosense.scoring.faces import FACES_VERSION, summarise
 
-        if photo.id is None:
-            s.flush()
-        s.execute(delete(FaceCheck).where(FaceCheck.photo_id == photo.id))
-        if faces is None:
+        if not results:
             return
-        summary = summarise(faces)
-        s.add(FaceCheck(photo_id=photo.id, count=summary["faces"],
-                        eyes_closed=summary["eyes_closed"],
-                        eye_sharpness=summary["eye_sharpness"], faces=list(faces),
-                        version=FACES_VERSION))
+        conn = s.connection()
+        ids = [(photo_id,) for photo_id, _faces in results]
+        conn.exec_driver_sql("DELETE FROM face_checks WHERE photo_id = ?", ids)
+        rows = []
+        for photo_id, found in results:
+            if found is not None:
+                summary = summarise(found)
+                rows.append((photo_id, summary["faces"], summary["eyes_closed"],
+                             summary["eye_sharpness"], json.dumps(list(found)), FACES_VERSION))
+        if rows:
+            conn.exec_driver_sql(
+                "INSERT INTO face_checks (photo_id, count, eyes_closed, eye_sharpness, faces, "
+                "version) VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def store_faces(self, results: Iterable[tuple[int, list[dict]]]) -> None:
         """Store the faces found in photos already in the library: (photo id, faces)."""
+        results = list(results)
         with self.session() as s:
-            for photo_id, faces in results:
-                photo = s.get(Photo, photo_id)
-                if photo is not None:
-                    self._put_faces(s, photo, faces)
+            present = set()
+            ids = [photo_id for photo_id, _faces in results]
+            for start in range(0, len(ids), 500):
+                present.update(s.scalars(select(Photo.id).where(Photo.id.in_(ids[start:start + 500]))))
+            self._put_faces(s, [(photo_id, found) for photo_id, found in results
+                                if photo_id in present])
 
     def photos_needing_faces(self, folder_id: int | None = None,
                              ) -> list[tuple[int, str, str | None]]:
