@@ -39,3 +39,17 @@ def test_face_benchmark_prints_json_last_line():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["faces_ms_per_photo"] > 0 and result["side"] == 1024
     assert result["faces"] >= 2  # the portraits in tests/data/faces were found
+
+
+def test_library_benchmark_prints_json_last_line(model_configs_dir):
+    env = {**os.environ, "PHOTOSENSE_MODEL_CONFIGS": str(model_configs_dir)}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_library.py"), "--model", "photosense-tiny",
+         "--photos", "300", "--add", "12"], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["photos"] == 300 and result["model"] == "photosense-tiny"
+    for key in ("rescan_unchanged_100k_s", "add_1000_into_100k_s", "list_json_100k_s",
+                "attribute_add_first_100k_s", "attribute_add_first_100k_rss_mb",
+                "attribute_add_100k_s", "attribute_add_100k_rss_mb", "search_100k_s"):
+        assert result[key] > 0, key

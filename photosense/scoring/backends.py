@@ -254,5 +254,151 @@ def _read_meta(path: Path) -> dict | None:
 def _write_meta(path: Path, meta: dict) -> None:
     from photosense.fsutil import atomic_write
 
-    with contextlib.suppress(OSError), atomic_write(path, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+
+
+# ---- the text tower, for text-only work without torch
+
+#: Bump when the text export changes: old ones are redone.
+TEXT_EXPORT_VERSION = 1
+_TEXT_PROBE = ("Good photo.", "Bad photo.", "a dog running on the beach at sunset",
+               "Sharp photo.", "Blurry photo.", "café, naïve & <b>bold</b> — 35mm f/1.8 😀",
+               " ".join(["long"] * 90))
+
+
+def _text_export_path(model_id: str) -> Path:
+    image = _export_path(model_id)
+    return image.with_name(image.name.replace(f"-v{EXPORT_VERSION}.onnx",
+                                              f"-text-v{TEXT_EXPORT_VERSION}.onnx"))
+
+
+class OnnxTextTower:
+    """The exported text tower on ONNX Runtime with photosense's own CLIP tokenizer: prompts
+    to (unnormalised) features, with neither torch nor open_clip imported."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, meta: dict, threads: int):
+        import onnxruntime as ort
+
+        from photosense.scoring.tokenizer import ClipTokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = ClipTokenizer(context_length=int(meta["context_length"]))
+        self.logit_scale = float(meta["logit_scale"])
+        self.dim = int(meta["dim"])
+
+    def encode(self, prompts: list[str]) -> np.ndarray:
+        tokens = self.tokenizer(list(prompts))
+        return np.asarray(self.session.run(None, {"tokens": tokens})[0], dtype=np.float32)
+
+
+def cached_text_tower(model_id: str, requested: str, threads: int) -> OnnxTextTower | None:
+    """The text tower exported and checked earlier for ``model_id`` (see
+    :func:`export_text_tower`), ready to run without torch; None when there is none, the
+    backend is ``torch``/``openvino``, ONNX Runtime is not installed or the export cannot be
+    loaded (then the caller loads the model with torch)."""
+    if requested not in ("auto", "onnxruntime") or not runtime_available("onnxruntime"):
+        return None
+    path = _text_export_path(model_id)
+    meta = _read_meta(path.with_suffix(".json"))
+    if not meta or not meta.get("usable") or meta.get("model") != model_id or not path.is_file():
+        return None
+    try:
+        return OnnxTextTower(path, meta, threads)
+    except Exception as exc:  # a damaged cache file: torch does the work, the export is redone
+        log.warning("cannot load the exported text tower of %s (%s): using torch", model_id,
+                    _first_line(exc))
+        with contextlib.suppress(OSError):
+            path.with_suffix(".json").unlink()
+        return None
+
+
+def export_text_tower(model, tokenizer, model_id: str, requested: str, logit_scale: float,
+                      dim: int) -> None:
+    """Export ``model``'s text tower (a CPU fp32 open_clip model) once per model id, for later
+    text-only work without torch: kept only when photosense's tokenizer gives open_clip's own
+    ids and the exported features agree with torch's (cosine >= ``MIN_COSINE``) on a probe;
+    otherwise the refusal is remembered, so it is not tried again. Never raises."""
+    if requested not in ("auto", "onnxruntime") or not runtime_available("onnxruntime"):
+        return
+    path = _text_export_path(model_id)
+    meta_path = path.with_suffix(".json")
+    with _export_lock:
+        old = _read_meta(meta_path)
+        if old is not None and old.get("model") == model_id and (path.is_file() or not old.get("usable")):
+            return
+        meta: dict = {"model": model_id, "usable": False}
+        try:
+            reason = _export_text(model, tokenizer, path, meta)
+        except Exception as exc:  # an exporter failure: text work keeps using torch
+            reason = _first_line(exc)
+        if reason:
+            log.info("the text tower of %s stays on torch (%s)", model_id, reason)
+        else:
+            meta.update(usable=True, logit_scale=float(logit_scale), dim=int(dim))
+            log.info("text tower of %s exported for text-only work (cosine %.6f)", model_id,
+                     meta["min_cos"])
+        _write_meta(meta_path, meta)
+
+
+def _export_text(model, tokenizer, path: Path, meta: dict) -> str | None:
+    """Export and check; returns why the export cannot be used, or None (meta filled in)."""
+    import torch
+    from torch.export import Dim
+
+    from photosense.fsutil import atomic_path
+    from photosense.scoring.tokenizer import ClipTokenizer, vocab_path
+
+    context = getattr(tokenizer, "context_length", None)
+    if type(tokenizer).__name__ != "SimpleTokenizer" or not isinstance(context, int) or vocab_path() is None:
+        return f"its tokenizer is {type(tokenizer).__name__}, not CLIP's standard one"
+    mine = ClipTokenizer(context_length=context)
+    probe = list(_TEXT_PROBE)
+    tokens = mine(probe)
+    if not np.array_equal(tokens, tokenizer(probe).numpy()):
+        return "photosense's tokenizer disagrees with open_clip's on this model"
+
+    class TextTower(torch.nn.Module):
+        def __init__(self, clip):
+            super().__init__()
+            self.clip = clip
+
+        def forward(self, ids):
+            return self.clip.encode_text(ids)
+
+    tower = TextTower(model).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    sample = torch.from_numpy(tokens[:2])
+    with atomic_path(path, prefix=".photosense-export-") as tmp, warnings.catch_warnings(), \
+            contextlib.redirect_stdout(io.StringIO()), _quiet_loggers("onnxscript", "onnx_ir",
+                                                                     "torch.onnx"), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(tower, (sample,), str(tmp), input_names=["tokens"],
+                          output_names=["features"],
+                          dynamic_shapes=({0: Dim("batch", min=1, max=65536)},), dynamo=True,
+                          external_data=False, verbose=False)
+    meta["export_seconds"] = round(time.perf_counter() - start, 1)
+    meta["context_length"] = context
+    with torch.inference_mode():
+        ref = tower(torch.from_numpy(tokens)).float().numpy()
+    got = OnnxTextTower(path, {**meta, "logit_scale": 0.0, "dim": 0}, 1).encode(probe)
+    meta["min_cos"] = float(_cosines(ref, got).min())
+    if meta["min_cos"] < MIN_COSINE:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return f"the export disagrees with torch: cosine {meta['min_cos']:.6f} < {MIN_COSINE}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -282,6 +282,16 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
+def text_threads() -> int:
+    """Threads for the exported text tower: as torch would use (OMP_NUM_THREADS, else the
+    CPUs), found without importing torch; a few prompts need no more than four."""
+    try:
+        wanted = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    except ValueError:
+        wanted = 0
+    return max(1, min(4, wanted or os.cpu_count() or 1))
+
+
 def truncation_notes(config: EngineConfig, prompts: list[str]) -> list[str]:
     """One line for each prompt longer than the text encoder reads, saying how many of its
     words are used. Needs the tokenizer only (no weights); [] when it cannot be had."""
@@ -754,6 +764,7 @@ class ClipIQAEngine:
         self._id: str | None = None
         self._text_only = False
         self._image_backend = None
+        self._text_tower = None  # the exported text tower, when text work runs without torch
 
     # ---- properties
 
@@ -790,7 +801,7 @@ class ClipIQAEngine:
 
     @property
     def device(self) -> torch.device:
-        self.load_text()
+        self._load(text_only=True)
         return self._device
 
     @property
@@ -813,9 +824,17 @@ class ClipIQAEngine:
 
     @property
     def text_model(self):
-        """The open_clip model with at least its text tower (its ``visual`` may be None)."""
-        self.load_text()
+        """The open_clip model with at least its text tower (its ``visual`` may be None);
+        loads it with torch even where text work could run on the exported tower."""
+        self._load(text_only=True)
         return self._model
+
+    @property
+    def text_backend(self) -> str:
+        """Where prompts are encoded: "onnxruntime" (the exported text tower, no torch) or
+        "torch"."""
+        self.load_text()
+        return "torch" if self._model is not None else self._text_tower.name
 
     # ---- building
 
@@ -826,7 +845,23 @@ class ClipIQAEngine:
 
     def load_text(self) -> ClipIQAEngine:
         """Enough of the model for text work (attributes, search, taste): the text tower and
-        λ, without building or reading the image tower. A later ``load`` builds the rest."""
+        λ, without building or reading the image tower. On the CPU backends that is the text
+        tower exported by an earlier torch load of this model, run without importing torch
+        (an attribute added to a 100k library: seconds and hundreds of MB less); otherwise
+        the torch model's text tower. A later ``load`` builds the rest."""
+        if self._model is not None or self._text_tower is not None:
+            return self
+        with self._lock:
+            if self._model is None and self._text_tower is None:
+                from photosense.scoring.backends import cached_text_tower
+
+                tower = cached_text_tower(self.id, self.config.backend, text_threads())
+                if tower is not None:
+                    self._logit_scale, self._dim = tower.logit_scale, tower.dim
+                    self._text_tower = tower
+                    log.info("loaded %s (exported text tower on %s, λ=%.1f)", self.id,
+                             tower.name, self._logit_scale)
+                    return self
         return self._load(text_only=True)
 
     def _load(self, text_only: bool) -> ClipIQAEngine:
@@ -860,6 +895,11 @@ class ClipIQAEngine:
                 self._image_backend = self._choose_backend(model)
             log.info("loaded %s%s on %s (%s, λ=%.1f)", self._id, " (text tower)" if text_only else "",
                      device, str(dtype).removeprefix("torch."), self._logit_scale)
+            if device.type == "cpu":  # for later text-only work without torch (once per model)
+                from photosense.scoring.backends import export_text_tower
+
+                export_text_tower(model, self._tokenizer, self._id, self.config.backend,
+                                  self._logit_scale, self._dim)
             self._model, self._text_only = model, text_only
         return self
 
@@ -1000,19 +1040,25 @@ class ClipIQAEngine:
             raise
         return F.normalize(feats.float(), dim=-1).cpu().numpy()
 
-    def encode_texts(self, prompts: list[str]) -> np.ndarray:
-        """(N, D) float32 unit text features of full prompt texts (cached in memory per prompt)."""
+    def _encode_new_texts(self, prompts: list[str]) -> np.ndarray:
+        if self._model is None:  # the exported text tower: numpy only
+            feats = self._text_tower.encode(prompts)
+            return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
         import torch
         import torch.nn.functional as F
 
+        with torch.inference_mode():
+            tokens = self._tokenizer(prompts).to(self._device)
+            return F.normalize(self._model.encode_text(tokens).float(), dim=-1).cpu().numpy()
+
+    def encode_texts(self, prompts: list[str]) -> np.ndarray:
+        """(N, D) float32 unit text features of full prompt texts (cached in memory per prompt)."""
         self.load_text()
         prompts = list(prompts)
         with self._lock:
             todo = list(dict.fromkeys(p for p in prompts if p not in self._text_cache))
         if todo:
-            with torch.inference_mode():
-                tokens = self._tokenizer(todo).to(self._device)
-                feats = F.normalize(self._model.encode_text(tokens).float(), dim=-1).cpu().numpy()
+            feats = self._encode_new_texts(todo)
             with self._lock:
                 for p, f in zip(todo, feats):
                     self._text_cache[p] = f
