@@ -111,20 +111,35 @@ def fill_library(lib_path: Path, files, config, dim: int) -> None:
     lib.close()
 
 
+# The child reports its own peak (VmHWM: its address space's high-water mark). Not wait4's
+# ru_maxrss: Linux carries the parent's peak into a child across fork and exec, and this
+# parent holds torch (over 1 GB), so every child would read as at least that.
+_CHILD = """
+import atexit, runpy, sys
+
+def _peak():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                sys.stderr.write("photosense-bench-peak-kb " + line.split()[1] + "\\n")
+
+atexit.register(_peak)
+sys.argv = ["photosense", *sys.argv[1:]]
+runpy.run_module("photosense", run_name="__main__", alter_sys=True)
+"""
+
+
 def timed_cli(argv: list[str], env: dict, stdout=subprocess.DEVNULL) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of ``photosense ARGV`` as a child process: its own peak
-    (os.wait4), not the largest of all children so far."""
-    with tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "photosense", *argv], env=env,
-                                 stdout=stdout, stderr=err, text=True)
-        _pid, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - t0
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
-            err.seek(0)
-            raise SystemExit(f"photosense {' '.join(argv)} failed: {err.read().strip()}")
-    return seconds, usage.ru_maxrss / 1024
+    """(seconds, peak RSS in MB) of ``photosense ARGV`` as a child process (Linux)."""
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _CHILD, *argv], env=env, stdout=stdout,
+                         stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"photosense {' '.join(argv)} failed: {out.stderr.strip()}")
+    peaks = [line.split()[1] for line in out.stderr.splitlines()
+             if line.startswith("photosense-bench-peak-kb ")]
+    return seconds, int(peaks[-1]) / 1024 if peaks else float("nan")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import html
 import importlib.util
+import itertools
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -63,7 +64,8 @@ class ClipTokenizer:
         path = merges_file or vocab_path()
         if path is None:
             raise FileNotFoundError(f"{VOCAB_FILE} not found (is open_clip_torch installed?)")
-        lines = gzip.open(path).read().decode("utf-8").split("\n")[1:_MERGES + 1]
+        with gzip.open(path) as fp:
+            lines = fp.read().decode("utf-8").split("\n")[1:_MERGES + 1]
         merges = [tuple(line.split()) for line in lines]
         symbols = list(_byte_alphabet().values())
         vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + list(_SPECIAL)
@@ -96,7 +98,7 @@ class ClipTokenizer:
         else:
             word = [*piece[:-1], piece[-1] + "</w>"]
             while len(word) > 1:
-                pairs = {(a, b) for a, b in zip(word, word[1:])}
+                pairs = set(itertools.pairwise(word))
                 best = min(pairs, key=lambda p: self.ranks.get(p, _MERGES + 1))
                 if best not in self.ranks:
                     break
