@@ -62,16 +62,22 @@ def _fresh_process_encode(config: EngineConfig, prompts: list[str]) -> dict:
         "                  'open_clip': 'open_clip' in sys.modules, 'scale': engine.logit_scale,\n"
         "                  'dim': engine.dim, 'features': feats.tolist()}))\n"
     )
+    return json.loads(_run_python(code).stdout.strip().splitlines()[-1])
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a new Python process (this checkout importable); it must succeed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def test_text_work_after_a_torch_load_runs_without_torch(tiny_config):
     config = dataclasses.replace(tiny_config, backend="auto")
-    reference = ClipIQAEngine(config).load_text()  # torch: exports the text tower once
+    reference = ClipIQAEngine(config)
+    assert reference.text_model is not None  # torch (exports the text tower, once per model)
     assert reference.text_backend == "torch"
     prompts = ["Warm photo.", "Cold photo.", "a dog on the beach", "x " * 80]
     expected = reference.encode_texts(prompts)
@@ -87,7 +93,8 @@ def test_text_work_after_a_torch_load_runs_without_torch(tiny_config):
 def test_exported_text_tower_agrees_with_torch_on_rn50(rn50_weights):
     config = EngineConfig(model="RN50-quickgelu", weights=str(rn50_weights), device="cpu",
                           backend="onnxruntime")
-    torch_engine = ClipIQAEngine(config).load_text()  # exports RN50's text tower (once)
+    torch_engine = ClipIQAEngine(config)
+    assert torch_engine.text_model is not None  # torch (exports RN50's text tower, once)
     fast = ClipIQAEngine(config).load_text()
     assert torch_engine.text_backend == "torch" and fast.text_backend == "onnxruntime"
     assert not fast.loaded and fast.logit_scale == pytest.approx(torch_engine.logit_scale)
@@ -106,7 +113,7 @@ def test_the_torch_backend_keeps_text_work_on_torch(tiny_config, tmp_path, monke
 
 def test_a_tokenizer_that_disagrees_is_refused_and_remembered(tiny_config, tmp_path,
                                                               monkeypatch, caplog):
-    import photosense.scoring.backends as backends
+    from photosense.scoring import backends
     from photosense.scoring.tokenizer import ClipTokenizer
 
     monkeypatch.setenv("PHOTOSENSE_EXPORT_DIR", str(tmp_path / "exports"))
@@ -158,10 +165,7 @@ def test_attr_add_after_score_needs_no_torch(tmp_path, capsys, real_photos, tiny
         "    code = exc.code\n"
         "print('exit', code, 'torch' in sys.modules)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = _run_python(probe)
     assert "scored 3 photos" in done.stdout + done.stderr
     assert done.stdout.strip().splitlines()[-1] == "exit 0 False"
     code, out, err = run_cli(capsys, "--library", lib, "list", "--format", "json", "--sort", "warm")
