@@ -341,6 +341,9 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self._build_status_bar()
         self._connect()
         self.restore_window_layout()
+        # The panels the person chose (View ▸ Panels, a dock's close button), kept while
+        # photosense hides some for the loupe, compare or the welcome page.
+        self._docks_wanted = {d: not d.isHidden() for d in self._docks()}
 
         self.model.query = PhotoQuery(sort=self.prefs.sort, descending=self.prefs.descending)
         self.set_thumb_size(self.prefs.thumb_size)
@@ -422,6 +425,26 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.histogram_dock = self._dock("Histogram", self.histogram, Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([self.sidebar_dock, self.info_dock], [260, 290], Qt.Orientation.Horizontal)
         self.resizeDocks([self.info_dock, self.histogram_dock], [520, 230], Qt.Orientation.Vertical)
+
+    def _docks(self) -> tuple[QDockWidget, ...]:
+        return (self.sidebar_dock, self.info_dock, self.histogram_dock)
+
+    def _remember_docks(self) -> None:
+        """Note which panels the person has open, when what shows is theirs to choose (a
+        library's grid), before photosense changes the page."""
+        if self.folders and self.pages.currentIndex() == PAGE_GRID:
+            self._docks_wanted = {d: not d.isHidden() for d in self._docks()}
+
+    def _place_docks(self) -> None:
+        """The panels that belong to what is on screen, each only if the person has it open:
+        all three on a library's grid, the info panel in the loupe and compare, the library
+        panel alone on the welcome page. A closed panel stays closed until reopened."""
+        grid = self.pages.currentIndex() == PAGE_GRID
+        library = bool(self.folders)
+        wanted = self._docks_wanted
+        self.sidebar_dock.setVisible(wanted[self.sidebar_dock] and grid)
+        self.info_dock.setVisible(wanted[self.info_dock] and library)
+        self.histogram_dock.setVisible(wanted[self.histogram_dock] and grid and library)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -678,6 +701,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
             folders, attributes, sidecars, taste = result
             self.sidecar_settings = sidecars
             self._show_taste_status(taste)
+            self._remember_docks()
             self.folders = folders
             self.attributes = attributes
             self.sidebar.set_folders(folders)
@@ -686,9 +710,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
             self.info.order = [a.name for a in attributes]
             self._fill_sort_combo()
             self.central.setCurrentWidget(self.pages if folders else self.welcome)
-            if self.pages.currentIndex() == PAGE_GRID:
-                self.info_dock.setVisible(bool(folders))
-                self.histogram_dock.setVisible(bool(folders))
+            self._place_docks()
             if requery:
                 self.requery()
 
@@ -841,6 +863,9 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         """Put the window's size, position and dock layout into the preferences."""
         if self.pages.currentIndex() != PAGE_GRID:
             self._set_page(PAGE_GRID)  # loupe and compare hide docks; keep the grid's layout
+        self._remember_docks()
+        for dock in self._docks():  # as the person left them, not as the welcome page hides them
+            dock.setVisible(self._docks_wanted[dock])
         self.prefs.window_geometry = base64.b64encode(bytes(self.saveGeometry())).decode("ascii")
         self.prefs.window_state = base64.b64encode(bytes(self.saveState())).decode("ascii")
 

@@ -137,13 +137,13 @@ class ViewActions:
             self.pages.currentWidget().setFocus()
 
     def _set_page(self, page: int) -> None:
+        self._remember_docks()
         self.pages.setCurrentIndex(page)
         in_grid = page == PAGE_GRID
         self.next_action.setEnabled(not in_grid)
         self.prev_action.setEnabled(not in_grid)
         self.zoom_action.setEnabled(not in_grid)
-        self.sidebar_dock.setVisible(in_grid)
-        self.histogram_dock.setVisible(in_grid)
+        self._place_docks()
         if in_grid:
             self.view.setFocus()
         else:

@@ -189,3 +189,31 @@ def test_remove_attribute_asks_first(window, qtbot, monkeypatch):
     assert "quality" not in sidebar_attributes(window)
     assert window.model.query.sort == "name"  # the removed sort falls back to the file name
     assert window.model.total() == 15
+
+
+def test_closed_panels_stay_closed_through_scans_and_the_loupe(qtbot, scored_library, tiny_config):
+    from tests.gui.test_main_window import select_row
+
+    window = open_window(qtbot, scored_library, tiny_config)
+    try:
+        window.info_dock.close()
+        window.histogram_dock.close()
+        window.reload_library_info(requery=True)  # what every scan and watch batch ends with
+        wait_idle(qtbot, window)
+        assert not window.info_dock.isVisible() and not window.histogram_dock.isVisible()
+        assert window.sidebar_dock.isVisible()
+        select_row(window, qtbot, 0)
+        window.show_loupe()  # the loupe hides the library panel, and keeps the info closed
+        assert not window.sidebar_dock.isVisible() and not window.info_dock.isVisible()
+        window.show_grid()
+        assert window.sidebar_dock.isVisible() and not window.histogram_dock.isVisible()
+        assert not window.info_dock.isVisible()
+        window.info_dock.toggleViewAction().trigger()  # View ▸ Panels ▸ Info
+        window.show_loupe()
+        assert window.info_dock.isVisible() and not window.histogram_dock.isVisible()
+        window.show_grid()
+        window.reload_library_info()
+        wait_idle(qtbot, window)
+        assert window.info_dock.isVisible() and not window.histogram_dock.isVisible()
+    finally:
+        window.shutdown()
