@@ -15,6 +15,8 @@ the scores mean nothing). Photos are scikit-image's sample photos upscaled to ca
   big enough), timed pass by pass: ``preview_over_full`` is the photos/s of the preview pass
   (``preview_side`` px) over the full pass (``--max-side`` px), each decode + encode + store;
 - end-to-end: files on disk -> scan -> decode -> encode -> scores of 12 attributes -> SQLite;
+  ``scan_ms_per_photo`` (wall time over the scan's workers: hash, metadata, checks, faces) and
+  ``scoring_over_model_only`` (the scoring job alone) split it;
 - attribute add: one new attribute scored for N stored features (text encode + matrix
   product + score writes), no image decoded;
 - search: a text search over the N stored features once they are in memory (``search_100k_s``
@@ -88,8 +90,10 @@ def bench_throughput(args, workdir: Path) -> dict:
     t0 = time.perf_counter()
     Scanner(lib).scan_all()
     scan_s = time.perf_counter() - t0
+    t_score = time.perf_counter()
     report = ScoringJob(lib, config, engine=engine).run()
     e2e_s = time.perf_counter() - t0
+    scoring_s = time.perf_counter() - t_score
     assert report.encoded == len(paths), report
     e2e_tp = len(paths) / e2e_s
     print(f"end-to-end: {e2e_tp:.3f} photos/s (scan+checks {scan_s:.1f}s, total {e2e_s:.1f}s)",
@@ -99,7 +103,11 @@ def bench_throughput(args, workdir: Path) -> dict:
               "max_side": args.max_side, "backend": engine.backend,
               "model_only_photos_per_s": round(model_tp, 4),
               "end_to_end_photos_per_s": round(e2e_tp, 4),
-              "end_to_end_over_model_only": round(e2e_tp / model_tp, 3)}
+              "end_to_end_over_model_only": round(e2e_tp / model_tp, 3),
+              # The two parts of end to end: the scan (hash, metadata, checks, faces) and
+              # scoring alone (decode, encode, 12 attributes, SQLite) against the model.
+              "scan_ms_per_photo": round(scan_s / len(paths) * 1000, 1),
+              "scoring_over_model_only": round(len(paths) / scoring_s / model_tp, 3)}
     result.update(bench_backends(config, engine, tensors))
     result.update(bench_preview(config, engine, folder, workdir, len(paths)))
     result["engine"] = engine
