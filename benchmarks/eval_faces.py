@@ -141,7 +141,7 @@ def detect(names) -> dict[str, list[dict]]:
     for name in names:
         with Image.open(FACE_DIR / name) as img:
             image = ImageOps.exif_transpose(img).convert("RGB")
-        out[name] = [{"box": list(f.box), "eyes": f.eyes, "openness": f.openness,
+        out[name] = [{"box": [float(v) for v in f.box], "eyes": f.eyes, "openness": f.openness,
                       "eye_openness": f.eye_openness, "presence": f.presence,
                       "score": f.score} for f in find_faces(image)]
     return out
@@ -163,7 +163,7 @@ def detect_empty() -> dict[str, list[dict]]:
     for name in NO_PEOPLE:
         photo = load_photo(name)
         for label, image in ((name, photo), (f"{name}_dark", darken(photo, NO_PEOPLE_DARKEN))):
-            out[label] = [{"box": list(f.box), "eyes": f.eyes, "presence": f.presence,
+            out[label] = [{"box": [float(v) for v in f.box], "eyes": f.eyes, "presence": f.presence,
                            "score": f.score} for f in find_faces(image)]
     return out
 

@@ -81,9 +81,9 @@ def test_matching_pairs_each_label_with_one_found_face():
 
 
 def test_report_half_finds_the_labelled_faces(report):
-    # Measured: 25 of 26 labelled faces found (the one missed: a man in the back row of the
-    # Situation Room, half behind another's head), 2 false faces (a crew patch with printed
-    # portraits, a hand).
+    # Measured: 25 of 26 labelled faces found (the one missed: a man with glasses in the back
+    # row of the Situation Room, 48 px wide), 2 false faces (a crew patch with printed
+    # portraits, a hand), both in the launch-day photo.
     assert report["faces_labelled"] == 26
     assert report["faces_found"] >= 23, report["details"]["missed"]
     assert report["false_faces"] <= 3, report["details"]["false"]
