@@ -163,8 +163,9 @@ def detect_empty() -> dict[str, list[dict]]:
     for name in NO_PEOPLE:
         photo = load_photo(name)
         for label, image in ((name, photo), (f"{name}_dark", darken(photo, NO_PEOPLE_DARKEN))):
-            out[label] = [{"box": [float(v) for v in f.box], "eyes": f.eyes, "presence": f.presence,
-                           "score": f.score} for f in find_faces(image)]
+            out[label] = [{"box": [float(v) for v in f.box], "eyes": f.eyes,
+                           "presence": f.presence, "score": f.score}
+                          for f in find_faces(image)]
     return out
 
 
