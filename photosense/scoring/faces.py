@@ -58,6 +58,9 @@ MIN_SCORE = 0.6
 #: Faces narrower than this many pixels (at the analysed size) get ``unclear`` eyes.
 MIN_FACE_PX = 24.0
 #: Lid gap over eye width: under CLOSED_BELOW in both eyes = closed, over OPEN_ABOVE = open.
+#: Checked on the tune half of tests/data/faces (benchmarks/eval_faces.py --sweep): its open
+#: eyes read 0.21..0.39 per eye (OPEN_ABOVE up to 0.20 changes nothing there, 0.22 loses one).
+#: That half has no closed eyes, so CLOSED_BELOW is kept as it was: nothing there to move it.
 CLOSED_BELOW = 0.12
 OPEN_ABOVE = 0.18
 #: The face mesh's face-presence probability under which a face's eyes are ``unclear``.
@@ -94,13 +97,17 @@ _IRIS_UPPER = (11, 12, 13)
 @dataclass(frozen=True)
 class Face:
     """One face: ``box`` (x, y, w, h) as fractions of the image it was found in, the eye
-    state, eye sharpness in [0, 1), and the measured lid gap (None when not measured)."""
+    state, eye sharpness in [0, 1), and the measured lid gap (None when not measured; the
+    mean of the two eyes, each eye's own in ``eye_openness``); ``score`` is the detector's,
+    ``presence`` the face mesh's face-presence probability."""
 
     box: tuple[float, float, float, float]
     eyes: str
     eye_sharpness: float
     openness: float | None = None
     score: float = 0.0
+    presence: float = 1.0
+    eye_openness: tuple[float, float] | None = None
 
     def as_dict(self) -> dict:
         return {"box": [round(float(v), 4) for v in self.box], "eyes": self.eyes,
@@ -453,7 +460,8 @@ def _analyse_face(models: _Models, image: Image.Image, luma: Image.Image, det: _
         widths.append(eye_width)
     state = _eye_state(openness, widths, face_width, presence)
     return Face(box=box, eyes=state, eye_sharpness=max(sharp),
-                openness=float(np.mean(openness)), score=det.score)
+                openness=float(np.mean(openness)), score=det.score, presence=presence,
+                eye_openness=(openness[0], openness[1]))
 
 
 def _eye_state(openness: list[float], widths: list[float], face_width: float,
