@@ -13,10 +13,11 @@ make and model; its capture timestamp is the last resort. This needs no LibRaw, 
 image data LibRaw cannot decode (truncated, or a camera it does not know) still has its camera
 and time.
 
-Dimensions are the camera's, as exiftool reports them, not LibRaw's active area (which keeps a
-few border pixels the camera crops): a DNG's DefaultCropSize, a Canon file's EXIF image size,
-a Panasonic RW2's sensor borders, else the full-resolution image of the TIFF structure; LibRaw's
-size only when the file says none of these (RAF, and formats not parsed here).
+Dimensions are the camera's, not LibRaw's active area (which keeps a few border pixels the
+camera crops): the raw image's DefaultCropSize (every DNG; Sony ARWs have it too), a Canon
+file's EXIF image size, a Panasonic RW2's sensor borders, else the full-resolution image of the
+TIFF structure; LibRaw's size only when the file says none of these (RAF, and formats not
+parsed here).
 
 The file's structure (TIFF IFDs and their strips or tiles, CR3 boxes, the RAF header) is also
 checked against the file's size: image data that would lie past the end is reported as
@@ -370,11 +371,15 @@ def _camera_size(ifds: list[tuple[str, dict]], magic: int,
                  head: bytes) -> tuple[int, int] | None:
     ifd0 = ifds[0][1]
     images = [tags for kind, tags in ifds if kind != "exif"]
-    if _DNG_VERSION in ifd0:  # DNG: DefaultCropSize of the raw image (NewSubfileType 0)
-        for tags in images:
-            crop = tags.get(_DEFAULT_CROP)
-            if crop and _first(tags.get(_SUBFILE)) in (0, None) and len(crop) == 2:
-                return _positive(round(_number(crop[0])), round(_number(crop[1])))
+    # DefaultCropSize of the raw image (NewSubfileType 0): every DNG, and the cameras that
+    # write the DNG tag in their own format (Sony's ARW since the A7R III: 5168x3448 of
+    # 5216x3464 stored pixels).
+    for tags in images:
+        crop = tags.get(_DEFAULT_CROP)
+        if crop and _first(tags.get(_SUBFILE)) in (0, None) and len(crop) == 2:
+            found = _positive(round(_number(crop[0])), round(_number(crop[1])))
+            if found:
+                return found
     if magic == 0x55:  # Panasonic RW2: the sensor area inside its borders
         top, left, bottom, right = (_first(ifd0.get(t)) for t in _RW2_BORDERS)
         if all(isinstance(v, int) for v in (top, left, bottom, right)):
