@@ -6,10 +6,11 @@ into a ``tune`` half and a ``report`` half and scores them; the floors below are
 the report half, below what the code measured there (see each test), so that they hold with a
 margin yet fail when finding faces or reading eyes breaks.
 
-The set has one face with closed eyes (a laughing man in three-quarter view, report half);
-the code reads it ``unclear`` (its far eye is hidden behind the nose), so no test here can
-claim that real closed eyes are found: what is asserted is that closed eyes are never called
-open and open eyes never called closed.
+The set is small (five photos from package registries, 16 faces, 13 of them in one group
+photo) and has no face with closed eyes (LICENSES.md says why), so no test here can claim that
+real closed eyes are found: what is asserted is that faces are found, small ones in a group
+included, and that open eyes are not called closed. The tune half is asserted too, as a
+regression guard only (figures are reported on the report half).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def test_every_photo_is_labelled_and_licensed(labels):
             x, y, w, h = face["box"]
             assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 1.01 and y + h <= 1.01
     total = sum(len(f) for f in labels.values())
-    assert len(photos) >= 20 and total >= 40
+    assert len(photos) >= 5 and total >= 16
 
 
 def test_the_split_is_alternate_files_in_name_order(labels):
@@ -80,36 +81,37 @@ def test_matching_pairs_each_label_with_one_found_face():
     assert pairs[1] == 0 and pairs[0] in (1, 2) and len(pairs) == 2
 
 
+@pytest.fixture(scope="module")
+def tune(labels) -> dict:
+    halves = evaluation.split(labels)
+    return evaluation.score(labels, evaluation.detect(halves["tune"]))
+
+
 def test_report_half_finds_the_labelled_faces(report):
-    # Measured: 25 of 26 labelled faces found (the one missed: a man with glasses in the back
-    # row of the Situation Room, 48 px wide), 2 false faces (a crew patch with printed
-    # portraits, a hand), both in the launch-day photo.
-    assert report["faces_labelled"] == 26
-    assert report["faces_found"] >= 23, report["details"]["missed"]
-    assert report["false_faces"] <= 3, report["details"]["false"]
-    assert report["glasses_found"] >= 2
+    # Measured: 2 of 2 labelled faces found (Grace Hopper with glasses; a small face in
+    # profile in the Rose Garden), no false face.
+    assert report["faces_labelled"] == 2
+    assert report["faces_found"] == 2, report["details"]["missed"]
+    assert report["false_faces"] == 0, report["details"]["false"]
+    assert report["glasses_found"] >= 1
 
 
 def test_report_half_never_calls_open_eyes_closed(report):
-    # Measured: of 16 found faces labelled open, 15 called open, 0 closed (the 16th, in
-    # profile, unclear).
-    assert report["open_found"] >= 15
+    # Measured: the one face labelled open is called open; the profile one is unclear.
+    assert report["open_found"] == 1
     assert report["open_called_closed"] == 0, report["details"]["eyes_differ"]
-    assert report["open_called_open"] >= 13, report["details"]["eyes_differ"]
+    assert report["open_called_open"] == 1, report["details"]["eyes_differ"]
+    assert report["unclear_called_closed"] == 0, report["details"]["eyes_differ"]
 
 
-def test_report_half_never_calls_closed_eyes_open(report):
-    # Measured: the one closed face is found and read unclear; faces a person cannot read
-    # (profile, looking down) are called closed once (a footballer looking down at the ball)
-    # and open once (a general looking down at a laptop).
-    assert report["closed_labelled"] == 1 and report["closed_called_open"] == 0
-    assert report["unclear_called_closed"] <= 2, report["details"]["eyes_differ"]
-    assert report["unclear_called_open"] <= 2, report["details"]["eyes_differ"]
-
-
-def test_report_half_unclear_rate(report):
-    # Measured: 8 of 25 found faces unclear (0.32); 8 of the 26 are labelled unclear.
-    assert report["unclear_rate"] <= 0.45
+def test_small_faces_of_a_real_group_are_found_and_not_called_closed(tune):
+    # A regression guard on the tune half (the Situation Room: 13 faces 40-105 px wide at
+    # 1024 px, one half hidden). Measured: 13 of 14 faces found (the half-hidden one not),
+    # none false, of 11 found open 10 called open and none closed.
+    assert tune["faces_found"] >= 12, tune["details"]["missed"]
+    assert tune["false_faces"] == 0, tune["details"]["false"]
+    assert tune["open_called_closed"] == 0, tune["details"]["eyes_differ"]
+    assert tune["open_called_open"] >= 9, tune["details"]["eyes_differ"]
 
 
 def test_frames_without_people_have_at_most_the_known_false_face():
@@ -128,4 +130,4 @@ def test_eval_script_prints_json_last_line(capsys):
     assert evaluation.main([]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(result) >= {"tune", "report", "no_people", "closed_below", "open_above"}
-    assert result["report"]["faces_labelled"] == 26
+    assert result["report"]["faces_labelled"] == 2 and result["tune"]["faces_labelled"] == 14
