@@ -86,11 +86,6 @@ from photosense.gui.window_views import ViewActions
 log = logging.getLogger("photosense.gui")
 
 
-
-
-
-
-
 class WeightsBanner(QFrame):
     """A dismissible note shown while scoring is off because the weights are unavailable."""
 
@@ -131,8 +126,6 @@ class WeightsBanner(QFrame):
             "Flags, ratings, checks and export work meanwhile.")
         self.text.setToolTip(message)
         self.show()
-
-
 
 
 class HistoryButton(QToolButton):
@@ -680,14 +673,7 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
         self.banner.retryRequested.connect(self._retry_scoring)
         self.compare.currentChanged.connect(lambda _i: self._update_info())
 
-    # ------------------------------------------------------------------ services
-
-
-
-
-
-
-    # ------------------------------------------------------------------ library info, queries
+    # ------------------------------------------------------------------ library info
 
     def reload_library_info(self, requery: bool = False) -> None:
         """Re-read folders and attributes (library thread), then update sidebar and sorts."""
@@ -715,134 +701,6 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
                 self.requery()
 
         self.db.submit(read, done)
-
-
-
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ selection & info
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ culling
-
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ loupe, compare, help
-
-
-
-
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ thumbnails
-
-
-    # ------------------------------------------------------------------ background jobs
-
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ histogram
-
-
-
-    # ------------------------------------------------------------------ folders
-
-
-
-
-
-
-    # ------------------------------------------------------------------ attributes
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ bursts
-
-
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ search
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ my taste
-
-
-
-
-
-    # ------------------------------------------------------------------ sidecars, report
-
-
-
-
-
-    # ------------------------------------------------------------------ export
-
-
-
-
-    # ------------------------------------------------------------------ settings
-
-
-
-    # ------------------------------------------------------------------ messages
-
-
-
-
 
     # ------------------------------------------------------------------ shutdown
 
@@ -898,8 +756,6 @@ class MainWindow(ViewActions, CullingActions, SortFilterSearch, BurstActions, Sc
 
     def sizeHint(self) -> QSize:
         return QSize(1400, 880)
-
-
 
 
 __all__ = ["MainWindow", "SHORTCUTS", "COLOR_LABELS", "PAGE_GRID", "PAGE_LOUPE", "PAGE_COMPARE", "taste_summary"]
