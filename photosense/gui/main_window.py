@@ -12,13 +12,11 @@ values on the background pool; thumbnails on their own pool; folder watching and
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 
 import numpy as np
 from PySide6.QtCore import (
-    QByteArray,
     QItemSelection,
     QItemSelectionModel,
     QModelIndex,
@@ -72,6 +70,7 @@ from photosense.gui.window_common import (  # noqa: F401 - PAGE_* and SHORTCUTS 
 )
 from photosense.gui.window_culling import CullingActions
 from photosense.gui.window_dialogs import DialogActions
+from photosense.gui.window_layout import PanelsAndLayout
 from photosense.gui.window_query import SortFilterSearch
 from photosense.gui.window_scoring import ScoringAndStatus
 from photosense.gui.window_views import ViewActions
@@ -188,8 +187,8 @@ class GridView(QListView):
                                          QItemSelectionModel.SelectionFlag.Select)
 
 
-class MainWindow(MenusAndToolbar, ViewActions, CullingActions, SortFilterSearch, BurstActions, ScoringAndStatus,
-                 DialogActions, QMainWindow):
+class MainWindow(MenusAndToolbar, PanelsAndLayout, ViewActions, CullingActions, SortFilterSearch, BurstActions,
+                 ScoringAndStatus, DialogActions, QMainWindow):
     """The window: builds the widgets and composes its parts, each in its own module —
     culling (``window_culling``), sort/filter/search and the histogram (``window_query``),
     bursts (``window_bursts``), scoring, scans, attributes, taste and the status bar
@@ -354,26 +353,6 @@ class MainWindow(MenusAndToolbar, ViewActions, CullingActions, SortFilterSearch,
         self.resizeDocks([self.sidebar_dock, self.info_dock], [260, 290], Qt.Orientation.Horizontal)
         self.resizeDocks([self.info_dock, self.histogram_dock], [520, 230], Qt.Orientation.Vertical)
 
-    def _docks(self) -> tuple[QDockWidget, ...]:
-        return (self.sidebar_dock, self.info_dock, self.histogram_dock)
-
-    def _remember_docks(self) -> None:
-        """Note which panels the person has open, when what shows is theirs to choose (a
-        library's grid), before photosense changes the page."""
-        if self.folders and self.pages.currentIndex() == PAGE_GRID:
-            self._docks_wanted = {d: not d.isHidden() for d in self._docks()}
-
-    def _place_docks(self) -> None:
-        """The panels that belong to what is on screen, each only if the person has it open:
-        all three on a library's grid, the info panel in the loupe and compare, the library
-        panel alone on the welcome page. A closed panel stays closed until reopened."""
-        grid = self.pages.currentIndex() == PAGE_GRID
-        library = bool(self.folders)
-        wanted = self._docks_wanted
-        self.sidebar_dock.setVisible(wanted[self.sidebar_dock] and grid)
-        self.info_dock.setVisible(wanted[self.info_dock] and library)
-        self.histogram_dock.setVisible(wanted[self.histogram_dock] and grid and library)
-
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(title.lower() + "Dock")
@@ -473,29 +452,6 @@ class MainWindow(MenusAndToolbar, ViewActions, CullingActions, SortFilterSearch,
         self.db.submit(read, done)
 
     # ------------------------------------------------------------------ shutdown
-
-    def restore_window_layout(self) -> None:
-        """Size, position, docks and toolbar as they were when the window last closed."""
-        for saved, restore in ((self.prefs.window_geometry, self.restoreGeometry),
-                               (self.prefs.window_state, self.restoreState)):
-            if not saved:
-                continue
-            try:
-                data = base64.b64decode(saved, validate=True)
-            except (ValueError, TypeError):
-                data = b""
-            if not data or not restore(QByteArray(data)):
-                log.warning("ignoring an unreadable saved window layout")
-
-    def remember_window_layout(self) -> None:
-        """Put the window's size, position and dock layout into the preferences."""
-        if self.pages.currentIndex() != PAGE_GRID:
-            self._set_page(PAGE_GRID)  # loupe and compare hide docks; keep the grid's layout
-        self._remember_docks()
-        for dock in self._docks():  # as the person left them, not as the welcome page hides them
-            dock.setVisible(self._docks_wanted[dock])
-        self.prefs.window_geometry = base64.b64encode(bytes(self.saveGeometry())).decode("ascii")
-        self.prefs.window_state = base64.b64encode(bytes(self.saveState())).decode("ascii")
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.remember_window_layout()
