@@ -2,6 +2,42 @@
 background scoring with progress, keyboard culling with undo; bursts collapsed to their best
 photo, text search, the "my taste" model refitted as flags change, XMP sidecars, reports.
 
+``MainWindow`` builds the widgets, wires them (``_connect``) and composes its parts, each a
+mixin in its own module. Every toolbar button, menu item and key is a ``QAction`` made in
+``window_actions`` that calls one method; the toolbar's combos, slider and search field and
+the sidebar's and histogram's requests are wired in ``_connect``. Where each is handled:
+
+    Action (key)                              Method                       Module
+    Pick (P), Reject (X), Unflag (U)          set_flag                     window_culling
+    Stars (0-5), colour labels (6-9)          set_rating, toggle_label     window_culling
+    Next / previous photo (→ ←)               move_current                 window_culling
+    Grid context menu, histogram thresholds   _context_menu, pick_above…   window_culling
+    Undo (Ctrl+Z), Redo (Ctrl+Shift+Z)        culling.stack                undo
+    Loupe (Space), Grid (Esc), Compare (C)    toggle_loupe, show_grid,     window_views
+                                              show_compare
+    Zoom (Z), next / previous face (F)        toggle_zoom, jump_to_face    window_views
+    Keyboard shortcuts (? F1), size slider    toggle_help, set_thumb_size  window_views
+    Sort combo, reverse-order button          _sort_chosen, reverse_order  window_query
+    Sidebar filters                           apply_filters                window_query
+    Search… (Ctrl+F), the search field        focus_search, run_search     window_query
+    Collapse bursts (G), expand (Shift+G)     set_collapse_bursts,         window_bursts
+                                              toggle_group
+    Best-of combo, Pick best of each burst    set_best_by,                 window_bursts
+                                              pick_best_of_groups
+    + Folder, Score now, Refit my taste       choose_folder, score_now,    window_scoring
+                                              refit_taste
+    Problems…                                 show_problems                window_scoring
+    Export… (Ctrl+E), Export report…          show_export_dialog,          window_dialogs
+                                              choose_report
+    Write / Read XMP sidecars, Settings…      write_xmp, read_xmp,         window_dialogs
+                                              show_settings
+    View ▸ Panels                             toggleViewAction (Qt)        window_layout
+    Quit (Ctrl+Q)                             close, closeEvent            main_window
+
+Panels shown per page and the saved window layout are in ``window_layout``; scoring, scans,
+attributes, "my taste" and the status bar in ``window_scoring``; what the parts share
+(shortcut list, page numbers) in ``window_common``.
+
 Threads: the GUI thread only paints and reacts. Library reads and culling writes go through
 one serial "library" thread (``SerialExecutor``), so they stay ordered; the CLIP engine runs
 on one "model" thread (scoring, re-scoring new attributes, text search: the engine is loaded
@@ -190,10 +226,12 @@ class GridView(QListView):
 class MainWindow(MenusAndToolbar, PanelsAndLayout, ViewActions, CullingActions, SortFilterSearch, BurstActions,
                  ScoringAndStatus, DialogActions, QMainWindow):
     """The window: builds the widgets and composes its parts, each in its own module —
-    culling (``window_culling``), sort/filter/search and the histogram (``window_query``),
-    bursts (``window_bursts``), scoring, scans, attributes, taste and the status bar
-    (``window_scoring``), dialogs and file outputs (``window_dialogs``). A toolbar or menu
-    action is connected in ``_build_actions`` to the method of that name in one of them."""
+    actions, menus and toolbar (``window_actions``), panels and the saved layout
+    (``window_layout``), selection, loupe, compare and help (``window_views``), culling
+    (``window_culling``), sort/filter/search and the histogram (``window_query``), bursts
+    (``window_bursts``), scoring, scans, attributes, taste and the status bar
+    (``window_scoring``), dialogs and file outputs (``window_dialogs``). The module docstring
+    lists which method, in which of them, handles each toolbar or menu action."""
 
     def __init__(self, library: Library, *, engine_config: EngineConfig | None = None,
                  prefs: UiPrefs | None = None, start_services: bool = True,
