@@ -61,6 +61,57 @@ class CullingState:
             parts.append(self.color_label)
         return " ".join(parts)
 
+    def chip_width(self, chip_h: float) -> float:
+        """Width of the culling chip (0: nothing to show): flag, five stars, label dot."""
+        if not (self.flag in (FLAG_PICK, FLAG_REJECT) or self.rating or self.color_label):
+            return 0.0
+        icon = chip_h - 8
+        items = [icon] if self.flag in (FLAG_PICK, FLAG_REJECT) else []
+        if self.rating:
+            items.append(5 * icon)
+        if self.color_label:
+            items.append(icon)
+        return 8 + sum(items) + 6 * (len(items) - 1) + 8
+
+    def paint_chip(self, p: QPainter, box: QRectF) -> None:
+        """The chip drawn in ``box``: flag, stars, label dot."""
+        from photosense.gui.delegate import LABEL_COLORS, PICK_COLOR, REJECT_COLOR, star_polygon
+
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(0, 0, 0, 150))
+        p.drawRoundedRect(box, 4, 4)
+        icon = box.height() - 8
+        x, top, mid = box.left() + 8, box.top() + 4, box.center().y()
+        if self.flag == FLAG_PICK:
+            # pole and pennant, as on the grid
+            p.setPen(QPen(PICK_COLOR, 1.8))
+            p.drawLine(QPointF(x + icon * 0.25, top + 1), QPointF(x + icon * 0.25, top + icon))
+            pennant = QPainterPath(QPointF(x + icon * 0.25, top + 1))
+            pennant.lineTo(x + icon * 0.95, top + icon * 0.3)
+            pennant.lineTo(x + icon * 0.25, top + icon * 0.6)
+            pennant.closeSubpath()
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(PICK_COLOR)
+            p.drawPath(pennant)
+            x += icon + 6
+        elif self.flag == FLAG_REJECT:
+            p.setPen(QPen(REJECT_COLOR, 2.4, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+            inset = icon * 0.2
+            p.drawLine(QPointF(x + inset, top + inset), QPointF(x + icon - inset, top + icon - inset))
+            p.drawLine(QPointF(x + icon - inset, top + inset), QPointF(x + inset, top + icon - inset))
+            x += icon + 6
+        if self.rating:
+            p.setPen(Qt.PenStyle.NoPen)
+            for i in range(5):
+                p.setBrush(QColor("#f0c24b") if i < self.rating else QColor("#5a5a5a"))
+                p.drawPolygon(star_polygon(QPointF(x + icon / 2, mid), icon / 2))
+                x += icon
+            x += 6
+        if self.color_label:
+            p.setPen(QPen(QColor(0, 0, 0, 200), 1))
+            p.setBrush(LABEL_COLORS.get(self.color_label, QColor(200, 200, 200)))
+            p.drawEllipse(QRectF(x + 1, top + 1, icon - 2, icon - 2))
+
 
 class LoupeView(QWidget):
     """A single photo, fit to the window or zoomed; drag pans, click toggles zoom there,
@@ -412,7 +463,7 @@ class LoupeView(QWidget):
             text += f"   {self._face_note}"
         fm = p.fontMetrics()
         chip_h = fm.height() + 8
-        culling_w = self._culling_width(chip_h)
+        culling_w = self._culling.chip_width(chip_h) if self._culling is not None else 0.0
         # Beside the title when the whole title still fits, else below it (narrow panes).
         beside = culling_w and self.width() - 24 - culling_w - 6 >= fm.horizontalAdvance(text)
         room = self.width() - 24 - (culling_w + 6 if beside else 0)
@@ -425,61 +476,9 @@ class LoupeView(QWidget):
         p.setPen(QColor(235, 235, 235))
         p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
         if beside:
-            self._draw_culling(p, QRectF(box.right() + 6, box.top(), culling_w, chip_h))
+            self._culling.paint_chip(p, QRectF(box.right() + 6, box.top(), culling_w, chip_h))
         elif culling_w:
-            self._draw_culling(p, QRectF(box.left(), box.bottom() + 4, culling_w, chip_h))
-
-    def _culling_width(self, chip_h: float) -> float:
-        """Width of the culling chip (0: nothing to show): flag, five stars, label dot."""
-        c = self._culling
-        if c is None or not (c.flag in (FLAG_PICK, FLAG_REJECT) or c.rating or c.color_label):
-            return 0.0
-        icon = chip_h - 8
-        items = [icon] if c.flag in (FLAG_PICK, FLAG_REJECT) else []
-        if c.rating:
-            items.append(5 * icon)
-        if c.color_label:
-            items.append(icon)
-        return 8 + sum(items) + 6 * (len(items) - 1) + 8
-
-    def _draw_culling(self, p: QPainter, box: QRectF) -> None:
-        from photosense.gui.delegate import LABEL_COLORS, PICK_COLOR, REJECT_COLOR, star_polygon
-
-        c = self._culling
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(QColor(0, 0, 0, 150))
-        p.drawRoundedRect(box, 4, 4)
-        icon = box.height() - 8
-        x, top, mid = box.left() + 8, box.top() + 4, box.center().y()
-        if c.flag == FLAG_PICK:
-            # pole and pennant, as on the grid
-            p.setPen(QPen(PICK_COLOR, 1.8))
-            p.drawLine(QPointF(x + icon * 0.25, top + 1), QPointF(x + icon * 0.25, top + icon))
-            pennant = QPainterPath(QPointF(x + icon * 0.25, top + 1))
-            pennant.lineTo(x + icon * 0.95, top + icon * 0.3)
-            pennant.lineTo(x + icon * 0.25, top + icon * 0.6)
-            pennant.closeSubpath()
-            p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(PICK_COLOR)
-            p.drawPath(pennant)
-            x += icon + 6
-        elif c.flag == FLAG_REJECT:
-            p.setPen(QPen(REJECT_COLOR, 2.4, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
-            inset = icon * 0.2
-            p.drawLine(QPointF(x + inset, top + inset), QPointF(x + icon - inset, top + icon - inset))
-            p.drawLine(QPointF(x + icon - inset, top + inset), QPointF(x + inset, top + icon - inset))
-            x += icon + 6
-        if c.rating:
-            p.setPen(Qt.PenStyle.NoPen)
-            for i in range(5):
-                p.setBrush(QColor("#f0c24b") if i < c.rating else QColor("#5a5a5a"))
-                p.drawPolygon(star_polygon(QPointF(x + icon / 2, mid), icon / 2))
-                x += icon
-            x += 6
-        if c.color_label:
-            p.setPen(QPen(QColor(0, 0, 0, 200), 1))
-            p.setBrush(LABEL_COLORS.get(c.color_label, QColor(200, 200, 200)))
-            p.drawEllipse(QRectF(x + 1, top + 1, icon - 2, icon - 2))
+            self._culling.paint_chip(p, QRectF(box.left(), box.bottom() + 4, culling_w, chip_h))
 
 
 def _clamp_axis(center: float, view: float, shown: float) -> float:
