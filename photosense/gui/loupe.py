@@ -1,14 +1,8 @@
 """``LoupeView``: one photo filling the view, fit or at 100 %, with pan and zoom.
 
-Decoding happens on a worker thread (``open_image``), which also converts the pixels to a
-``QImage``; the GUI thread only turns that into a ``QPixmap``. A quick downscaled preview is
-shown first, then the full image. Each ``set_photo`` supersedes the previous load: stale
-results are dropped and queued stale jobs never decode.
-
-Below 100 % the photo is drawn from a smoothly downscaled copy made on the same worker pool
-(a 24 MP rescale takes ~200 ms): until it is ready, the previous copy or the full image
-(unsmoothed) stands in, so a wheel notch or a resize never waits for it. ``preload`` decodes
-the neighbours of the shown photo in the background; moving to one shows it at once.
+The photo itself (decoding it off the GUI thread, a quick preview first, the preloaded
+neighbours, the smooth downscale drawn below 100 %) is a ``LoupeImages``
+(photosense.gui.loupe_images) the view owns; the view keeps what is drawn over it and how.
 
 View geometry is kept in full-image pixels, so the preview and the full image line up.
 ``scale`` is device pixels per image pixel (1.0 = 100 %: one image pixel per screen pixel);
@@ -21,59 +15,29 @@ window passes it in (``set_culling``) from rows it already holds, so painting re
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, QPointF, QRectF, QSize, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal, Slot
 from PySide6.QtGui import (
     QColor,
     QFont,
-    QImage,
     QMouseEvent,
     QPainter,
     QPainterPath,
     QPaintEvent,
     QPen,
-    QPixmap,
     QResizeEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import QApplication, QSizePolicy, QWidget
 
-from photosense.errors import DecodeError
+from photosense.gui.loupe_images import LoupeImages, loader_pool, scaled_image  # noqa: F401 - re-exported
 from photosense.library import FLAG_PICK, FLAG_REJECT
 
-log = logging.getLogger("photosense.gui.loupe")
-
-PREVIEW_SIDE = 1600  # quick first image (JPEG draft decoding makes this cheap)
 MIN_SCALE, MAX_SCALE = 0.02, 16.0
 WHEEL_STEP = 1.25
 BACKGROUND = QColor(30, 30, 30)
-
-_pool_lock = threading.Lock()
-_pool: QThreadPool | None = None
-
-
-def loader_pool() -> QThreadPool:
-    """The thread pool full-size photo decoding runs on (two threads: decoding is memory-hungry)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = QThreadPool()
-            _pool.setMaxThreadCount(2)
-            _pool.setObjectName("photosense-loupe")
-        return _pool
-
-
-def pil_to_qimage(img) -> QImage:
-    """An RGB Pillow image as a QImage that owns its pixels (safe on any thread)."""
-    rgb = img if img.mode == "RGB" else img.convert("RGB")
-    data = rgb.tobytes()
-    qimg = QImage(data, rgb.width, rgb.height, 3 * rgb.width, QImage.Format.Format_RGB888)
-    # convertToFormat copies (the bytes object can go) and spares the GUI thread the conversion.
-    return qimg.convertToFormat(QImage.Format.Format_RGB32)
 
 
 @dataclass(frozen=True)
@@ -97,101 +61,56 @@ class CullingState:
             parts.append(self.color_label)
         return " ".join(parts)
 
+    def chip_width(self, chip_h: float) -> float:
+        """Width of the culling chip (0: nothing to show): flag, five stars, label dot."""
+        if not (self.flag in (FLAG_PICK, FLAG_REJECT) or self.rating or self.color_label):
+            return 0.0
+        icon = chip_h - 8
+        items = [icon] if self.flag in (FLAG_PICK, FLAG_REJECT) else []
+        if self.rating:
+            items.append(5 * icon)
+        if self.color_label:
+            items.append(icon)
+        return 8 + sum(items) + 6 * (len(items) - 1) + 8
 
-class _LoadSignals(QObject):
-    # token, image, full image (width, height) as displayed, final (False: preview)
-    loaded = Signal(int, QImage, int, int, bool)
-    failed = Signal(int, str)
-    source = Signal(int, str)  # token, the file actually decoded (a pair's JPEG, say)
+    def paint_chip(self, p: QPainter, box: QRectF) -> None:
+        """The chip drawn in ``box``: flag, stars, label dot."""
+        from photosense.gui.delegate import LABEL_COLORS, PICK_COLOR, REJECT_COLOR, star_polygon
 
-
-class _ScaleSignals(QObject):
-    scaled = Signal(int, QImage)  # request number, the image scaled for drawing
-
-
-class _ScaleJob:
-    """A smooth downscale of the shown image, off the GUI thread. Pillow does the resampling
-    on the QImage's own pixels (no copy): it releases the GIL while it works, where
-    ``QImage.scaled`` holds it and would stall the GUI thread as much as scaling there."""
-
-    def __init__(self, request: int, image: QImage, size: QSize, signals: _ScaleSignals):
-        self.request, self.image, self.size, self.signals = request, image, size, signals
-        self.cancelled = threading.Event()
-
-    def __call__(self) -> None:
-        if self.cancelled.is_set():
-            return
-        try:
-            out = scaled_image(self.image, self.size)
-        except Exception:  # a bug: the unsmoothed stand-in stays; say why in the log
-            log.exception("downscaling the loupe's photo failed")
-            return
-        if not self.cancelled.is_set():
-            self.signals.scaled.emit(self.request, out)
-
-
-def scaled_image(image: QImage, size: QSize) -> QImage:
-    """``image`` smoothly resized to ``size`` (Pillow, GIL released while it resamples)."""
-    from PIL import Image
-
-    if image.format() not in (QImage.Format.Format_RGB32, QImage.Format.Format_ARGB32):
-        image = image.convertToFormat(QImage.Format.Format_RGB32)
-    w, h = image.width(), image.height()
-    # 0xffRRGGBB words are B, G, R, A bytes: resampled per channel, the order does not matter.
-    src = Image.frombuffer("RGBA", (w, h), image.constBits(), "raw", "RGBA", image.bytesPerLine(), 1)
-    out = src.resize((size.width(), size.height()), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    data = out.tobytes()
-    return QImage(data, out.width, out.height, 4 * out.width, QImage.Format.Format_RGB32).copy()
-
-
-PRELOAD_KEEP = 3  # decoded photos kept: the shown one and its two neighbours
-
-
-class _LoadJob:
-    def __init__(self, token: int, path: str, signals: _LoadSignals, companion: str | None = None):
-        self.token, self.path, self.signals = token, path, signals
-        self.companion = companion
-        self.cancelled = threading.Event()
-
-    def __call__(self) -> None:
-        from photosense.ingest.decode import open_image
-        from photosense.ingest.raw import best_image_path
-
-        try:
-            if self.cancelled.is_set():
-                return
-            self.path = best_image_path(self.path, self.companion)  # checks the file: not on the GUI thread
-            self.signals.source.emit(self.token, self.path)
-            preview = open_image(self.path, PREVIEW_SIDE)
-            width, height = _source_size(preview)
-            if (width, height) == preview.size:  # small photo: the preview is the full image
-                self._emit(preview, width, height, True)
-                return
-            self._emit(preview, width, height, False)
-            del preview
-            if self.cancelled.is_set():
-                return
-            self._emit(open_image(self.path, 0), width, height, True)
-        except DecodeError as exc:
-            self.signals.failed.emit(self.token, str(exc))
-        except MemoryError:
-            self.signals.failed.emit(self.token, "not enough memory to show this photo")
-        except Exception as exc:  # a bug, but the user must still see that the photo failed
-            log.exception("loading %s failed", self.path)
-            self.signals.failed.emit(self.token, f"unexpected error: {exc}")
-
-    def _emit(self, img, width: int, height: int, final: bool) -> None:
-        if not self.cancelled.is_set():
-            self.signals.loaded.emit(self.token, pil_to_qimage(img), width, height, final)
-
-
-def _source_size(img) -> tuple[int, int]:
-    try:
-        from photosense.ingest.decode import INFO_SOURCE_SIZE
-    except ImportError:  # pragma: no cover - older decode module
-        return img.size
-    size = img.info.get(INFO_SOURCE_SIZE)
-    return tuple(size) if size else img.size
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(0, 0, 0, 150))
+        p.drawRoundedRect(box, 4, 4)
+        icon = box.height() - 8
+        x, top, mid = box.left() + 8, box.top() + 4, box.center().y()
+        if self.flag == FLAG_PICK:
+            # pole and pennant, as on the grid
+            p.setPen(QPen(PICK_COLOR, 1.8))
+            p.drawLine(QPointF(x + icon * 0.25, top + 1), QPointF(x + icon * 0.25, top + icon))
+            pennant = QPainterPath(QPointF(x + icon * 0.25, top + 1))
+            pennant.lineTo(x + icon * 0.95, top + icon * 0.3)
+            pennant.lineTo(x + icon * 0.25, top + icon * 0.6)
+            pennant.closeSubpath()
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(PICK_COLOR)
+            p.drawPath(pennant)
+            x += icon + 6
+        elif self.flag == FLAG_REJECT:
+            p.setPen(QPen(REJECT_COLOR, 2.4, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+            inset = icon * 0.2
+            p.drawLine(QPointF(x + inset, top + inset), QPointF(x + icon - inset, top + icon - inset))
+            p.drawLine(QPointF(x + icon - inset, top + inset), QPointF(x + inset, top + icon - inset))
+            x += icon + 6
+        if self.rating:
+            p.setPen(Qt.PenStyle.NoPen)
+            for i in range(5):
+                p.setBrush(QColor("#f0c24b") if i < self.rating else QColor("#5a5a5a"))
+                p.drawPolygon(star_polygon(QPointF(x + icon / 2, mid), icon / 2))
+                x += icon
+            x += 6
+        if self.color_label:
+            p.setPen(QPen(QColor(0, 0, 0, 200), 1))
+            p.setBrush(LABEL_COLORS.get(self.color_label, QColor(200, 200, 200)))
+            p.drawEllipse(QRectF(x + 1, top + 1, icon - 2, icon - 2))
 
 
 class LoupeView(QWidget):
@@ -210,21 +129,11 @@ class LoupeView(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(120, 90)
         self.setMouseTracking(False)
-        self._path = ""
-        self._source = ""
         self._title = ""
         self._faces: list[dict] = []
         self._face_index = -1
         self._face_note = ""
         self._culling: CullingState | None = None
-        self._token = 0
-        self._job: _LoadJob | None = None
-        self._pixmap: QPixmap | None = None
-        self._scaled: QPixmap | None = None  # cache of the pixmap scaled for drawing below 100 %
-        self._image_w = 0
-        self._image_h = 0
-        self._final = False
-        self._error: str | None = None
         self._fit = True
         self._scale = 1.0  # used when not fit
         self._cx = 0.5
@@ -232,14 +141,11 @@ class LoupeView(QWidget):
         self._press: QPointF | None = None
         self._press_center = (0.5, 0.5)
         self._dragging = False
-        self._image: QImage | None = None  # what _pixmap shows, for the background rescale
-        self._scale_request = 0
-        self._scale_want: QSize | None = None  # the size being scaled to in the background
-        self._scale_job: _ScaleJob | None = None
-        # Decoded photos by path (the shown one and the preloaded neighbours), newest last.
-        self._decoded: dict[str, tuple[QImage, int, int, str]] = {}
-        self._preloads: dict[int, tuple[str, _LoadJob]] = {}  # token -> (path, job)
-        self._preload_token = 0
+        self._images = LoupeImages(self)
+        self._images.changed.connect(self.update)
+        self._images.imageChanged.connect(self._on_image_changed)
+        self._images.loaded.connect(self.loaded)
+        self._images.failed.connect(self.failed)
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -247,179 +153,47 @@ class LoupeView(QWidget):
         """Show ``path`` (decoded in the background); ``title`` defaults to the file name.
         ``companion``: the JPEG of a RAW+JPEG pair, shown instead of the RAW while it exists.
         The zoom level and centre are kept, so a burst can be checked at the same spot."""
-        if self._job is not None:
-            self._job.cancelled.set()
-            self._job = None
-        self._token += 1
-        self._path = os.fspath(path)
-        self._source = ""
-        self._title = title or os.path.basename(self._path)
+        path = os.fspath(path)
+        self._title = title or os.path.basename(path)
         self._culling = None
-        self._pixmap = self._scaled = None
-        self._image = None
-        self._cancel_scale()
-        self._final = False
-        self._error = None
-        self._image_w = self._image_h = 0
-        decoded = self._decoded.get(self._path)
-        if decoded is not None:  # preloaded: shown now, no decoding
-            image, width, height, source = decoded
-            self._source = source
-            self._on_loaded(self._token, image, width, height, True)
-            return
-        signals = _LoadSignals()
-        signals.loaded.connect(self._on_loaded)
-        signals.failed.connect(self._on_failed)
-        signals.source.connect(self._on_source)
-        self._job = _LoadJob(self._token, self._path, signals, companion)
-        loader_pool().start(self._job)
-        self.update()
+        self._images.set_photo(path, companion)
 
     def preload(self, items: list[tuple[str, str | None]]) -> None:
         """Decode these photos ((path, companion): the shown photo's neighbours) in the
         background and keep them, so ``set_photo`` of one shows it at once. Photos neither
         shown nor asked for are forgotten."""
-        wanted = {os.fspath(p) for p, _c in items} | {self._path}
-        for token, (path, job) in list(self._preloads.items()):
-            if path not in wanted:
-                job.cancelled.set()
-                del self._preloads[token]
-        for path in [p for p in self._decoded if p not in wanted]:
-            del self._decoded[path]
-        loading = {path for path, _job in self._preloads.values()}
-        for path, companion in items:
-            path = os.fspath(path)
-            if path in self._decoded or path in loading or path == self._path:
-                continue
-            self._preload_token -= 1  # negative: never a token of the shown photo
-            signals = _LoadSignals()
-            signals.loaded.connect(self._on_preloaded)
-            signals.source.connect(self._on_preload_source)
-            job = _LoadJob(self._preload_token, path, signals, companion)
-            self._preloads[self._preload_token] = (path, job)
-            loader_pool().start(job)
-
-    @Slot(int, str)
-    def _on_preload_source(self, token: int, source: str) -> None:
-        entry = self._preloads.get(token)
-        if entry is not None:
-            entry[1].source = source
-
-    @Slot(int, QImage, int, int, bool)
-    def _on_preloaded(self, token: int, image: QImage, width: int, height: int, final: bool) -> None:
-        entry = self._preloads.get(token)
-        if entry is None or not final:
-            return
-        del self._preloads[token]
-        path, job = entry
-        self._keep_decoded(path, image, width, height, getattr(job, "source", path))
-
-    def _keep_decoded(self, path: str, image: QImage, width: int, height: int, source: str) -> None:
-        self._decoded.pop(path, None)
-        self._decoded[path] = (image, width, height, source)
-        while len(self._decoded) > PRELOAD_KEEP:
-            oldest = next(iter(self._decoded))
-            if oldest == self._path and len(self._decoded) > 1:
-                self._decoded[oldest] = self._decoded.pop(oldest)  # the shown one stays
-                oldest = next(iter(self._decoded))
-            del self._decoded[oldest]
+        self._images.preload(items)
 
     def preloaded(self) -> list[str]:
         """The paths decoded and kept (shown or preloaded)."""
-        return list(self._decoded)
+        return self._images.preloaded()
 
     def clear(self) -> None:
-        if self._job is not None:
-            self._job.cancelled.set()
-            self._job = None
-        self._token += 1
-        self._path = self._title = self._source = ""
+        self._title = ""
         self._culling = None
-        self._image = None
-        self._cancel_scale()
-        self._pixmap = self._scaled = None
-        self._error = None
-        self._image_w = self._image_h = 0
-        self.update()
+        self._images.clear()
 
-    @Slot(int, QImage, int, int, bool)
-    def _on_loaded(self, token: int, image: QImage, width: int, height: int, final: bool) -> None:
-        if token != self._token or (self._final and not final):
-            return  # a stale load, or a preview arriving after the full image
-        self._pixmap = QPixmap.fromImage(image)
-        self._image = image
-        self._scaled = None
-        self._cancel_scale()
-        self._image_w, self._image_h = width, height
-        self._final = final
+    def _on_image_changed(self) -> None:
         self._clamp_center()
-        self.update()
-        if final:
-            self._job = None
-            self._keep_decoded(self._path, image, width, height, self._source or self._path)
-            self.loaded.emit(self._path)
-
-    # -- background rescaling -----------------------------------------------------------------
-
-    def _cancel_scale(self) -> None:
-        if self._scale_job is not None:
-            self._scale_job.cancelled.set()
-            self._scale_job = None
-        self._scale_request += 1
-        self._scale_want = None
-
-    def _request_scale(self, size: QSize) -> None:
-        """Scale the shown image to ``size`` in the background (the latest request wins)."""
-        if self._scale_want == size or self._image is None:
-            return
-        self._cancel_scale()
-        self._scale_want = size
-        signals = _ScaleSignals()  # owned by the job: it outlives a closed view
-        signals.scaled.connect(self._on_scaled)
-        self._scale_job = _ScaleJob(self._scale_request, self._image, size, signals)
-        loader_pool().start(self._scale_job)
-
-    @Slot(int, QImage)
-    def _on_scaled(self, request: int, image: QImage) -> None:
-        if request != self._scale_request:
-            return  # an older zoom level or another photo
-        self._scale_job = None
-        self._scale_want = None
-        self._scaled = QPixmap.fromImage(image)
         self.update()
 
     def is_sharp(self) -> bool:
         """Whether what is drawn is final: the full image at 100 % and above, or its smooth
         downscale for this zoom level below (False while that is being made)."""
-        if self._pixmap is None or not self._final:
+        if self._images.pixmap is None or not self._images.final:
             return False
         if self.scale() >= 1.0:
             return True
-        return self._scaled is not None and self._scaled.size() == self._wanted_size()
-
-    @Slot(int, str)
-    def _on_source(self, token: int, path: str) -> None:
-        if token == self._token:
-            self._source = path
-
-    @Slot(int, str)
-    def _on_failed(self, token: int, message: str) -> None:
-        if token != self._token:
-            return
-        self._job = None
-        self._error = message
-        self._pixmap = self._scaled = None
-        self.update()
-        self.failed.emit(self._path, message)
+        return self._images.is_scaled_to(self._wanted_size())
 
     # -- state --------------------------------------------------------------------------------
 
     def path(self) -> str:
-        return self._path
+        return self._images.path
 
     def source_path(self) -> str:
         """The file decoded for the photo (a RAW+JPEG pair's JPEG); "" until known."""
-        return self._source
+        return self._images.source
 
     def title(self) -> str:
         return self._title
@@ -442,14 +216,14 @@ class LoupeView(QWidget):
 
     def error(self) -> str | None:
         """The decoding error shown, if any."""
-        return self._error
+        return self._images.error
 
     def is_loaded(self) -> bool:
         """Whether the full image (not just the preview) is shown."""
-        return self._final and self._pixmap is not None
+        return self._images.final and self._images.pixmap is not None
 
     def image_size(self) -> QSize:
-        return QSize(self._image_w, self._image_h)
+        return QSize(self._images.width, self._images.height)
 
     def is_fit(self) -> bool:
         return self._fit
@@ -519,14 +293,14 @@ class LoupeView(QWidget):
         """Multiply the scale, keeping the image point under ``anchor`` where it is."""
         old = self.scale()
         new = min(MAX_SCALE, max(MIN_SCALE, old * factor))
-        if anchor is None or not self._image_w:
+        if anchor is None or not self._images.width:
             self._scale, self._fit = new, False
         else:
             ix, iy = self._image_point(anchor)
             self._scale, self._fit = new, False
             dx, dy = self._image_delta(anchor, new)
             self._cx, self._cy = ix - dx, iy - dy
-        if self._image_w and new <= self._fit_scale():
+        if self._images.width and new <= self._fit_scale():
             self._fit = True  # zooming out past fit snaps to fit
         self._changed()
 
@@ -553,17 +327,17 @@ class LoupeView(QWidget):
         return self.devicePixelRatioF() or 1.0
 
     def _fit_scale(self) -> float:
-        if not self._image_w or not self._image_h:
+        if not self._images.width or not self._images.height:
             return 1.0
         dpr = self._dpr()
-        fit = min(self.width() * dpr / self._image_w, self.height() * dpr / self._image_h)
+        fit = min(self.width() * dpr / self._images.width, self.height() * dpr / self._images.height)
         # Never enlarge a small photo to fit: an upscaled photo looks soft, and culling is
         # about judging sharpness.
         return min(1.0, fit)
 
     def _display_size(self, scale: float | None = None) -> tuple[float, float]:
         s = (self.scale() if scale is None else scale) / self._dpr()
-        return self._image_w * s, self._image_h * s
+        return self._images.width * s, self._images.height * s
 
     def _target_rect(self) -> QRectF:
         dw, dh = self._display_size()
@@ -571,7 +345,7 @@ class LoupeView(QWidget):
 
     def _image_point(self, pos: QPointF) -> tuple[float, float]:
         """The normalised image point under widget position ``pos``."""
-        if not self._image_w:
+        if not self._images.width:
             return 0.5, 0.5
         rect = self._target_rect()
         return ((pos.x() - rect.x()) / rect.width(), (pos.y() - rect.y()) / rect.height())
@@ -581,7 +355,7 @@ class LoupeView(QWidget):
         return (pos.x() - self.width() / 2) / dw, (pos.y() - self.height() / 2) / dh
 
     def _clamp_center(self) -> None:
-        if self._fit or not self._image_w:
+        if self._fit or not self._images.width:
             if self._fit:
                 self._cx = self._cy = 0.5
             return
@@ -611,7 +385,7 @@ class LoupeView(QWidget):
         if not self._dragging and delta.manhattanLength() < QApplication.startDragDistance():
             return
         self._dragging = True
-        if self._fit or not self._image_w:
+        if self._fit or not self._images.width:
             return
         self.setCursor(Qt.CursorShape.ClosedHandCursor)
         dw, dh = self._display_size()
@@ -626,13 +400,13 @@ class LoupeView(QWidget):
         self._press = None
         self._dragging = False
         self.unsetCursor()
-        if not was_drag and self._image_w:
+        if not was_drag and self._images.width:
             self.toggle_zoom(event.position())
         event.accept()
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         steps = event.angleDelta().y() / 120
-        if not steps or not self._image_w:
+        if not steps or not self._images.width:
             return super().wheelEvent(event)
         self.zoom_by(WHEEL_STEP ** steps, event.position())
         event.accept()
@@ -642,11 +416,11 @@ class LoupeView(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
         p.fillRect(self.rect(), BACKGROUND)
-        if self._pixmap is not None and self._image_w:
+        if self._images.pixmap is not None and self._images.width:
             self._draw_image(p)
-        elif self._error:
-            self._draw_message(p, f"Cannot show this photo\n{self._error}", QColor(255, 140, 120))
-        elif self._path:
+        elif self._images.error:
+            self._draw_message(p, f"Cannot show this photo\n{self._images.error}", QColor(255, 140, 120))
+        elif self._images.path:
             self._draw_message(p, "Loading…", QColor(170, 170, 170))
         self._draw_title(p)
         p.end()
@@ -654,17 +428,12 @@ class LoupeView(QWidget):
     def _draw_image(self, p: QPainter) -> None:
         target = self._target_rect()
         scale = self.scale()
-        pm = self._pixmap
+        pm = self._images.pixmap
         if scale < 1.0 and target.width() * target.height() < 4e7:
             # Smooth downscaling once per zoom level, in the background; meanwhile the last
             # downscale (stretched) or the image itself (unsmoothed: fast) stands in.
-            want = self._wanted_size()
-            if self._scaled is not None and self._scaled.size() == want:
-                pm = self._scaled
-            else:
-                self._request_scale(want)
-                if self._scaled is not None:
-                    pm = self._scaled
+            pm, smooth = self._images.drawable(self._wanted_size())
+            if not smooth:
                 p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         else:
             # At 100 % and above show the real pixels, unsmoothed.
@@ -687,14 +456,14 @@ class LoupeView(QWidget):
     def _draw_title(self, p: QPainter) -> None:
         if not self._title:
             return
-        zoom = "" if not self._image_w else (
+        zoom = "" if not self._images.width else (
             f"Fit ({self.scale() * 100:.0f} %)" if self._fit else f"{self._scale * 100:.0f} %")
         text = f"{self._title}   {zoom}".rstrip()
         if self._face_note and not self._fit:
             text += f"   {self._face_note}"
         fm = p.fontMetrics()
         chip_h = fm.height() + 8
-        culling_w = self._culling_width(chip_h)
+        culling_w = self._culling.chip_width(chip_h) if self._culling is not None else 0.0
         # Beside the title when the whole title still fits, else below it (narrow panes).
         beside = culling_w and self.width() - 24 - culling_w - 6 >= fm.horizontalAdvance(text)
         room = self.width() - 24 - (culling_w + 6 if beside else 0)
@@ -707,61 +476,9 @@ class LoupeView(QWidget):
         p.setPen(QColor(235, 235, 235))
         p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
         if beside:
-            self._draw_culling(p, QRectF(box.right() + 6, box.top(), culling_w, chip_h))
+            self._culling.paint_chip(p, QRectF(box.right() + 6, box.top(), culling_w, chip_h))
         elif culling_w:
-            self._draw_culling(p, QRectF(box.left(), box.bottom() + 4, culling_w, chip_h))
-
-    def _culling_width(self, chip_h: float) -> float:
-        """Width of the culling chip (0: nothing to show): flag, five stars, label dot."""
-        c = self._culling
-        if c is None or not (c.flag in (FLAG_PICK, FLAG_REJECT) or c.rating or c.color_label):
-            return 0.0
-        icon = chip_h - 8
-        items = [icon] if c.flag in (FLAG_PICK, FLAG_REJECT) else []
-        if c.rating:
-            items.append(5 * icon)
-        if c.color_label:
-            items.append(icon)
-        return 8 + sum(items) + 6 * (len(items) - 1) + 8
-
-    def _draw_culling(self, p: QPainter, box: QRectF) -> None:
-        from photosense.gui.delegate import LABEL_COLORS, PICK_COLOR, REJECT_COLOR, star_polygon
-
-        c = self._culling
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(QColor(0, 0, 0, 150))
-        p.drawRoundedRect(box, 4, 4)
-        icon = box.height() - 8
-        x, top, mid = box.left() + 8, box.top() + 4, box.center().y()
-        if c.flag == FLAG_PICK:
-            # pole and pennant, as on the grid
-            p.setPen(QPen(PICK_COLOR, 1.8))
-            p.drawLine(QPointF(x + icon * 0.25, top + 1), QPointF(x + icon * 0.25, top + icon))
-            pennant = QPainterPath(QPointF(x + icon * 0.25, top + 1))
-            pennant.lineTo(x + icon * 0.95, top + icon * 0.3)
-            pennant.lineTo(x + icon * 0.25, top + icon * 0.6)
-            pennant.closeSubpath()
-            p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(PICK_COLOR)
-            p.drawPath(pennant)
-            x += icon + 6
-        elif c.flag == FLAG_REJECT:
-            p.setPen(QPen(REJECT_COLOR, 2.4, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
-            inset = icon * 0.2
-            p.drawLine(QPointF(x + inset, top + inset), QPointF(x + icon - inset, top + icon - inset))
-            p.drawLine(QPointF(x + icon - inset, top + inset), QPointF(x + inset, top + icon - inset))
-            x += icon + 6
-        if c.rating:
-            p.setPen(Qt.PenStyle.NoPen)
-            for i in range(5):
-                p.setBrush(QColor("#f0c24b") if i < c.rating else QColor("#5a5a5a"))
-                p.drawPolygon(star_polygon(QPointF(x + icon / 2, mid), icon / 2))
-                x += icon
-            x += 6
-        if c.color_label:
-            p.setPen(QPen(QColor(0, 0, 0, 200), 1))
-            p.setBrush(LABEL_COLORS.get(c.color_label, QColor(200, 200, 200)))
-            p.drawEllipse(QRectF(x + 1, top + 1, icon - 2, icon - 2))
+            self._culling.paint_chip(p, QRectF(box.left(), box.bottom() + 4, culling_w, chip_h))
 
 
 def _clamp_axis(center: float, view: float, shown: float) -> float:
