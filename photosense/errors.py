@@ -18,6 +18,13 @@ class WeightsUnavailable(PhotosenseError):
     """Model weights could not be found or loaded."""
 
 
+class NothingScored(PhotosenseError):
+    """The work needs scored photos and the library has none yet (search, taste, prompts)."""
+
+    def __init__(self, message: str = "nothing scored yet: run 'photosense score' first"):
+        super().__init__(message)
+
+
 class DecodeError(PhotosenseError):
     """A file could not be read as an image.
 

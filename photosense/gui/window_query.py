@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
 )
 
-from photosense.errors import WeightsUnavailable
+from photosense.errors import NothingScored, WeightsUnavailable
 from photosense.gui.jobs import Job, JobContext
 from photosense.gui.window_common import _photos
 from photosense.library import (
@@ -254,9 +254,14 @@ class SortFilterSearch:
     def _on_search_error(self, job: Job, message: str) -> None:
         self._drop_search()
         self.requery()
-        if isinstance(getattr(job, "exception", None), WeightsUnavailable):
+        exception = getattr(job, "exception", None)
+        if isinstance(exception, WeightsUnavailable):
             self.banner.show_problem(message)
             self.report_error(f"Search needs the model's weights: {message}", kind="model")
+        elif isinstance(exception, NothingScored):  # a state of the library, not a problem
+            self.statusBar().showMessage(
+                "Nothing to search yet: a search compares your text with scored photos, "
+                "and none is scored", 10000)
         else:
             self.report_error(f"Search failed: {message}")
 

@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from photosense.errors import PhotosenseError
+from photosense.errors import NothingScored, PhotosenseError
 from photosense.library import Library, PhotoQuery
 
 #: A filtered search with fewer candidates than this, and no cached matrix, reads just their
@@ -179,7 +179,7 @@ def search(library: Library, engine, text: str, query: PhotoQuery | None = None,
         raise PhotosenseError("the limit must be at least 0")
     model = library.active_model()
     if model is None:
-        raise PhotosenseError("nothing scored yet: run 'photosense score' first")
+        raise NothingScored()
     if engine.id != model.base:
         raise PhotosenseError(
             f"the library was scored with {model.base}, but the configured model is {engine.id}")

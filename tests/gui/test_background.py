@@ -204,3 +204,17 @@ def test_model_fetches_rows_lazily(qtbot, qtmodeltester, scored_library, monkeyp
     finally:
         thumbs.shutdown()
         db.shutdown()
+
+
+def test_a_search_before_anything_is_scored_says_so_and_is_no_problem(qtbot, unscored_library, tiny_config):
+    """A state of the library, in the window's words: no CLI command, nothing in Problems."""
+    window = open_window(qtbot, unscored_library, tiny_config)
+    try:
+        job = window.run_search("a red rocket")
+        with qtbot.waitSignal(job.finished, timeout=30000):
+            pass
+        message = window.statusBar().currentMessage()
+        assert message.startswith("Nothing to search yet") and "photosense score" not in message
+        assert window.problems == [] and window.model.arrangement.ranking is None
+    finally:
+        window.shutdown()
