@@ -172,3 +172,25 @@ def test_attr_add_after_score_needs_no_torch(tmp_path, capsys, real_photos, tiny
     assert code == 0, err
     rows = json.loads(out)
     assert len(rows) == 3 and all(isinstance(r["scores"]["warm"], float) for r in rows)
+
+
+def test_a_long_prompt_is_reported_as_truncated_without_torch():
+    """`attr add` with a prompt over 75 characters says how much of it is read: with
+    photosense's tokenizer for CLIP-tokenized models, the same count as open_clip's, and
+    without importing torch."""
+    code = (
+        "import sys, json\n"
+        "from photosense.scoring.clipiqa import EngineConfig, truncation_notes, standard_tokenizer_context\n"
+        "prompt = 'a photo of ' + 'a very ' * 60 + 'red car'\n"
+        "notes = truncation_notes(EngineConfig(model='RN50'), [prompt, 'Short.'])\n"
+        "print(json.dumps([notes, standard_tokenizer_context('ViT-B-16-SigLIP'), 'torch' in sys.modules]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    notes, siglip, torch_imported = json.loads(out.stdout)
+    assert not torch_imported and siglip is None  # an HF tokenizer: only open_clip can count it
+    import open_clip
+
+    from photosense.scoring.prompts import truncated_words
+
+    prompt = "a photo of " + "a very " * 60 + "red car"
+    theirs = truncated_words(prompt, lambda t: len(open_clip.get_tokenizer("RN50-quickgelu").encode(t)), 77)
+    assert len(notes) == 1 and f"only its first {theirs} of {len(prompt.split())} words" in notes[0]

@@ -19,6 +19,7 @@ architecture is used as typed (photosense cannot tell which activation the file 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -302,12 +303,18 @@ def truncation_notes(config: EngineConfig, prompts: list[str]) -> list[str]:
     if not long_ones:
         return []
     try:
-        import open_clip
+        context = standard_tokenizer_context(model_name(config))
+        if context is not None:  # photosense's own copy of CLIP's BPE: no torch import
+            from photosense.scoring.tokenizer import ClipTokenizer
 
-        register_model_configs()
-        tokenizer = open_clip.get_tokenizer(model_name(config))
-        count = tokenizer.encode  # SimpleTokenizer (CLIP's BPE); HF tokenizers are not checked
-        context = int(getattr(tokenizer, "context_length", 77))
+            count = ClipTokenizer(context_length=context).encode
+        else:
+            import open_clip
+
+            register_model_configs()
+            tokenizer = open_clip.get_tokenizer(model_name(config))
+            count = tokenizer.encode  # SimpleTokenizer (CLIP's BPE); HF tokenizers are not checked
+            context = int(getattr(tokenizer, "context_length", 77))
     except Exception as exc:  # an unknown model, a tokenizer that needs a download
         log.info("cannot check prompt lengths: %s", _one_line(exc))
         return []
@@ -353,6 +360,33 @@ def resolve_device(name: str) -> torch.device:
 
 _registered: set[Path] = set()
 _register_lock = threading.Lock()
+
+
+def standard_tokenizer_context(name: str) -> int | None:
+    """The context length of open_clip architecture ``name`` when its config (a user's, or
+    open_clip's own, read without importing open_clip) uses CLIP's standard BPE tokenizer and
+    photosense's copy of its merges file is there; None otherwise (an HF tokenizer, an unknown
+    name), when only open_clip itself can tokenize."""
+    import importlib.util
+
+    from photosense.scoring.tokenizer import vocab_path
+
+    folders = list(model_config_dirs())
+    spec = importlib.util.find_spec("open_clip")
+    if spec is not None and spec.submodule_search_locations:
+        folders += [Path(f) / "model_configs" for f in spec.submodule_search_locations]
+    for folder in folders:
+        path = folder / f"{name}.json"
+        if not path.is_file():
+            continue
+        try:
+            text_cfg = json.loads(path.read_text(encoding="utf-8")).get("text_cfg", {})
+        except (OSError, ValueError, AttributeError):
+            return None
+        if text_cfg.get("hf_tokenizer_name") or text_cfg.get("tokenizer_kwargs") or vocab_path() is None:
+            return None
+        return int(text_cfg.get("context_length", 77))
+    return None
 
 
 def register_model_configs() -> list[str]:
