@@ -196,6 +196,65 @@ def test_cancel_stops_a_small_scan_too(lib, photo_folder):
     assert report.cancelled and report.added < 15
 
 
+def test_scans_keep_their_worker_threads_and_face_models(lib, photo_folder, tmp_path, monkeypatch):
+    """Each scan (and each watch batch) used to start new worker threads, each loading the
+    face models again; the process's scan workers are now kept, and warm_up loads them."""
+    import threading
+
+    from photosense.ingest import scan
+    from photosense.scoring import faces
+
+    loads = []
+    real = faces._Models.__init__
+
+    def counting(self):
+        loads.append(threading.current_thread().name)
+        real(self)
+
+    monkeypatch.setattr(faces._Models, "__init__", counting)
+    monkeypatch.setattr(scan, "_pools", {})  # threads of earlier tests have their models
+    assert scan.warm_up(2) >= 0 and len(loads) == 2 and len(set(loads)) == 2
+    lib.add_folder(photo_folder)
+    Scanner(lib, workers=2).scan_all()
+    second = tmp_path / "second"
+    shutil.copytree(photo_folder, second)
+    for p in second.iterdir():  # new files, not copies the scan would recognise by content
+        Image.open(p).convert("RGB").rotate(90, expand=True).save(p, quality=85)
+    lib.add_folder(second)
+    report = Scanner(lib, workers=2).scan_all()
+    assert report.added == 15 and len(loads) == 2
+
+
+def test_a_cancelled_scan_leaves_nothing_running(lib, photo_folder, monkeypatch):
+    """The scan workers are kept between scans, so a scan must itself wait for what it
+    started: when it returns, none of its files is still being analysed."""
+    import threading
+    import time
+
+    from photosense.ingest import scan
+
+    active, lock = [0], threading.Lock()
+    real = scan.analyse_file
+
+    def slow(*args):
+        with lock:
+            active[0] += 1
+        try:
+            time.sleep(0.4)
+            return real(*args)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(scan, "analyse_file", slow)
+    cancel = threading.Event()
+    lib.add_folder(photo_folder)
+    report = Scanner(lib, workers=2).scan_all(progress=lambda done, total: done >= 2 and cancel.set(),
+                                              cancel=cancel)
+    assert active[0] == 0
+    assert report.cancelled and report.added < 15
+
+
 # --- files of kinds photosense does not read are counted, not hidden -------------------------
 
 

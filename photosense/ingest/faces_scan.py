@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from photosense.errors import DecodeError
 from photosense.ingest.decode import open_image
@@ -61,26 +60,28 @@ def backfill_faces(library: Library, folder_id: int | None, workers: int = 2,
         return True  # no face models here: one line was logged, nothing to do
     if progress:
         progress(0, len(todo))
+    from photosense.ingest.scan import analysis_pool
+
     done, batch = 0, []
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="photosense-faces") as pool:
-        for start in range(0, len(todo), WRITE_BATCH):
-            if cancel is not None and cancel.is_set():
-                if batch:
-                    library.store_faces(batch)
-                return False
-            part = todo[start:start + WRITE_BATCH]
-            results = pool.map(lambda item: faces_of_file(item[1], item[2]), part)
-            errors = []
-            for (photo_id, _path, _companion), (faces, error) in zip(part, results):
-                done += 1
-                if faces is not None:
-                    batch.append((photo_id, faces))
-                elif error is not None:  # recorded as a scan would: not tried on every scan
-                    errors.append((photo_id, error))
-            library.store_faces(batch)
-            if errors:
-                library.set_photo_errors(errors)
-            batch = []
-            if progress:
-                progress(done, len(todo))
+    pool = analysis_pool(max(1, workers))  # the scan's threads: their face models are loaded
+    for start in range(0, len(todo), WRITE_BATCH):
+        if cancel is not None and cancel.is_set():
+            if batch:
+                library.store_faces(batch)
+            return False
+        part = todo[start:start + WRITE_BATCH]
+        results = pool.map(lambda item: faces_of_file(item[1], item[2]), part)
+        errors = []
+        for (photo_id, _path, _companion), (faces, error) in zip(part, results):
+            done += 1
+            if faces is not None:
+                batch.append((photo_id, faces))
+            elif error is not None:  # recorded as a scan would: not tried on every scan
+                errors.append((photo_id, error))
+        library.store_faces(batch)
+        if errors:
+            library.set_photo_errors(errors)
+        batch = []
+        if progress:
+            progress(done, len(todo))
     return True
