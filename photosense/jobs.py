@@ -131,9 +131,10 @@ class JobControl:
                 return
             job._resume_event.wait(0.1 if job.between is not None else None)
 
-    def scan_progress(self, done: int, total: int) -> None:
-        """A ``(done, total)`` progress callback for the core's per-file loops."""
-        self.progress((done, total))
+    def scan_progress(self, done: int, total: int, stage: str = "") -> None:
+        """A ``(done, total)`` progress callback for the core's per-file loops; a scan's later
+        pass names itself (``stage``: "finding faces")."""
+        self.progress((done, total, stage) if stage else (done, total))
 
     @property
     def cancelled(self) -> bool:

@@ -167,6 +167,31 @@ def test_a_scan_looks_for_faces_in_photos_known_from_before(tmp_path, capsys, fa
     assert rows["group.jpg"]["checks"]["faces"] == 4
 
 
+def test_the_face_pass_of_a_scan_names_its_stage_in_the_job_row(tmp_path, capsys, face_shoot):
+    """A library from before faces: the scan's face pass restarts the counter, so its progress
+    says what it is ("finding faces"), in the job's progress and in the window's job row."""
+    from photosense.gui.status import progress_text
+    from photosense.ingest.scan import Scanner
+    from photosense.jobs import Job
+    from photosense.library import Library
+
+    lib_path = tmp_path / "lib.sqlite3"
+    assert run_cli(capsys, "--library", lib_path, "add", face_shoot)[0] == 0
+    with sqlite3.connect(lib_path) as db:
+        db.execute("DROP TABLE face_checks")
+    seen = []
+    with Library(lib_path) as lib:
+        job = Job(lambda ctl: Scanner(lib).scan_all(ctl.scan_progress, ctl.cancel), "scan", kind="scan")
+        job.on_progress.append(lambda _job, value: seen.append(value))
+        job.run()
+    assert job.error is None
+    assert (4, 4, "finding faces") in seen
+    job.label = "Scanning folders"
+    label, done, total, _ = progress_text(job, (2, 4, "finding faces"))
+    assert (label, done, total) == ("Scanning folders: finding faces", 2, 4)
+    assert progress_text(job, (2, 4))[0] == "Scanning folders"
+
+
 def test_a_known_photo_found_unreadable_by_the_face_pass_is_not_retried_on_every_scan(
         tmp_path, capsys, face_shoot, monkeypatch):
     import photosense.ingest.faces_scan as faces_scan

@@ -40,9 +40,10 @@ def progress_text(job: Job, value) -> tuple[str, int, int, str]:
             return (f"{stage}: {detail}" if value.stage == "encoding" else stage,
                     value.done, value.total, f"{value.done} / {value.total}")
         return stage, 0, 0, ""
-    if isinstance(value, tuple) and len(value) == 2:
-        done, total = value
-        return job.label, done, max(1, total), f"{done} / {total}"
+    if isinstance(value, tuple) and len(value) in (2, 3):
+        done, total = value[:2]
+        label = f"{job.label}: {value[2]}" if len(value) == 3 and value[2] else job.label
+        return label, done, max(1, total), f"{done} / {total}"
     return job.label, 0, 0, ""
 
 

@@ -58,8 +58,10 @@ def backfill_faces(library: Library, folder_id: int | None, workers: int = 2,
 
     if faces_or_none(Image.new("RGB", (32, 32))) is None:
         return True  # no face models here: one line was logged, nothing to do
+    from photosense.ingest.scan import FACES_STAGE
+
     if progress:
-        progress(0, len(todo))
+        progress(0, len(todo), FACES_STAGE)
     from photosense.ingest.scan import analysis_pool
 
     done, batch = 0, []
@@ -83,5 +85,5 @@ def backfill_faces(library: Library, folder_id: int | None, workers: int = 2,
             library.set_photo_errors(errors)
         batch = []
         if progress:
-            progress(done, len(todo))
+            progress(done, len(todo), FACES_STAGE)
     return True

@@ -45,7 +45,10 @@ log = logging.getLogger("photosense.ingest")
 CHECK_SIDE = 1024  # checks run on a copy at most this large (they normalise size themselves)
 WRITE_BATCH = 64
 
-ProgressFn = Callable[[int, int], None]
+#: ``progress(done, total)`` for a scan's files; a later pass of the same scan adds what it is as
+#: a third argument (``progress(done, total, "finding faces")``).
+ProgressFn = Callable[..., None]
+FACES_STAGE = "finding faces"
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
