@@ -18,7 +18,8 @@ photos), as a photographer's library would look after scoring:
   then runs without torch;
 - ``attribute_add_first_100k_s`` / ``..._rss_mb``: the same for the very first text work with
   this model (torch loads the text tower and exports it, once per model);
-- ``search_100k_s``: ``photosense search`` as a subprocess.
+- ``search_100k_s`` / ``search_100k_rss_mb``: ``photosense search`` as a subprocess, and its
+  peak memory (it reads the features chunk by chunk).
 
 Without --weights the model gets random weights (the real architecture; scores mean nothing).
 """
@@ -188,8 +189,9 @@ def main() -> None:
             list_s, _ = timed_cli(["list", "--format", "json"], env, stdout=out)
         assert len(json.loads((tmp_path / "list.json").read_text())) == args.photos + args.add
         result["list_json_100k_s"] = round(list_s, 2)
-        search_s, _ = timed_cli(["search", "a dog on the beach", "--limit", "20"], env)
+        search_s, search_rss = timed_cli(["search", "a dog on the beach", "--limit", "20"], env)
         result["search_100k_s"] = round(search_s, 2)
+        result["search_100k_rss_mb"] = round(search_rss)
         for key, value in result.items():
             print(f"{key}: {value}", file=sys.stderr)
     print(json.dumps(result))

@@ -150,6 +150,26 @@ def test_cached_results_are_identical_to_the_uncached_computation(scored, engine
     assert [search(scored, engine, *case) for case in cases[2:]] == expected[2:]
 
 
+def test_a_one_off_search_streams_the_features_and_ranks_the_same(scored, engine, counted_reads,
+                                                                  monkeypatch):
+    """The command line's search reads the features chunk by chunk (never the whole matrix,
+    nor the process cache) and gives exactly the cached search's result."""
+    rows = scored.query(PhotoQuery(sort="name"))
+    scored.set_culling([r.id for r in rows[::3]], flag=FLAG_PICK)
+    cases = [("a dog", None, None), ("a dog", None, 4), ("coffee", PhotoQuery(flag="pick"), None),
+             ("coffee", PhotoQuery(ids=[rows[1].id, 10**9]), None), ("coffee", PhotoQuery(ids=[]), None),
+             ("a dog", PhotoQuery(flag="pick"), 2), ("a dog", None, 0)]
+    expected = [uncached_search(scored, engine, *case) for case in cases]
+    monkeypatch.setattr(Library, "FEATURE_CHUNK", 4)  # several chunks of the 15 photos
+    before = list(counted_reads)  # uncached_search's own reads
+    got = [search(scored, engine, *case, keep_in_memory=False) for case in cases]
+    assert counted_reads == before
+    assert feature_cache.get(scored, scored.active_model().id) is None
+    for mine, theirs in zip(got, expected):
+        assert [i for i, _ in mine] == [i for i, _ in theirs]
+        assert [v for _, v in mine] == pytest.approx([v for _, v in theirs], abs=1e-6)
+
+
 def test_a_second_search_does_not_read_the_features_again(scored, engine, counted_reads):
     first = search(scored, engine, "a red rocket")
     assert counted_reads == ["feature_matrix"]

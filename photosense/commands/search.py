@@ -38,7 +38,7 @@ def run(args) -> int:
         if args.flag or args.min_rating:
             query = PhotoQuery(flag=args.flag, min_rating=args.min_rating)
         engine = ClipIQAEngine(load_engine_config(lib))
-        hits = search(lib, engine, args.text, query, limit=args.limit or None)
+        hits = search(lib, engine, args.text, query, limit=args.limit or None, keep_in_memory=False)
         rows = {r.id: r for r in lib.rows([pid for pid, _ in hits])}
     if args.format == "json":
         json.dump([{"path": display_path(rows[pid].path), "similarity": sim,

@@ -156,7 +156,32 @@ def rank_by_similarity(ids: np.ndarray, matrix: np.ndarray, vector: np.ndarray,
     """(id, cosine) by decreasing cosine (ties: lower id first); at most ``limit``."""
     if len(ids) == 0:
         return []
-    sims = matrix @ np.asarray(vector, dtype=np.float32)
+    return rank_similarities(ids, matrix @ np.asarray(vector, dtype=np.float32), limit)
+
+
+def streamed_similarities(library: Library, model_id: int, vector: np.ndarray,
+                          wanted: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, cosines) of the stored features of ``wanted`` (None: all), read chunk by chunk:
+    the feature matrix is never whole in memory (400 MB at 100k photos), for a one-off search."""
+    vector = np.asarray(vector, dtype=np.float32)
+    want = None if wanted is None else np.unique(np.asarray(wanted, dtype=np.int64))
+    all_ids, all_sims = [], []
+    for ids, matrix in library.iter_features(model_id):
+        if want is not None:
+            keep = np.isin(ids, want, assume_unique=True)
+            ids, matrix = ids[keep], matrix[keep]
+        all_ids.append(ids)
+        all_sims.append(matrix @ vector)
+    if not all_ids:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return np.concatenate(all_ids), np.concatenate(all_sims)
+
+
+def rank_similarities(ids: np.ndarray, sims: np.ndarray,
+                      limit: int | None = None) -> list[tuple[int, float]]:
+    """(id, cosine) by decreasing cosine (ties: lower id first); at most ``limit``."""
+    if len(ids) == 0:
+        return []
     if limit is not None and limit < len(ids):
         top = np.argpartition(-sims, limit - 1)[:limit] if limit > 0 else np.zeros(0, dtype=np.int64)
     else:
@@ -166,12 +191,15 @@ def rank_by_similarity(ids: np.ndarray, matrix: np.ndarray, vector: np.ndarray,
 
 
 def search(library: Library, engine, text: str, query: PhotoQuery | None = None,
-           limit: int | None = None) -> list[tuple[int, float]]:
+           limit: int | None = None, keep_in_memory: bool = True) -> list[tuple[int, float]]:
     """Photos ranked by similarity to ``text``: [(photo id, cosine)], best first.
 
     ``engine``: a ClipIQAEngine for the library's active model (its weights are loaded here;
     WeightsUnavailable propagates). ``query``: only photos it selects are candidates (its sort
-    and limit are ignored). Photos without a feature for the active model are not ranked."""
+    and limit are ignored). Photos without a feature for the active model are not ranked.
+    ``keep_in_memory``: load the features into the process's cache, so that the next search
+    (in the window) is quick; False for a one-off search (the command line), which reads them
+    chunk by chunk instead of holding them all."""
     text = text.strip()
     if not text:
         raise PhotosenseError("give some text to search for")
@@ -188,5 +216,7 @@ def search(library: Library, engine, text: str, query: PhotoQuery | None = None,
     if query is not None:
         wanted = library.query_ids(dataclasses.replace(query, sort="added", descending=None,
                                                        limit=None, model=model.key))
+    if not keep_in_memory and feature_cache.get(library, model.id) is None:
+        return rank_similarities(*streamed_similarities(library, model.id, vector, wanted), limit)
     ids, matrix = candidate_features(library, model.id, wanted)
     return rank_by_similarity(ids, matrix, vector, limit)
