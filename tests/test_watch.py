@@ -131,3 +131,31 @@ def test_watch_reads_a_sidecar_edited_in_another_app(service_lib, photo_folder, 
         assert _wait(lambda: service_lib.rows([row.id])[0].rating == 4, timeout=30)
     finally:
         service.stop()
+
+
+def test_a_failed_watch_scan_is_reported_and_resolved_by_the_next_that_works(service_lib, photo_folder,
+                                                                              tiny_config, real_photos):
+    """A scan that fails in the service's thread (a locked library) reaches the error event,
+    the thread goes on watching, and the next scan that works says the problem is gone."""
+    from photosense.errors import LibraryError
+
+    errors, resolved = [], []
+    service = WatchService(service_lib, tiny_config, ServiceEvents(error=errors.append, resolved=resolved.append),
+                           debounce=0.3, score=False)
+    real_scan_all = service.scanner.scan_all
+
+    def locked(*args, **kwargs):
+        raise LibraryError(f"library {service_lib.path} is locked by another program or process")
+
+    service.scanner.scan_all = locked
+    service.start()
+    try:
+        assert _wait(lambda: errors)
+        assert errors == [f"scan failed: library {service_lib.path} is locked by another program or process"]
+        assert "scan" not in resolved
+        service.scanner.scan_all = real_scan_all
+        real_photos["coffee"].save(photo_folder / "later.jpg", quality=90)
+        assert _wait(lambda: "scan" in resolved)
+        assert _wait(lambda: any(r.path.endswith("later.jpg") for r in service_lib.query(PhotoQuery())))
+    finally:
+        service.stop()

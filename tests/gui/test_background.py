@@ -218,3 +218,36 @@ def test_a_search_before_anything_is_scored_says_so_and_is_no_problem(qtbot, uns
         assert window.problems == [] and window.model.arrangement.ranking is None
     finally:
         window.shutdown()
+
+
+def test_problems_are_listed_once_clear_when_fixed_and_the_dialog_copies_and_closes(
+        qtbot, unscored_library, tiny_config, tmp_path):
+    """Missing weights: one problem however often scoring is tried; setting a weights file
+    that loads clears it; the dialog's text can be copied and the dialog closed."""
+    from dataclasses import replace
+
+    from PySide6.QtGui import QGuiApplication
+
+    missing = replace(tiny_config, weights=str(tmp_path / "missing.safetensors"))
+    window = open_window(qtbot, unscored_library, missing)
+    try:
+        attempts = []
+        for _ in range(2):
+            job = window.start_scoring()
+            attempts.append(job)
+            qtbot.waitUntil(lambda: job.core.finished and window._score_job is None, timeout=30000)
+        assert attempts[0] is not attempts[1]
+        assert len(window.problems) == 1 and window.problems[0].startswith("Scoring is off")
+        assert window.problems_button.isVisible() and window.problems_button.text() == "⚠ 1 problem"
+        dialog = window.show_problems()
+        assert "missing.safetensors" in dialog.text.toPlainText()
+        dialog.copy_button.click()
+        assert QGuiApplication.clipboard().text() == window.problem_log.text()
+        dialog.close_button.click()
+        assert not dialog.isVisible()
+
+        window.apply_settings(tiny_config, window.prefs)  # Settings: a weights file that loads
+        qtbot.waitUntil(lambda: window.problems == [], timeout=60000)
+        qtbot.waitUntil(lambda: not window.problems_button.isVisible(), timeout=5000)
+    finally:
+        window.shutdown()
