@@ -56,6 +56,7 @@ class Job(QObject):
         self.shown = False  # whether the status bar lists it
         self._finish_lock = threading.Lock()
         self._finish_sent = False
+        self.signalled = False  # True once finished (and result or error) has been emitted
         self.core.on_started.append(lambda _j: self.started.emit())
         self.core.on_progress.append(lambda _j, value: self.progress.emit(value))
         self.core.on_finished.append(self._finished)
@@ -99,6 +100,7 @@ class Job(QObject):
         elif job.state == core.DONE:
             self.result.emit(job.result)
         self.finished.emit()
+        self.signalled = True
 
 
 class LatestRequest:

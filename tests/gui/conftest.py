@@ -59,6 +59,15 @@ def wait_idle(qtbot, window, timeout: int = 15000) -> None:
                     and window.sidecar_writer.idle, timeout=timeout)
 
 
+def wait_finished(qtbot, job, timeout: int = 30000) -> None:
+    """Until ``job`` has finished and the GUI thread has run the slots of its last signals.
+    (``qtbot.waitSignal(job.finished)`` after starting a job misses a job that ends first.)"""
+    from PySide6.QtCore import QCoreApplication
+
+    qtbot.waitUntil(lambda: job.signalled, timeout=timeout)
+    QCoreApplication.processEvents()  # the queued result/error/finished slots
+
+
 def open_window(qtbot, library, config, **kwargs):
     from PySide6.QtWidgets import QApplication
 

@@ -11,7 +11,7 @@ from PySide6.QtCore import QTimer
 
 from photosense.errors import DecodeError
 from photosense.library import Library
-from tests.gui.conftest import open_window, wait_idle
+from tests.gui.conftest import open_window, wait_finished, wait_idle
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,8 +52,7 @@ def test_scoring_reports_progress_while_the_event_loop_keeps_ticking(qtbot, unsc
         seen_bar = []
         job.progress.connect(lambda _p: seen_bar.append(window.job_bar.row(job) is not None
                                                         and window.job_bar.row(job).isVisible()))
-        with qtbot.waitSignal(job.finished, timeout=90000):
-            pass
+        wait_finished(qtbot, job, timeout=90000)
         wait_idle(qtbot, window)
         timer.stop()
         stall_ms = max(gaps) * 1000
@@ -211,8 +210,7 @@ def test_a_search_before_anything_is_scored_says_so_and_is_no_problem(qtbot, uns
     window = open_window(qtbot, unscored_library, tiny_config)
     try:
         job = window.run_search("a red rocket")
-        with qtbot.waitSignal(job.finished, timeout=30000):
-            pass
+        wait_finished(qtbot, job)
         message = window.statusBar().currentMessage()
         assert message.startswith("Nothing to search yet") and "photosense score" not in message
         assert window.problems == [] and window.model.arrangement.ranking is None

@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt, QTimer
 from photosense.gui.photo_model import FileKindRole, GroupExpandedRole, GroupSizeRole, SimilarityRole
 from photosense.gui.settings_dialog import UiPrefs
 from photosense.library import FLAG_NONE, FLAG_PICK, FLAG_REJECT, Library
-from tests.gui.conftest import open_window, wait_idle
+from tests.gui.conftest import open_window, wait_finished, wait_idle
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -342,8 +342,7 @@ def test_report_is_written_in_the_background(qtbot, window, tmp_path):
     import json
 
     job = window.export_report(str(tmp_path / "report.json"))
-    with qtbot.waitSignal(job.finished, timeout=15000):
-        pass
+    wait_finished(qtbot, job, timeout=15000)
     wait_idle(qtbot, window)
     data = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert len(data) == 15 and "quality" in data[0]["scores"]

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from photosense.library import Library
-from tests.gui.conftest import open_window, wait_idle
+from tests.gui.conftest import open_window, wait_finished, wait_idle
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,8 +76,7 @@ def test_watch_scans_and_added_folders_show_progress_then_clear(qtbot, tmp_path,
         row = window.job_bar.row(job)
         assert row is not None and row.label.text() == f"Scanning {second}"
         job.progress.connect(lambda _v: formats.append(row.bar.format()))
-        with qtbot.waitSignal(job.finished, timeout=30000):
-            pass
+        wait_finished(qtbot, job)
         qtbot.waitUntil(lambda: window.model.total() == 4, timeout=30000)
         assert formats and formats[-1] == "1 / 1"
         assert window.job_bar.row(job) is None  # gone with the job
