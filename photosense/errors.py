@@ -5,9 +5,15 @@ bad weights file, locked library): the CLI prints its message on one line and ex
 the GUI shows it in a message box. Anything else escaping is a bug and keeps its traceback.
 """
 
+import logging
+
 
 class PhotosenseError(Exception):
     """An expected failure with a one-line message meant for the user."""
+
+    #: How a background job that ends with this error logs it (the person sees the message
+    #: either way): a warning, unless the error is a state of the library rather than a fault.
+    log_level = logging.WARNING
 
 
 class LibraryError(PhotosenseError):
@@ -20,6 +26,8 @@ class WeightsUnavailable(PhotosenseError):
 
 class NothingScored(PhotosenseError):
     """The work needs scored photos and the library has none yet (search, taste, prompts)."""
+
+    log_level = logging.INFO  # not a fault: the window says it in its own words
 
     def __init__(self, message: str = "nothing scored yet: run 'photosense score' first"):
         super().__init__(message)

@@ -251,7 +251,7 @@ class Job:
         self.error = describe_error(exc)
         self.state = FAILED
         if self.expected:
-            log.warning("%s: %s", self.name, exc)
+            log.log(exc.log_level, "%s: %s", self.name, exc)
         else:
             log.error("%s failed:\n%s", self.name, traceback.format_exc())
 
