@@ -25,10 +25,9 @@ FACE_DIR = ROOT / "tests" / "data" / "faces"
 
 
 def photos(side: int = 1024):
+    import numpy as np
     from PIL import Image
     from skimage import data
-
-    import numpy as np
 
     out = []
     for path in sorted(FACE_DIR.glob("*.jpg")):

@@ -44,7 +44,7 @@ def batch_sizes(text: str) -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"batch sizes are whole numbers, like 1,8,16: {text!r}")
+        raise argparse.ArgumentTypeError(f"batch sizes are whole numbers, like 1,8,16: {text!r}") from None
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"batch sizes must be at least 1: {text!r}")
     return sorted(dict.fromkeys(sizes))
@@ -54,7 +54,7 @@ def positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
     return value
@@ -138,8 +138,8 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def run(args, workdir: Path) -> dict:
     import torch
-
     from bench_scoring import make_photos
+
     from photosense.ingest.scan import Scanner
     from photosense.library import Library
     from photosense.pipeline import ScoringJob

@@ -512,7 +512,6 @@ def _fmt(value) -> str:
 
 def cmd_list(args) -> int:
     from photosense.library import PhotoQuery
-
     from photosense.scoring.prompts import normalize_attribute_name
 
     with open_library(args) as lib:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from photosense.ingest.scan import ScanReport, Scanner
+from photosense.ingest.scan import Scanner, ScanReport
 from photosense.ingest.watch import FolderWatcher
 from photosense.jobs import Job, JobControl
 from photosense.library import Library

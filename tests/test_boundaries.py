@@ -24,3 +24,11 @@ def test_core_modules_import_without_qt_loaded():
             "print(any(m.startswith('PySide6') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_code_passes_ruff():
+    """pyflakes, pycodestyle, import order, bugbear and pyupgrade, as configured in
+    pyproject.toml: unused names, undefined names and late-binding closures fail CI."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "photosense", "tests",
+                             "benchmarks", "packaging"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -240,7 +240,8 @@ def test_bare_paths_open_the_window_on_them(monkeypatch, tmp_path, photo_folder)
         main(["lsit"])
 
 
-def test_renaming_an_attribute_keeps_scores_without_loading_the_model(capsys, lib_path, photo_folder, tiny_weights, monkeypatch):
+def test_renaming_an_attribute_keeps_scores_without_loading_the_model(capsys, lib_path, photo_folder, tiny_weights,
+                                                                     monkeypatch):
     run(capsys, "add", str(photo_folder), "--library", lib_path)
     run(capsys, "score", "--model", "photosense-tiny", "--weights", str(tiny_weights), "--device", "cpu",
         "--max-side", "128", "--library", lib_path)

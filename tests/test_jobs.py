@@ -10,7 +10,15 @@ import pytest
 
 from photosense.errors import PhotosenseError
 from photosense.jobs import (
-    CANCELLED, DONE, FAILED, Job, JobCancelled, JobThread, ModelScheduler, Progress, format_rate,
+    CANCELLED,
+    DONE,
+    FAILED,
+    Job,
+    JobCancelled,
+    JobThread,
+    ModelScheduler,
+    Progress,
+    format_rate,
 )
 
 

@@ -97,8 +97,8 @@ def _fake_tools(tmp_path: Path, installed: set[str], manager: str) -> tuple[Path
 
 
 def _package_list(variable: str) -> list[str]:
-    line = next(l for l in INSTALL.read_text(encoding="utf-8").splitlines()
-                if l.startswith(f"{variable}="))
+    line = next(line for line in INSTALL.read_text(encoding="utf-8").splitlines()
+                if line.startswith(f"{variable}="))
     return line.split("=", 1)[1].strip('"').split()
 
 

@@ -68,7 +68,8 @@ def test_each_photo_is_encoded_once_per_model(scanned, tiny_config, shared_engin
     assert report.encoded == 0 and calls == []
 
 
-def test_new_attribute_is_scored_from_stored_features_without_decoding(scanned, tiny_config, shared_engine, monkeypatch):
+def test_new_attribute_is_scored_from_stored_features_without_decoding(scanned, tiny_config, shared_engine,
+                                                                       monkeypatch):
     ScoringJob(scanned, tiny_config, engine=shared_engine).run()
     import photosense.pipeline as pipeline_mod
 

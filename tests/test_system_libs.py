@@ -86,7 +86,7 @@ def test_the_package_lists_agree_with_the_install_script_and_readme():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
 
     def listed(variable: str) -> tuple[str, ...]:
-        line = next(l for l in script.splitlines() if l.startswith(f"{variable}="))
+        line = next(line for line in script.splitlines() if line.startswith(f"{variable}="))
         return tuple(line.split("=", 1)[1].strip('"').split())
 
     assert listed("DEBIAN_PACKAGES") == system_libs.DEBIAN_DESKTOP_PACKAGES

@@ -47,7 +47,8 @@ def service_lib(tmp_path, photo_folder):
     lib.close()
 
 
-def test_watch_picks_up_new_moved_and_deleted_files_and_scores_them(service_lib, photo_folder, tiny_config, real_photos):
+def test_watch_picks_up_new_moved_and_deleted_files_and_scores_them(service_lib, photo_folder, tiny_config,
+                                                                    real_photos):
     scored = []
     service = WatchService(service_lib, tiny_config, ServiceEvents(scored=scored.append), debounce=0.3)
     sizes_read: list[int] = []  # the size of new.jpg each time the watcher handed it to the scanner

@@ -118,7 +118,7 @@ def read_mos_csv(csv_path: str, root: str | None) -> MOSDataset:
                        next((i for i in range(len(header)) if i != img_col), 1))
         rows = rows[1:]
     items, missing = [], []
-    for line, row in enumerate(rows, start=2):
+    for row in rows:
         if len(row) <= max(img_col, mos_col):
             raise PhotosenseError(f"{csv_path}: a row has {len(row)} column(s), expected image file and MOS")
         name, value = row[img_col].strip(), row[mos_col].strip()
@@ -308,11 +308,10 @@ def write_variants(sources: list[str], out_dir: str, steps: int, progress=None,
     """Variants of each source (longer side at most SYNTHETIC_SIDE) as PNG files in ``out_dir``:
     {source: {distortion: [path per level]}}. Unreadable sources are skipped (reported).
     ``progress(done, total)`` after each source; ``cancel`` stops with JobCancelled."""
-    from photosense.jobs import JobCancelled
-
     from photosense.cli import display_path, info
     from photosense.errors import DecodeError
     from photosense.ingest.decode import open_image
+    from photosense.jobs import JobCancelled
 
     levels = distortion_levels(steps)
     plan: dict[str, dict[str, list[str]]] = {}

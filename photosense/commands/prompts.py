@@ -84,10 +84,9 @@ def _train(args) -> int:
         features, targets, engine, source = _dataset_data(args)
         name = args.name or os.path.splitext(os.path.basename(args.dataset))[0]
     from photosense.cli import TerminalProgress
-    from photosense.scoring import coop
-
     from photosense.commands import run_as_job
     from photosense.jobs import JobCancelled
+    from photosense.scoring import coop
 
     bar = TerminalProgress("train")
     kwargs = {"classnames": classnames} if classnames else {}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def photo_time(capture_time: datetime | None, mtime: float) -> float:
     if capture_time is None:
         return float(mtime)
     if capture_time.tzinfo is not None:
-        capture_time = capture_time.astimezone(timezone.utc).replace(tzinfo=None)
+        capture_time = capture_time.astimezone(UTC).replace(tzinfo=None)
     return (capture_time - _EPOCH).total_seconds()
 
 

@@ -69,8 +69,8 @@ def run(library_path: str | None, paths: list[str] | tuple[str, ...] = ()) -> in
 
     ``paths`` (folders, or photos whose folders are meant; e.g. from a file manager's "Open
     with") are added to the library and scanned in the background."""
-    from photosense.library import Library
     from photosense.gui.main_window import MainWindow
+    from photosense.library import Library
 
     if QApplication.instance() is None:
         problem = check_platform()

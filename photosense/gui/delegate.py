@@ -7,7 +7,6 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, QRect, Q
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
-from photosense.library import FLAG_PICK, FLAG_REJECT
 from photosense.gui.photo_model import (
     BadgeRole,
     FileKindRole,
@@ -18,6 +17,7 @@ from photosense.gui.photo_model import (
     ThumbErrorRole,
     ThumbnailRole,
 )
+from photosense.library import FLAG_PICK, FLAG_REJECT
 
 LABEL_COLORS = {
     "red": QColor("#d9534f"), "yellow": QColor("#e8c547"), "green": QColor("#5cb85c"),

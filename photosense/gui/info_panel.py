@@ -8,8 +8,8 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QFormLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from photosense.library import FLAG_BY_VALUE, PhotoRow
 from photosense.gui.photo_model import file_kind, format_value
+from photosense.library import FLAG_BY_VALUE, PhotoRow
 
 BAR_COLOR = QColor("#5b9bd5")
 CHECK_COLOR = QColor("#7fb77e")

@@ -78,30 +78,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photosense.library import (
-    COLOR_LABELS,
-    AttributeInfo,
-    FolderInfo,
-    Library,
-    PhotoQuery,
-)
-from photosense.pipeline import load_engine_config
-from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
 from photosense.gui.delegate import PhotoDelegate
 from photosense.gui.info_panel import InfoPanel
-from photosense.gui.jobs import LatestRequest, Job, JobRunner, SerialExecutor
-from photosense.gui.status import JobsBar, ProblemsButton
-from photosense.problems import ProblemLog
+from photosense.gui.jobs import Job, JobRunner, LatestRequest, SerialExecutor
 from photosense.gui.photo_model import PhotoIdRole, PhotoListModel
 from photosense.gui.settings_dialog import SidecarSettings, UiPrefs
 from photosense.gui.sidebar import Sidebar
+from photosense.gui.status import JobsBar, ProblemsButton
 from photosense.gui.thumbnails import ThumbnailLoader
 from photosense.gui.undo import CullingController
 from photosense.gui.welcome import WelcomeView
 from photosense.gui.window_actions import MenusAndToolbar
 from photosense.gui.window_bursts import BurstActions
 from photosense.gui.window_common import (  # noqa: F401 - PAGE_* and SHORTCUTS are re-exported
-    PAGE_COMPARE, PAGE_GRID, PAGE_LOUPE, SHORTCUTS, SHUTDOWN_SECONDS, ServiceBridge, _photos,
+    PAGE_COMPARE,
+    PAGE_GRID,
+    PAGE_LOUPE,
+    SHORTCUTS,
+    SHUTDOWN_SECONDS,
+    ServiceBridge,
+    _photos,
     taste_summary,
 )
 from photosense.gui.window_culling import CullingActions
@@ -110,6 +106,16 @@ from photosense.gui.window_layout import PanelsAndLayout
 from photosense.gui.window_query import SortFilterSearch
 from photosense.gui.window_scoring import ScoringAndStatus
 from photosense.gui.window_views import ViewActions
+from photosense.library import (
+    COLOR_LABELS,
+    AttributeInfo,
+    FolderInfo,
+    Library,
+    PhotoQuery,
+)
+from photosense.pipeline import load_engine_config
+from photosense.problems import ProblemLog
+from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
 
 log = logging.getLogger("photosense.gui")
 

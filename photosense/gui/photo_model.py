@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
 from photosense.curation.groups import Group, best_chooser, collapse
+from photosense.gui.jobs import SerialExecutor
+from photosense.gui.thumbnails import ThumbnailLoader
 from photosense.ingest.decode import is_raw_path
 from photosense.library import (
     CHECK_NAMES,
@@ -30,8 +32,6 @@ from photosense.library import (
     PhotoRow,
     PhotoState,
 )
-from photosense.gui.jobs import SerialExecutor
-from photosense.gui.thumbnails import ThumbnailLoader
 
 log = logging.getLogger("photosense.gui")
 
@@ -269,7 +269,7 @@ class PhotoListModel(QAbstractListModel):
 
     # -- Qt model API ---------------------------------------------------------------------
 
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt's own signature
         return 0 if parent.isValid() else self._exposed
 
     def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> bool:

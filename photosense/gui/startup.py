@@ -22,8 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from PySide6.QtCore import (QLibraryInfo, QObject, QSocketNotifier, QtMsgType,
-                            qInstallMessageHandler, qVersion)
+from PySide6.QtCore import QLibraryInfo, QObject, QSocketNotifier, QtMsgType, qInstallMessageHandler, qVersion
 
 from photosense.system_libs import missing_libraries, missing_libraries_message
 

@@ -23,9 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from photosense.gui.jobs import Job, JobRunner
 from photosense.jobs import Progress
 from photosense.problems import ProblemLog
-from photosense.gui.jobs import Job, JobRunner
 
 STAGES = {"loading": "Loading the model…", "encoding": "Scoring", "rescoring": "Scoring new attributes",
           "done": "Scored"}

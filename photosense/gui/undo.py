@@ -16,9 +16,9 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from photosense.curation.groups import Group
-from photosense.library import Library, PhotoState
 from photosense.gui.jobs import SerialExecutor
 from photosense.gui.photo_model import PhotoListModel
+from photosense.library import Library, PhotoState
 
 log = logging.getLogger("photosense.gui")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-
 from photosense.gui.jobs import Job, JobContext
 from photosense.gui.window_common import _photos
 from photosense.library import (

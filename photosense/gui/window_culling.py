@@ -1,4 +1,5 @@
-"""Culling: flags, ratings, colour labels, auto-advance, threshold picks from the histogram, the grid's context menu, and the XMP auto-write reports that follow a change.
+"""Culling: flags, ratings, colour labels, auto-advance, threshold picks from the histogram, the
+grid's context menu, and the XMP auto-write reports that follow a change.
 
 A part of ``MainWindow`` (photosense.gui.main_window): the methods use the widgets and
 state the window builds."""

@@ -1,4 +1,5 @@
-"""Sort, filters and text search: the sort combo and direction, queries that keep the selection, the search box and its ranking.
+"""Sort, filters and text search: the sort combo and direction, queries that keep the selection,
+the search box and its ranking.
 
 A part of ``MainWindow`` (photosense.gui.main_window): the methods use the widgets and
 state the window builds."""

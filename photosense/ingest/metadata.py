@@ -24,7 +24,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from PIL import Image, IptcImagePlugin
 
@@ -248,7 +248,7 @@ def _parse_xmp_date(text: str | None) -> tuple[datetime, bool] | None:
         log.debug("invalid XMP date %r", text)
         return None
     if zone:
-        tz = timezone.utc if zone == "Z" else _parse_offset(zone)
+        tz = UTC if zone == "Z" else _parse_offset(zone)
         if tz is not None:
             when = when.replace(tzinfo=tz)
     return when, hour is not None

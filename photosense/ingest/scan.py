@@ -10,8 +10,9 @@ A RAW file and a JPEG (or other image) of the same shot, side by side with the s
 (``IMG_1.CR2`` + ``IMG_1.JPG``), are one photo: its path is the RAW, the JPEG its companion.
 Checks and metadata come from the JPEG (as the camera rendered it, and faster to decode); the
 content hash is a digest over both files' digests (:func:`pair_digest`), so that re-saving only
-the JPEG, which scoring decodes, is a content change too. A JPEG known alone whose RAW appears becomes the pair; a pair whose
-RAW is deleted goes on as the JPEG alone; one whose JPEG is deleted as the RAW alone.
+the JPEG, which scoring decodes, is a content change too. A JPEG known alone whose RAW appears
+becomes the pair; a pair whose RAW is deleted goes on as the JPEG alone; one whose JPEG is
+deleted as the RAW alone.
 
 XMP sidecars (``photo.jpg.xmp``, ``photo.xmp``) are stat'ed during the walk. Those of new or
 changed photos are read; those of unchanged photos only when their (size, mtime) differs from

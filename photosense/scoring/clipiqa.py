@@ -346,13 +346,16 @@ def resolve_device(name: str) -> torch.device:
         raise PhotosenseError(f"unknown device {name!r}: use auto, cpu, cuda or mps") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise PhotosenseError(f"device {name!r} requested but CUDA is not available here (use --device cpu or auto)")
+            raise PhotosenseError(
+                f"device {name!r} requested but CUDA is not available here (use --device cpu or auto)")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise PhotosenseError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise PhotosenseError(
+                f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     elif device.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise PhotosenseError(f"device {name!r} requested but Apple MPS is not available here (use --device cpu or auto)")
+            raise PhotosenseError(
+                f"device {name!r} requested but Apple MPS is not available here (use --device cpu or auto)")
     elif device.type != "cpu":
         raise PhotosenseError(f"unsupported device {name!r}: use auto, cpu, cuda or mps")
     return device
@@ -713,9 +716,8 @@ def _calibrate_batch_norm(clip) -> None:
     looks alike. Re-estimating the statistics keeps activations at unit scale.
     """
     import torch
-    from torch import nn
-
     from open_clip.modified_resnet import ModifiedResNet
+    from torch import nn
 
     visual = clip.visual
     norms = [m for m in visual.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

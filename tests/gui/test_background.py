@@ -3,6 +3,7 @@ watching, thumbnails cache, settings persistence, the model's lazy fetching."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 
@@ -205,12 +206,16 @@ def test_model_fetches_rows_lazily(qtbot, qtmodeltester, scored_library, monkeyp
         db.shutdown()
 
 
-def test_a_search_before_anything_is_scored_says_so_and_is_no_problem(qtbot, unscored_library, tiny_config):
-    """A state of the library, in the window's words: no CLI command, nothing in Problems."""
+def test_a_search_before_anything_is_scored_says_so_and_is_no_problem(qtbot, unscored_library, tiny_config,
+                                                                     caplog):
+    """A state of the library, in the window's words: no CLI command, nothing in Problems,
+    no warning in the log."""
     window = open_window(qtbot, unscored_library, tiny_config)
     try:
-        job = window.run_search("a red rocket")
-        wait_finished(qtbot, job)
+        with caplog.at_level(logging.INFO, logger="photosense.jobs"):
+            job = window.run_search("a red rocket")
+            wait_finished(qtbot, job)
+        assert [r.levelno for r in caplog.records if "nothing scored" in r.getMessage()] == [logging.INFO]
         message = window.statusBar().currentMessage()
         assert message.startswith("Nothing to search yet") and "photosense score" not in message
         assert window.problems == [] and window.model.arrangement.ranking is None
@@ -233,7 +238,7 @@ def test_problems_are_listed_once_clear_when_fixed_and_the_dialog_copies_and_clo
         for _ in range(2):
             job = window.start_scoring()
             attempts.append(job)
-            qtbot.waitUntil(lambda: job.core.finished and window._score_job is None, timeout=30000)
+            qtbot.waitUntil(lambda job=job: job.core.finished and window._score_job is None, timeout=30000)
         assert attempts[0] is not attempts[1]
         assert len(window.problems) == 1 and window.problems[0].startswith("Scoring is off")
         assert window.problems_button.isVisible() and window.problems_button.text() == "⚠ 1 problem"

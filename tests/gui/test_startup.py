@@ -88,7 +88,8 @@ def test_photosense_opens_its_window_on_x11_and_closes_cleanly_on_sigterm(xvfb, 
         while not windows and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
             windows = _visible_windows(xvfb, "^photosense")
-        assert windows, f"no window appeared (exit {proc.poll()}): {proc.stderr.read() if proc.poll() is not None else ''}"
+        stderr = proc.stderr.read() if proc.poll() is not None else ''
+        assert windows, f"no window appeared (exit {proc.poll()}): {stderr}"
         assert str(tmp_path / "data" / "library.sqlite3") in _window_name(xvfb, windows[0])
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
