@@ -19,6 +19,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 
 from photosense.errors import LibraryError
 from photosense.library.models import Base
+from photosense.library.records import feature_key
 
 log = logging.getLogger("photosense.library")
 
@@ -56,8 +57,6 @@ def _v4_to_v5(conn: Connection) -> None:
     and a copy of the text features. Older features are taken as fp32 (the CPU's precision).
     Also an index on photos.companion_path (every new photo's pair lookup used it)."""
     import json
-
-    from photosense.library.library import feature_key
 
     active = conn.exec_driver_sql("SELECT value FROM settings WHERE key = 'active_model'").scalar()
     active = json.loads(active) if active else None

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, aliased
 from photosense.errors import PhotosenseError
 from photosense.library.direction import CHECK_DIRECTIONS, HIGHER, NEAR_ZERO, direction_of
 from photosense.library.models import Attribute, FaceCheck, Photo, Score
+from photosense.library.records import FLAG_NAMES
 from photosense.scoring.prompts import normalize_attribute_name
 
 CHECK_COLUMNS = {"sharpness": Photo.sharpness, "exposure": Photo.exposure, "noise": Photo.noise}
@@ -93,8 +94,6 @@ def sort_direction(s: Session, name: str) -> str:
 
 
 def build_query(s: Session, q: PhotoQuery, model_id: int | None) -> Select:
-    from photosense.library.library import FLAG_NAMES
-
     joins: dict = {}
     conds = []
     if q.flag is not None:
