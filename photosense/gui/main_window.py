@@ -312,6 +312,7 @@ class MainWindow(MenusAndToolbar, PanelsAndLayout, ViewActions, CullingActions, 
         self._build_status_bar()
         self._connect()
         self.restore_window_layout()
+        self.fit_toolbars()  # a saved layout may carry the break of a narrower window
         # The panels the person chose (View ▸ Panels, a dock's close button), kept while
         # photosense hides some for the loupe, compare or the welcome page.
         self._docks_wanted = {d: not d.isHidden() for d in self._docks()}
@@ -526,6 +527,10 @@ class MainWindow(MenusAndToolbar, PanelsAndLayout, ViewActions, CullingActions, 
 
     def sizeHint(self) -> QSize:
         return QSize(1400, 880)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.fit_toolbars()  # a narrow window puts the search field on a second row
 
 
 __all__ = ["MainWindow", "SHORTCUTS", "COLOR_LABELS", "PAGE_GRID", "PAGE_LOUPE", "PAGE_COMPARE", "taste_summary"]

@@ -181,9 +181,12 @@ class MenusAndToolbar:
             scores.addAction(action)
 
     def _build_toolbar(self) -> None:
-        """Fixed-width controls, so the toolbar fits a 1280 px window: Undo/Redo are icons
-        (the step is in their tooltip and the Edit menu), the combos do not grow with their
-        items, and only the search field takes keyboard focus."""
+        """Two toolbars in one row: the culling controls, then the search field, thumbnail
+        size and help. Fixed-width controls, so the row fits a 1280 px window: Undo/Redo are
+        icons (the step is in their tooltip and the Edit menu), the combos do not grow with
+        their items, and only the search field takes keyboard focus. In a narrower window the
+        search toolbar moves to a second row (:meth:`fit_toolbars`) instead of disappearing
+        into the toolbar's overflow menu, where Ctrl+F could not reach it."""
         tb = self.addToolBar("Main")
         tb.setObjectName("mainToolbar")
         tb.setMovable(False)
@@ -218,8 +221,11 @@ class MenusAndToolbar:
         tb.addAction(self.compare_action)
         self.undo_button = self._history_button(tb, self.undo_action, "edit-undo", "↶")
         self.redo_button = self._history_button(tb, self.redo_action, "edit-redo", "↷")
-        tb.addSeparator()
-        spacer = QWidget()
+        self.main_toolbar = tb
+        tb = self.search_toolbar = self.addToolBar("Search")
+        tb.setObjectName("searchToolbar")
+        tb.setMovable(False)
+        spacer = QWidget()  # the row's spare width: the search field sits on the right
         spacer.setSizePolicy(spacer.sizePolicy().Policy.Expanding, spacer.sizePolicy().Policy.Preferred)
         tb.addWidget(spacer)
         self.search_box = SearchBox()
@@ -240,6 +246,18 @@ class MenusAndToolbar:
         # Arrow keys move between photos: only the search field keeps the keyboard.
         for w in (self.sort_combo, self.best_combo, self.direction_button, self.size_slider):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+
+    def fit_toolbars(self) -> None:
+        """One toolbar row when both toolbars fit the window's width, two when they do not."""
+        main, search = getattr(self, "main_toolbar", None), getattr(self, "search_toolbar", None)
+        if main is None or search is None:
+            return
+        needed = main.sizeHint().width() + search.sizeHint().width()
+        wrapped = self.toolBarBreak(search)
+        if needed > self.width() and not wrapped:
+            self.insertToolBarBreak(search)
+        elif needed <= self.width() and wrapped:
+            self.removeToolBarBreak(search)
 
     def _history_button(self, tb, action: QAction, theme: str, fallback: str) -> QToolButton:
         """An Undo or Redo icon for the toolbar: its tooltip names the step, the Edit menu's

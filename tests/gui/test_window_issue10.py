@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QToolBar
+from PySide6.QtWidgets import QLabel
 
 from photosense.gui.settings_dialog import UiPrefs
 from photosense.library import FLAG_PICK, FLAG_REJECT
@@ -21,10 +21,12 @@ pytestmark = pytest.mark.timeout(120)
 def test_the_toolbar_fits_and_undo_is_an_icon_with_the_step_in_its_tooltip(window, qtbot, width):
     window.resize(width, 800)
     qtbot.waitUntil(lambda: window.width() == width)
-    tb = window.findChild(QToolBar, "mainToolbar")
+    main, search = window.main_toolbar, window.search_toolbar
+    assert not window.toolBarBreak(search)  # one row: the search field beside the culling controls
+    assert search.geometry().top() == main.geometry().top()
     for w in (window.search_box, window.size_slider, window.undo_button, window.redo_button,
-              tb.widgetForAction(window.help_action)):
-        assert w.isVisible() and w.geometry().right() <= tb.width(), w
+              search.widgetForAction(window.help_action)):
+        assert w.isVisible() and w.geometry().right() <= w.parentWidget().width(), w
     select_row(window, qtbot, 0)
     key(window, qtbot, Qt.Key.Key_P)
     assert window.undo_button.isEnabled() and window.undo_button.width() == 30
@@ -34,6 +36,23 @@ def test_the_toolbar_fits_and_undo_is_an_icon_with_the_step_in_its_tooltip(windo
     window.undo_button.click()
     wait_idle(qtbot, window)
     assert "Pick 1 photo" in window.redo_button.toolTip() and not window.undo_button.isEnabled()
+
+
+def test_in_a_narrow_window_the_search_field_moves_to_a_second_row_and_ctrl_f_reaches_it(window, qtbot):
+    window.show()
+    window.activateWindow()
+    window.resize(1024, 700)  # a 1920 px laptop screen at 175 % scaling is 1097 px wide
+    qtbot.waitUntil(lambda: window.width() == 1024)
+    main, search = window.main_toolbar, window.search_toolbar
+    qtbot.waitUntil(lambda: window.toolBarBreak(search))
+    qtbot.waitUntil(lambda: search.geometry().top() >= main.geometry().bottom())
+    for w in (window.search_box, window.size_slider, search.widgetForAction(window.help_action)):
+        assert w.isVisible() and w.geometry().right() <= search.width(), w
+    qtbot.keyClick(window.view, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert window.search_box.hasFocus()
+    window.resize(1600, 800)  # wide again: back to one row
+    qtbot.waitUntil(lambda: not window.toolBarBreak(search))
+    qtbot.waitUntil(lambda: search.geometry().top() == main.geometry().top())
 
 
 def test_after_a_choice_in_a_combo_the_arrow_keys_move_between_photos(window, qtbot):
@@ -333,3 +352,4 @@ def test_photos_appear_while_a_folder_is_still_being_read(qtbot, tmp_path, real_
     finally:
         window.shutdown()
         lib.close()
+
