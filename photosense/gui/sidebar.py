@@ -163,6 +163,9 @@ class Sidebar(QWidget):
 
         lay.addWidget(QLabel("Range of a score or check"))
         self.range_key = QComboBox()
+        # A long attribute name must not widen the panel: the combo elides it instead.
+        self.range_key.setMinimumContentsLength(16)
+        self.range_key.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         lay.addWidget(self.range_key)
         row = QHBoxLayout()
         self.range_min = QDoubleSpinBox()
@@ -190,6 +193,11 @@ class Sidebar(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setWidget(content)
+        # The panel scrolls up and down, never sideways: it is never narrower than its
+        # contents, so the section buttons (+, −, ⟳) and the filters' combos stay in view.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumWidth(content.minimumSizeHint().width()
+                             + scroll.verticalScrollBar().sizeHint().width())
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)

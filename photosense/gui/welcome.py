@@ -24,9 +24,12 @@ class WelcomeView(QWidget):
         )
         text.setWordWrap(True)
         text.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        text.setFixedWidth(560)
-        # word-wrapped labels under an alignment get their one-line height: give them the real one
-        text.setMinimumHeight(text.heightForWidth(560) + 4)
+        # 380..560 px wide: it must not hold a narrow window (a laptop at 175 % scaling is
+        # ~1100 px) wider than the screen. A word-wrapped label under an alignment gets its
+        # one-line height: give it the height it needs at its narrowest.
+        text.setMinimumWidth(380)
+        text.setMaximumWidth(560)
+        text.setMinimumHeight(text.heightForWidth(380) + 4)
         text.setStyleSheet("color: #b8b8b8;")
         self.add_button = QPushButton("Add folder…")
         self.add_button.setObjectName("welcomeAddFolder")

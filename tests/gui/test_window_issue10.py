@@ -353,3 +353,22 @@ def test_photos_appear_while_a_folder_is_still_being_read(qtbot, tmp_path, real_
         window.shutdown()
         lib.close()
 
+
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_the_library_panel_is_never_narrower_than_its_contents(window, qtbot, width):
+    from PySide6.QtWidgets import QScrollArea
+
+    window.show()
+    window.resize(width, 760)
+    qtbot.waitUntil(lambda: window.width() == width)  # the panel's width must not stop that
+    scroll = window.sidebar.findChild(QScrollArea)
+    content = scroll.widget()
+    qtbot.waitUntil(lambda: scroll.viewport().width() >= content.minimumSizeHint().width())
+    assert scroll.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+    window.resizeDocks([window.sidebar_dock], [60], Qt.Orientation.Horizontal)  # dragged narrow
+    qtbot.wait(50)
+    assert scroll.viewport().width() >= content.minimumSizeHint().width()
+    for button in (window.sidebar.add_folder_button, window.sidebar.remove_folder_button,
+                   window.sidebar.remove_attr_button, window.sidebar.reset_button):
+        right = button.mapTo(scroll.viewport(), button.rect().topRight()).x()
+        assert button.isVisible() and right < scroll.viewport().width(), button.toolTip()
