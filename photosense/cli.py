@@ -29,6 +29,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 def display_path(path: str) -> str:
     """A path as printable text (undecodable bytes shown as U+FFFD)."""
+    if path.isascii():
+        return path
     return os.fsencode(path).decode("utf-8", "replace")
 
 
@@ -510,6 +512,9 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+JSON_LINES_A_WRITE = 1000  # `list --format json` writes this many lines at a time
+
+
 def cmd_list(args) -> int:
     from photosense.library import PhotoQuery
     from photosense.scoring.prompts import normalize_attribute_name
@@ -538,10 +543,18 @@ def cmd_list(args) -> int:
             encode = json.JSONEncoder(ensure_ascii=False).encode
             rows = lib.iter_query(query)  # a bad query fails here, before any output
             out.write("[")
-            for i, r in enumerate(rows):
+            lines: list[str] = []
+            separator = "\n"
+            for r in rows:
                 obj = _row_object(r)
                 obj["scored_at_px"] = resolution if r.scores else None
-                out.write(("\n" if i == 0 else ",\n") + encode(obj))
+                lines.append(encode(obj))
+                if len(lines) == JSON_LINES_A_WRITE:
+                    out.write(separator + ",\n".join(lines))
+                    lines.clear()
+                    separator = ",\n"
+            if lines:
+                out.write(separator + ",\n".join(lines))
             out.write("\n]\n")
             return EXIT_OK
         rows = lib.query(query)

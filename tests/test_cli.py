@@ -43,6 +43,23 @@ def test_python_dash_m_and_console_script_agree(tmp_path):
     assert "--sort" in helped.stdout and "--format" in helped.stdout
 
 
+@pytest.mark.parametrize("per_write", [1, 4, 15])
+def test_list_json_written_in_batches_is_one_object_a_line(capsys, monkeypatch, lib_path, photo_folder,
+                                                          per_write):
+    from photosense import cli
+
+    run(capsys, "add", str(photo_folder), "--library", lib_path)
+    code, whole, _ = run(capsys, "list", "--format", "json", "--library", lib_path)
+    monkeypatch.setattr(cli, "JSON_LINES_A_WRITE", per_write)
+    code, out, _ = run(capsys, "list", "--format", "json", "--library", lib_path)
+    assert code == 0 and out == whole and len(json.loads(out)) == 15
+    lines = out.splitlines()
+    assert lines[0] == "[" and lines[-1] == "]" and len(lines) == 17
+    assert all(json.loads(line.rstrip(","))["path"] for line in lines[1:-1])
+    code, out, _ = run(capsys, "list", "--format", "json", "--limit", "0", "--library", lib_path)
+    assert out == "[\n]\n" and json.loads(out) == []
+
+
 def test_end_to_end_add_score_list_flag(capsys, lib_path, photo_folder, tiny_weights):
     code, _, err = run(capsys, "add", str(photo_folder), "--library", lib_path)
     assert code == 0 and "15 added" in err

@@ -158,3 +158,47 @@ def test_features_stream_in_chunks_and_prompt_scores_never_need_the_whole_matrix
                                 model.logit_scale)
     got_ids, values = lib.sort_values("sharp", ids)
     assert got_ids.tolist() == ids and values == pytest.approx(expected.tolist(), rel=1e-6)
+
+
+def test_streamed_rows_read_through_the_driver_are_what_the_orm_reads(tmp_path):
+    """Rows come from plain cursor tuples converted by hand: every field must be what the
+    columns' own types give (paths that are not UTF-8, datetimes, booleans, faces JSON)."""
+    from datetime import datetime
+
+    from photosense.library.models import FaceCheck, Photo
+
+    lib = Library(tmp_path / "lib.sqlite3")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    f = lib.add_folder(folder)
+    weird = os.fsdecode(os.path.join(os.fsencode(folder), b"caf\xe9 \xff.jpg"))
+    face = {"box": [0.1, 0.2, 0.3, 0.4], "eyes": "closed", "eye_sharpness": 0.5, "openness": 0.05}
+    lib.upsert_scanned(f.id, [
+        _rec(weird, "h0", width=6000, height=4000, camera="Canon EOS R5",
+             capture_time=datetime(2024, 5, 6, 7, 8, 9, 123456), checks={"sharpness": 0.5},
+             faces=[face]),
+        _rec(folder / "IMG_2.CR3", "h1", companion_path=str(folder / "IMG_2.JPG"), faces=[]),
+        _rec(folder / "broken.jpg", "h2", error="not a JPEG"),
+    ])
+    ids = lib.query_ids(PhotoQuery(sort="name"))
+    lib.set_missing([str(folder / "broken.jpg")], True)
+    lib.set_culling(ids[:1], flag=1, rating=4, color_label="red")
+    rows = {r.id: r for r in lib.iter_rows(ids)}
+    with lib.session(write=False) as s:
+        photos = {p.id: p for p in s.query(Photo)}
+        faces = {c.photo_id: c.faces for c in s.query(FaceCheck)}
+    assert len(rows) == len(photos) == 3
+    for pid, p in photos.items():
+        r = rows[pid]
+        for name in ("path", "folder_id", "size", "mtime", "width", "height", "capture_time",
+                     "camera", "missing", "error", "flag", "rating", "color_label",
+                     "companion_path"):
+            assert getattr(r, name) == getattr(p, name), name
+            assert type(getattr(r, name)) is type(getattr(p, name)), name
+        assert r.faces == faces.get(pid)
+    by_path = {r.path: r for r in rows.values()}
+    assert by_path[weird].capture_time == datetime(2024, 5, 6, 7, 8, 9, 123456)
+    assert by_path[weird].faces == [face] and by_path[str(folder / "IMG_2.CR3")].faces == []
+    assert by_path[str(folder / "broken.jpg")].faces is None
+    assert by_path[str(folder / "broken.jpg")].missing is True
+    assert by_path[str(folder / "IMG_2.CR3")].companion_path == str(folder / "IMG_2.JPG")

@@ -6,9 +6,11 @@ never ORM objects, so callers can hand results to other threads and to the GUI.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -680,23 +682,24 @@ class Library(ScanIndex):
             table = None
             if model_id is not None and len(ids) > 4 * self.ROWS_CHUNK:
                 table = _ScoreTable(s, model_id, ids, by_name)
-        columns = (Photo.id, Photo.path, Photo.folder_id, Photo.size, Photo.mtime, Photo.width,
-                   Photo.height, Photo.capture_time, Photo.camera, Photo.missing, Photo.error,
-                   Photo.flag, Photo.rating, Photo.color_label, Photo.sharpness, Photo.exposure,
-                   Photo.noise, Photo.companion_path)
+        to_datetime = Photo.__table__.c.capture_time.type.dialect_impl(
+            self.engine.dialect).result_processor(self.engine.dialect, None)
         for start in range(0, len(ids), self.ROWS_CHUNK):
             part = ids[start:start + self.ROWS_CHUNK]
+            marks = ",".join("?" * len(part))
             with self.session(write=False) as s:
-                photos = {r[0]: r for r in s.execute(select(*columns).where(Photo.id.in_(part)))}
-                faces = dict(s.execute(select(FaceCheck.photo_id, FaceCheck.faces)
-                                       .where(FaceCheck.photo_id.in_(part))).all())
+                # Plain tuples straight through the driver's cursor, converted here as the
+                # columns' types would (SQLAlchemy's rows took most of a 100k list's time).
+                photos = {r[0]: r for r in _fetch_plain(s, (
+                    f"SELECT {_ROW_COLUMNS} FROM photos WHERE id IN ({marks})"), tuple(part))}
+                faces = dict(_fetch_plain(s, (
+                    f"SELECT photo_id, faces FROM face_checks WHERE photo_id IN ({marks})"),
+                    tuple(part)))
                 scores: dict[int, dict[str, float]] = {}
                 if table is not None:
                     scores = table.scores(part)
                 elif model_id is not None:
                     wanted = sorted(set(part))
-                    # Straight through the driver's cursor (plain tuples; 12 scores a photo:
-                    # SQLAlchemy's rows took most of a 100k list's time).
                     for pid, aid, value in _fetch_plain(s, (
                             "SELECT photo_id, attribute_id, value FROM scores WHERE model_id = ? "
                             f"AND photo_id IN ({','.join('?' * len(wanted))})"), (model_id, *wanted)):
@@ -706,15 +709,16 @@ class Library(ScanIndex):
                 if r is None:
                     continue
                 yield PhotoRow(
-                    id=r[0], path=r[1], folder_id=r[2], size=r[3], mtime=r[4], width=r[5],
-                    height=r[6], capture_time=r[7], camera=r[8], missing=r[9], error=r[10],
+                    id=r[0], path=_path(r[1]), folder_id=r[2], size=r[3], mtime=r[4], width=r[5],
+                    height=r[6], capture_time=None if r[7] is None else to_datetime(r[7]),
+                    camera=r[8], missing=bool(r[9]), error=r[10],
                     flag=r[11], rating=r[12], color_label=r[13],
                     checks={"sharpness": r[14], "exposure": r[15], "noise": r[16]},
                     scores=(dict(scores[i]) if table is not None else
                             {name: values[aid] for aid, name in by_name if aid in values}
                             if (values := scores.get(i)) else {}),
-                    companion_path=r[17],
-                    faces=list(faces[i]) if faces.get(i) is not None else None)
+                    companion_path=_path(r[17]),
+                    faces=_faces(faces.get(i)))
 
     def query(self, query: PhotoQuery) -> list[PhotoRow]:
         return self.rows(self.query_ids(query), query.model)
@@ -803,6 +807,27 @@ class _ScoreTable:
         names = self.names
         return {pid: {name: v for name, v in zip(names, row) if v == v}
                 for pid, row in zip(wanted.tolist(), self.values[pos].tolist())}
+
+
+# The photos columns a PhotoRow is made of, in the order ``iter_rows`` reads them.
+_ROW_COLUMNS = ("id, path, folder_id, size, mtime, width, height, capture_time, camera, missing, "
+                "error, flag, rating, color_label, sharpness, exposure, noise, companion_path")
+
+
+_FS_ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+
+
+def _path(value: bytes | None) -> str | None:
+    """A stored path (raw bytes, see ``models.FsPath``) as Python sees file names: what
+    ``os.fsdecode`` gives, without its per-call type checks."""
+    return None if value is None else bytes(value).decode(*_FS_ENCODING)
+
+
+def _faces(value: str | None) -> list[dict] | None:
+    """A photo's stored faces (JSON text); most photos have none ("[]")."""
+    if value is None:
+        return None
+    return [] if value == "[]" else json.loads(value)
 
 
 def _fetch_plain(s: Session, sql: str, params: tuple) -> list[tuple]:
