@@ -277,6 +277,9 @@ def main() -> None:
                         help="model-only and end-to-end runs, alternated; the best of each counts")
     parser.add_argument("--features", type=int, default=100_000)
     args = parser.parse_args()
+    from photosense import allocator
+
+    allocator.tune()  # as photosense's command line and window do at start
     with tempfile.TemporaryDirectory(prefix="photosense-bench-") as tmp:
         os.environ.setdefault("PHOTOSENSE_DATA_DIR", os.path.join(tmp, "data"))
         os.environ.setdefault("PHOTOSENSE_CACHE_DIR", os.path.join(tmp, "cache"))

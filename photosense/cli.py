@@ -636,6 +636,9 @@ def _route_bare_paths(argv: list[str], commands: set[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from photosense import allocator
+
+    allocator.tune()  # before any photo is read: see photosense/allocator.py
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = set(COMMANDS) | {m.NAME for m in command_modules()}
