@@ -307,3 +307,24 @@ def test_blur_then_iso_grain_reads_less_sharp_on_twelve_real_photos(photos):
              if compute_checks(add_noise(blur(img, 4), 20)).sharpness < compute_checks(img).sharpness]
     print(f"blur 4 + noise 20 reads less sharp on {len(lower)} of 12")
     assert len(lower) >= 10, sorted(set(images) - set(lower))
+
+
+@pytest.mark.parametrize("shape,tile", [((478, 638), 16), ((683, 1024), 32), ((40, 40), 39), ((33, 70), 16)])
+def test_tile_means_and_halving_are_the_plain_definitions(shape, tile):
+    """The fast forms (rows first, then columns) against the definitions written plainly."""
+    from photosense.scoring.checks import _halve, _tile_means
+
+    rng = np.random.default_rng(shape[0])
+    luma = np.round(rng.random(shape) * 255).astype(np.float32)
+    rows, cols = shape[0] // tile, shape[1] // tile
+    plain = np.array([[luma[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile].astype(np.float64).mean()
+                       for c in range(cols)] for r in range(rows)])
+    assert _tile_means(luma, tile) == pytest.approx(plain, rel=1e-12)
+
+    def quarters(values):
+        v = values[: values.shape[0] // 2 * 2, : values.shape[1] // 2 * 2]
+        return 0.25 * (v[0::2, 0::2] + v[1::2, 0::2] + v[0::2, 1::2] + v[1::2, 1::2])
+
+    # Exact: luma levels are integers, and their halves are exact in float32.
+    assert np.array_equal(_halve(luma), quarters(luma))
+    assert np.array_equal(_halve(_halve(luma)), quarters(quarters(luma)))
