@@ -9,8 +9,9 @@ import sqlite3
 import pytest
 from PIL import Image
 
+from photosense.library.records import summarise_faces as summarise
 from photosense.scoring import faces as faces_mod
-from photosense.scoring.faces import Face, find_faces, summarise
+from photosense.scoring.faces import Face, find_faces
 from tests.fixtures.cli import run_cli
 from tests.fixtures.photos import blur, load_photo
 

@@ -108,6 +108,18 @@ class PhotoState:
     color_label: str | None
 
 
+def summarise_faces(faces: list[dict] | None) -> dict[str, float | int | None]:
+    """The per-photo checks from its faces: count, faces with closed eyes, sharpest eyes."""
+    if faces is None:
+        return {"faces": None, "eyes_closed": None, "eye_sharpness": None}
+    if not faces:
+        return {"faces": 0, "eyes_closed": 0, "eye_sharpness": None}
+    sharp = [f["eye_sharpness"] for f in faces if f.get("eye_sharpness") is not None]
+    return {"faces": len(faces),
+            "eyes_closed": sum(1 for f in faces if f.get("eyes") == "closed"),
+            "eye_sharpness": max(sharp) if sharp else None}
+
+
 @dataclass
 class PhotoRow:
     id: int
@@ -134,9 +146,7 @@ class PhotoRow:
     @property
     def face_checks(self) -> dict[str, float | int | None]:
         """faces (count), eyes_closed (faces with closed eyes), eye_sharpness (sharpest)."""
-        from photosense.scoring.faces import summarise
-
-        return summarise(self.faces)
+        return summarise_faces(self.faces)
 
     @property
     def flag_name(self) -> str:

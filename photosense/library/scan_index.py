@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from photosense.library.models import FLAG_NONE, FaceCheck, Feature, Photo, Score, Sidecar
-from photosense.library.records import ScanRecord
+from photosense.library.records import ScanRecord, summarise_faces
 
 
 class ScanIndex:
@@ -147,7 +147,7 @@ class ScanIndex:
         scan). Two statements for the whole batch, not two ORM round trips a photo."""
         import json
 
-        from photosense.scoring.faces import FACES_VERSION, summarise
+        from photosense.scoring.faces import FACES_VERSION
 
         if not results:
             return
@@ -157,7 +157,7 @@ class ScanIndex:
         rows = []
         for photo_id, found in results:
             if found is not None:
-                summary = summarise(found)
+                summary = summarise_faces(found)
                 rows.append((photo_id, summary["faces"], summary["eyes_closed"],
                              summary["eye_sharpness"], json.dumps(list(found)), FACES_VERSION))
         if rows:

@@ -115,16 +115,6 @@ class Face:
                 "openness": None if self.openness is None else round(self.openness, 4)}
 
 
-def summarise(faces: list[dict] | None) -> dict[str, float | int | None]:
-    """The per-photo checks from its faces: count, faces with closed eyes, sharpest eyes."""
-    if faces is None:
-        return {"faces": None, "eyes_closed": None, "eye_sharpness": None}
-    sharp = [f["eye_sharpness"] for f in faces if f.get("eye_sharpness") is not None]
-    return {"faces": len(faces),
-            "eyes_closed": sum(1 for f in faces if f.get("eyes") == "closed"),
-            "eye_sharpness": max(sharp) if sharp else None}
-
-
 # ---------------------------------------------------------------------------------------------
 # models
 
