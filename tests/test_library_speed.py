@@ -202,3 +202,20 @@ def test_streamed_rows_read_through_the_driver_are_what_the_orm_reads(tmp_path):
     assert by_path[str(folder / "broken.jpg")].faces is None
     assert by_path[str(folder / "broken.jpg")].missing is True
     assert by_path[str(folder / "IMG_2.CR3")].companion_path == str(folder / "IMG_2.JPG")
+
+
+def test_a_scans_known_files_and_pairs_read_through_the_driver_are_the_stored_ones(tmp_path):
+    lib = Library(tmp_path / "lib.sqlite3")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    f = lib.add_folder(folder)
+    weird = os.fsdecode(os.path.join(os.fsencode(folder), b"caf\xe9 \xff.CR3"))
+    jpeg = os.fsdecode(os.path.join(os.fsencode(folder), b"caf\xe9 \xff.JPG"))
+    lib.upsert_scanned(f.id, [_rec(weird, "h0", companion_path=jpeg),
+                              _rec(folder / "b.jpg", "h1", error="not a JPEG")])
+    lib.set_missing([str(folder / "b.jpg")], True)
+    known = lib.known_files(f.id)
+    assert set(known) == {weird, str(folder / "b.jpg")}
+    assert known[weird][1:] == (10, 1.0, False, None) and known[weird][3] is False
+    assert known[str(folder / "b.jpg")][3:] == (True, "not a JPEG")
+    assert lib.companion_paths(f.id) == {weird: jpeg}

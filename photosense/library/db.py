@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.orm import Session
 
 from photosense.errors import LibraryError
 from photosense.library.models import Base
@@ -256,3 +258,27 @@ def migrate(engine: Engine, path: Path | str = "library") -> None:
             conn.exec_driver_sql(f"PRAGMA user_version = {version}")
         # New tables/indexes of the current schema that an older step did not create.
         Base.metadata.create_all(conn)
+
+
+# -- plain reads: rows straight from the driver, for the 100k-row paths ---------------------
+
+_FS_ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+
+
+def decode_path(value: bytes | None) -> str | None:
+    """A stored path (raw bytes, see ``models.FsPath``) as Python sees file names: what
+    ``os.fsdecode`` gives, without its per-call type checks."""
+    return None if value is None else bytes(value).decode(*_FS_ENCODING)
+
+
+def fetch_plain(s: Session, sql: str, params: tuple = ()) -> list[tuple]:
+    """Every row of ``sql`` as plain tuples from the session's DBAPI connection; driver
+    errors come out as SQLAlchemy's (so ``Library.session`` explains them)."""
+    cursor = s.connection().connection.cursor()
+    try:
+        return cursor.execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        kind = OperationalError if isinstance(exc, sqlite3.OperationalError) else DatabaseError
+        raise kind(sql, params, exc) from exc
+    finally:
+        cursor.close()

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,7 +24,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from photosense import settings
 from photosense.errors import LibraryError, PhotosenseError
-from photosense.library.db import WRITE_OPTION, describe_db_error, must_open_read_only, open_engine
+from photosense.library.db import (
+    WRITE_OPTION,
+    decode_path,
+    describe_db_error,
+    fetch_plain,
+    must_open_read_only,
+    open_engine,
+)
 from photosense.library.models import (
     COLOR_LABELS,
     FLAG_NONE,
@@ -690,9 +696,9 @@ class Library(ScanIndex):
             with self.session(write=False) as s:
                 # Plain tuples straight through the driver's cursor, converted here as the
                 # columns' types would (SQLAlchemy's rows took most of a 100k list's time).
-                photos = {r[0]: r for r in _fetch_plain(s, (
+                photos = {r[0]: r for r in fetch_plain(s, (
                     f"SELECT {_ROW_COLUMNS} FROM photos WHERE id IN ({marks})"), tuple(part))}
-                faces = dict(_fetch_plain(s, (
+                faces = dict(fetch_plain(s, (
                     f"SELECT photo_id, faces FROM face_checks WHERE photo_id IN ({marks})"),
                     tuple(part)))
                 scores: dict[int, dict[str, float]] = {}
@@ -700,7 +706,7 @@ class Library(ScanIndex):
                     scores = table.scores(part)
                 elif model_id is not None:
                     wanted = sorted(set(part))
-                    for pid, aid, value in _fetch_plain(s, (
+                    for pid, aid, value in fetch_plain(s, (
                             "SELECT photo_id, attribute_id, value FROM scores WHERE model_id = ? "
                             f"AND photo_id IN ({','.join('?' * len(wanted))})"), (model_id, *wanted)):
                         scores.setdefault(pid, {})[aid] = value
@@ -709,7 +715,7 @@ class Library(ScanIndex):
                 if r is None:
                     continue
                 yield PhotoRow(
-                    id=r[0], path=_path(r[1]), folder_id=r[2], size=r[3], mtime=r[4], width=r[5],
+                    id=r[0], path=decode_path(r[1]), folder_id=r[2], size=r[3], mtime=r[4], width=r[5],
                     height=r[6], capture_time=None if r[7] is None else to_datetime(r[7]),
                     camera=r[8], missing=bool(r[9]), error=r[10],
                     flag=r[11], rating=r[12], color_label=r[13],
@@ -717,7 +723,7 @@ class Library(ScanIndex):
                     scores=(dict(scores[i]) if table is not None else
                             {name: values[aid] for aid, name in by_name if aid in values}
                             if (values := scores.get(i)) else {}),
-                    companion_path=_path(r[17]),
+                    companion_path=decode_path(r[17]),
                     faces=_faces(faces.get(i)))
 
     def query(self, query: PhotoQuery) -> list[PhotoRow]:
@@ -814,33 +820,11 @@ _ROW_COLUMNS = ("id, path, folder_id, size, mtime, width, height, capture_time, 
                 "error, flag, rating, color_label, sharpness, exposure, noise, companion_path")
 
 
-_FS_ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
-
-
-def _path(value: bytes | None) -> str | None:
-    """A stored path (raw bytes, see ``models.FsPath``) as Python sees file names: what
-    ``os.fsdecode`` gives, without its per-call type checks."""
-    return None if value is None else bytes(value).decode(*_FS_ENCODING)
-
-
 def _faces(value: str | None) -> list[dict] | None:
     """A photo's stored faces (JSON text); most photos have none ("[]")."""
     if value is None:
         return None
     return [] if value == "[]" else json.loads(value)
-
-
-def _fetch_plain(s: Session, sql: str, params: tuple) -> list[tuple]:
-    """Every row of ``sql`` as plain tuples from the session's DBAPI connection; driver
-    errors come out as SQLAlchemy's (so ``Library.session`` explains them)."""
-    cursor = s.connection().connection.cursor()
-    try:
-        return cursor.execute(sql, params).fetchall()
-    except sqlite3.Error as exc:
-        kind = OperationalError if isinstance(exc, sqlite3.OperationalError) else DatabaseError
-        raise kind(sql, params, exc) from exc
-    finally:
-        cursor.close()
 
 
 def _pairs_json(spec: AttributeSpec) -> list[list[str]]:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from photosense.library.db import decode_path, fetch_plain
 from photosense.library.models import FLAG_NONE, FaceCheck, Feature, Photo, Score, Sidecar
 from photosense.library.records import ScanRecord, summarise_faces
 
@@ -21,11 +22,10 @@ class ScanIndex:
     def known_files(self, folder_id: int) -> dict[str, tuple[int, int, float, bool, str | None]]:
         """path -> (id, size, mtime, missing, error) for a folder's photos."""
         with self.session(write=False) as s:
-            rows = s.execute(
-                select(Photo.path, Photo.id, Photo.size, Photo.mtime, Photo.missing, Photo.error)
-                .where(Photo.folder_id == folder_id)
-            ).all()
-            return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
+            # Plain driver rows: a 100k library's every scan starts here.
+            rows = fetch_plain(s, "SELECT path, id, size, mtime, missing, error FROM photos "
+                                  "WHERE folder_id = ?", (folder_id,))
+        return {decode_path(r[0]): (r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows}
 
     def sidecar_marks(self, folder_id: int | None = None, paths: Iterable[str] | None = None,
                       ) -> dict[str, tuple[int, int]]:
@@ -75,11 +75,9 @@ class ScanIndex:
     def companion_paths(self, folder_id: int) -> dict[str, str]:
         """path -> companion path of a folder's RAW+JPEG pairs."""
         with self.session(write=False) as s:
-            rows = s.execute(
-                select(Photo.path, Photo.companion_path)
-                .where(Photo.folder_id == folder_id, Photo.companion_path.is_not(None))
-            ).all()
-            return {r[0]: r[1] for r in rows}
+            rows = fetch_plain(s, "SELECT path, companion_path FROM photos WHERE folder_id = ? "
+                                  "AND companion_path IS NOT NULL", (folder_id,))
+        return {decode_path(r[0]): decode_path(r[1]) for r in rows}
 
     def upsert_scanned(self, folder_id: int, records: Sequence[ScanRecord]) -> dict[str, str]:
         """Write scan results for one folder in one transaction.
