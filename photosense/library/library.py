@@ -688,8 +688,9 @@ class Library(ScanIndex):
             table = None
             if model_id is not None and len(ids) > 4 * self.ROWS_CHUNK:
                 table = _ScoreTable(s, model_id, ids, by_name)
-        to_datetime = Photo.__table__.c.capture_time.type.dialect_impl(
-            self.engine.dialect).result_processor(self.engine.dialect, None)
+        dialect = self.engine.dialect
+        to_datetime = Photo.__table__.c.capture_time.type.dialect_impl(dialect).result_processor(
+            dialect, None) or (lambda value: value)  # SQLite: ISO text -> datetime
         for start in range(0, len(ids), self.ROWS_CHUNK):
             part = ids[start:start + self.ROWS_CHUNK]
             marks = ",".join("?" * len(part))
