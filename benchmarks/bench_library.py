@@ -8,8 +8,9 @@ built-in scores per photo, some flags, the face checks a scan stores: one face i
 photos), as a photographer's library would look after scoring:
 
 - ``rescan_unchanged_100k_s``: ``photosense scan``'s work when nothing changed (stat every file);
-- ``add_1000_into_100k_s``: 1,000 new JPEGs dropped into the folder, then scanned (hash, EXIF,
-  checks, pair lookups, sidecar lookups) into the big library;
+- ``add_1000_into_100k_s``: 1,000 new JPEGs (640x480, each a different picture) dropped into
+  a new subfolder, then ``photosense scan`` (the walk of all 101k files; hash, EXIF, checks,
+  faces, pair, move and sidecar lookups of the new ones) into the big library;
 - ``list_json_100k_s``: ``photosense list --format json`` of every photo, end to end, as a
   subprocess writing to a file;
 - ``attribute_add_100k_s`` / ``attribute_add_100k_rss_mb``: ``photosense attr add`` as a
@@ -61,9 +62,9 @@ def make_jpegs(folder: Path, n: int) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
-    base = (rng.random((6, 8, 3)) * 255).astype(np.uint8)
-    for i in range(n):
-        img = Image.fromarray(np.roll(base, i, axis=1)).resize((640, 480), Image.Resampling.BICUBIC)
+    for i in range(n):  # each its own picture, as a shoot's frames are
+        base = (rng.random((6, 8, 3)) * 255).astype(np.uint8)
+        img = Image.fromarray(base).resize((640, 480), Image.Resampling.BICUBIC)
         img.save(folder / f"NEW_{i:05d}.jpg", quality=85)
 
 
