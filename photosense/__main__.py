@@ -1,3 +1,4 @@
 from photosense.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a scan's worker process (spawn) imports it
+    raise SystemExit(main())

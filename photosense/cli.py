@@ -249,7 +249,7 @@ def _engine_config(lib, args):
 def _scan(lib, folders=None) -> int:
     from photosense.ingest.scan import Scanner
 
-    scanner = Scanner(lib)
+    scanner = Scanner(lib, processes=True)
     total_errors = 0
     for folder in folders if folders is not None else lib.folders():
         bar = TerminalProgress(f"scan {display_path(os.path.basename(folder.path) or folder.path)}")

@@ -53,7 +53,7 @@ class WatchService:
         self._wake = threading.Event()
         self.model_ready = threading.Event()
         self.model_failed: str | None = None
-        self.scanner = Scanner(library)
+        self.scanner = Scanner(library, processes=True)
         self.watcher: FolderWatcher | None = None
         self._threads: list[threading.Thread] = []
         self.current: Job | None = None  # the job the watch thread runs now (cancelled on stop)

@@ -207,7 +207,7 @@ class ScoringAndStatus:
             folder = library.add_folder(path)
             if watcher is not None:
                 watcher.add(folder.path)  # watched from now on; this job reads what is there
-            return Scanner(library).scan_folder(folder, ctx.scan_progress, ctx.cancel)
+            return Scanner(library, processes=True).scan_folder(folder, ctx.scan_progress, ctx.cancel)
 
         return self.run_scan_job(work, f"Scanning {path}")
 
@@ -222,7 +222,7 @@ class ScoringAndStatus:
         def work(ctx: JobContext):
             from photosense.ingest.scan import Scanner
 
-            return Scanner(library).scan_all(ctx.scan_progress, ctx.cancel)
+            return Scanner(library, processes=True).scan_all(ctx.scan_progress, ctx.cancel)
 
         self.run_scan_job(work, "Scanning folders")
 

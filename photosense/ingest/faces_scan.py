@@ -24,7 +24,7 @@ def faces_of_file(path: str, companion_path: str | None) -> tuple[list[dict] | N
     the checks' size). Faces are None when the photo cannot be read or the face models cannot
     run; the error is the photo's own when it cannot be read for good (not for a passing
     failure such as an unplugged drive, nor for a RAW whose JPEG stands for it)."""
-    from photosense.ingest.scan import CHECK_SIDE
+    from photosense.ingest.analysis import CHECK_SIDE
     from photosense.scoring.faces import faces_or_none
 
     error = None

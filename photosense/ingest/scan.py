@@ -1,8 +1,11 @@
 """Folder scanning: incremental, rename-aware, mark-and-sweep for deleted files.
 
 A file is re-read only when its (size, mtime) changed. New or changed files are hashed, their
-metadata read and the model-free checks computed (a thread pool: Pillow releases the GIL while
-decoding). Results are written in batches. A new path whose content hash matches a photo whose
+metadata read, the model-free checks computed and faces found (:mod:`photosense.ingest.
+analysis`): on a thread pool, or, for a big scan of the command line or the window, in worker
+processes that start reading while the walk goes on (:mod:`photosense.ingest.workers`; the most
+recently changed folders are walked first, so a new shoot is found first). Results are written
+in batches. A new path whose content hash matches a photo whose
 file is gone is the same photo moved or renamed (see ``Library.upsert_scanned``). Files that
 disappear are marked missing, never forgotten: their flags stay.
 
@@ -24,26 +27,25 @@ killed sidecar write left in a scanned folder (photosense's own, stale) are dele
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from photosense.errors import DecodeError, is_transient_error
+from photosense.errors import is_transient_error
 from photosense.fsutil import is_own_temporary, sweep_temporaries
-from photosense.ingest.decode import file_digest, is_image_path, is_raw_path, open_image
-from photosense.ingest.metadata import read_metadata
-from photosense.ingest.raw import check_raw
+from photosense.ingest import workers
+from photosense.ingest.analysis import CHECK_SIDE, analyse, pair_digest  # noqa: F401 - re-exported
+from photosense.ingest.decode import is_image_path, is_raw_path
 from photosense.library import FolderInfo, Library, ScanRecord
 
 log = logging.getLogger("photosense.ingest")
 
-CHECK_SIDE = 1024  # checks run on a copy at most this large (they normalise size themselves)
 WRITE_BATCH = 64
 
 #: ``progress(done, total)`` for a scan's files; a later pass of the same scan adds what it is as
@@ -199,6 +201,18 @@ def walk_images(root: str, sidecars: SidecarStats | None = None,
     Follows symlinked folders but never the same folder twice (no symlink loops); skips hidden
     files and folders (not counted); files that vanish while walking are skipped.
     """
+    for files in walk_folders(root, sidecars, skipped, temporaries):
+        yield from files
+
+
+def walk_folders(root: str, sidecars: SidecarStats | None = None,
+                 skipped: Counter[str] | None = None,
+                 temporaries: list[str] | None = None,
+                 newest_first: bool = False) -> Iterator[list[tuple[str, int, float]]]:
+    """:func:`walk_images` a folder at a time: the (path, size, mtime) of each folder's image
+    files as one list (folders without images give none), each folder once. Subfolders in
+    name order, or with ``newest_first`` the most recently changed first (a folder's time
+    changes when files are added to it or removed: a new shoot is then found first)."""
     seen: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
@@ -217,6 +231,7 @@ def walk_images(root: str, sidecars: SidecarStats | None = None,
             log.warning("cannot read folder %s: %s", directory, exc.strerror)
             continue
         subdirs = []
+        files = []
         for entry in entries:
             if entry.name.startswith("."):
                 if temporaries is not None and is_own_temporary(entry.name):
@@ -224,7 +239,7 @@ def walk_images(root: str, sidecars: SidecarStats | None = None,
                 continue
             try:
                 if entry.is_dir():  # follows symlinks; loops stopped by `seen`
-                    subdirs.append(entry.path)
+                    subdirs.append((entry.stat().st_mtime if newest_first else 0.0, entry.path))
                     continue
                 if sidecars is not None and is_sidecar_path(entry.name):
                     st = entry.stat()
@@ -242,8 +257,13 @@ def walk_images(root: str, sidecars: SidecarStats | None = None,
             except OSError:
                 continue  # vanished or a dangling link
             if stat.S_ISREG(st.st_mode):
-                yield entry.path, st.st_size, st.st_mtime
-        stack.extend(sorted(subdirs, reverse=True))
+                files.append((entry.path, st.st_size, st.st_mtime))
+        if files:
+            yield files
+        # Taken from the end: the first in name order (of the newest) last.
+        subdirs.sort(key=lambda d: d[1], reverse=True)
+        subdirs.sort(key=lambda d: d[0])
+        stack.extend(d[1] for d in subdirs)
 
 
 def pair_files(files: Iterable[tuple[str, int, float]]) -> list[ScanUnit]:
@@ -275,87 +295,114 @@ def _companion_rank(item: tuple[str, int, float]) -> tuple[int, str]:
     return rank, item[0]
 
 
-def pair_digest(raw_digest: str, companion_digest: str) -> str:
-    """The content hash of a RAW+JPEG pair: a digest over both files' digests."""
-    return hashlib.blake2b(f"{raw_digest}+{companion_digest}".encode("ascii"),
-                           digest_size=16).hexdigest()
-
-
 def analyse_file(path: str, size: int, mtime: float,
                  companion_path: str | None = None) -> ScanRecord:
-    """Hash, metadata and checks for one photo: one file, or a RAW with its JPEG companion.
-    Never raises for a bad file: the problem is returned as the record's ``error``."""
-    from photosense.scoring.checks import compute_checks
-    from photosense.scoring.faces import faces_or_none
-
-    digest = None
-    base = {"path": path, "size": size, "mtime": mtime, "companion_path": companion_path}
-    try:
-        digest = file_digest(path)
-        if companion_path is not None:
-            try:
-                base["companion_hash"] = file_digest(companion_path)
-                digest = pair_digest(digest, base["companion_hash"])
-            except DecodeError as exc:  # unreadable JPEG: the RAW alone identifies the shot
-                log.warning("%s: %s", companion_path, exc)
-        image = None
-        warning = None
-        if companion_path is not None:
-            try:
-                image = open_image(companion_path, max_side=CHECK_SIDE)
-            except DecodeError as exc:  # a broken JPEG: the RAW still stands for the shot
-                log.warning("%s: %s", companion_path, exc)
-            else:
-                try:  # its pixels are not needed, but a broken RAW must not go unnoticed
-                    check_raw(path)
-                except DecodeError as exc:
-                    warning = (f"{exc} (the RAW; its JPEG {os.path.basename(companion_path)} "
-                               "is shown)")
-        if image is None:
-            try:
-                image = open_image(path, max_side=CHECK_SIDE)
-            except DecodeError as exc:
-                if not is_raw_path(path):
-                    raise
-                return _unreadable_raw(base, digest, exc)
-        meta = read_metadata(image)  # open_image keeps the source size and EXIF it needs
-        capture_time, camera = meta.capture_time, meta.camera
-        if companion_path is not None and (capture_time is None or camera is None):
-            try:  # the JPEG has no EXIF (an edit, an export): ask the RAW
-                raw_meta = read_metadata(path)
-                capture_time = capture_time or raw_meta.capture_time
-                camera = camera or raw_meta.camera
-            except DecodeError as exc:  # the JPEG still stands for the shot
-                log.warning("%s: %s", path, exc)
-        checks = compute_checks(image).as_dict()
-        faces = faces_or_none(image, checks["noise"])
-        return ScanRecord(**base, content_hash=digest, width=meta.width, height=meta.height,
-                          capture_time=capture_time, camera=camera, checks=checks,
-                          warning=warning, faces=faces)
-    except DecodeError as exc:
-        return ScanRecord(**base, content_hash=digest, error=str(exc), transient=exc.transient)
-    except MemoryError:
-        return ScanRecord(**base, content_hash=digest,
-                          error="not enough memory to decode this image")
+    """Hash, metadata, checks and faces for one photo (see
+    :func:`photosense.ingest.analysis.analyse`). Never raises for a bad file: the problem is
+    returned as the record's ``error``."""
+    return ScanRecord(**analyse(path, size, mtime, companion_path))
 
 
-def _unreadable_raw(base: dict, digest: str | None, error: DecodeError) -> ScanRecord:
-    """The record of a RAW whose pixels cannot be decoded: the error, and what its metadata
-    says all the same (camera, time and size are read without LibRaw)."""
-    try:
-        meta = read_metadata(base["path"])
-    except DecodeError:
-        return ScanRecord(**base, content_hash=digest, error=str(error))
-    return ScanRecord(**base, content_hash=digest, width=meta.width, height=meta.height,
-                      capture_time=meta.capture_time, camera=meta.camera, error=str(error))
+class _FolderAnalysis:
+    """The photos of one folder scan that need reading, analysed as the walk finds them.
+
+    Once :data:`~photosense.ingest.workers.PROCESS_MIN` are found, worker processes start
+    and every photo found goes to them at once; their records are written as they come in
+    (the walk waits only when :attr:`PENDING_MAX` are outstanding). A smaller scan is read in
+    the scan's threads when the walk is done. Should the processes fail (one died: the
+    system killed it, or a decoder crashed), what they had not returned is read in threads.
+    """
+
+    PENDING_MAX = 1024
+
+    def __init__(self, scanner: Scanner, folder_id: int, report: ScanReport,
+                 progress: ProgressFn | None, cancel: threading.Event | None):
+        self.scanner, self.folder_id, self.report = scanner, folder_id, report
+        self.progress, self.cancel = progress, cancel
+        self.use_processes = scanner.processes
+        self.processes = None
+        self.waiting: list[ScanUnit] = []  # for the threads
+        self.pending: deque[tuple[ScanUnit, Future]] = deque()  # in the processes
+        self.batch: list[ScanRecord] = []
+        self.found = self.done = 0
+
+    def add(self, unit: ScanUnit) -> None:
+        self.found += 1
+        if self.processes is None:
+            self.waiting.append(unit)
+            if self.use_processes and len(self.waiting) >= workers.PROCESS_MIN:
+                self._start()
+            return
+        if self.report.cancelled:
+            return
+        self._submit(unit)
+        while self.pending and (self.pending[0][1].done() or len(self.pending) > self.PENDING_MAX):
+            self._take()
+
+    def finish(self) -> None:
+        """After the walk: wait for the processes' records, or read the photos in threads."""
+        in_processes = self.processes is not None
+        while self.pending and not self.report.cancelled:
+            self._take()
+        self.scanner._flush(self.batch, self.folder_id, self.report)
+        if self.report.cancelled:
+            return
+        if not in_processes or self.waiting:  # a thread scan (or what failed processes left)
+            self.scanner._analyse(self.folder_id, self.waiting, self.report, self.progress,
+                                  self.cancel)
+
+    def close(self) -> None:
+        if self.processes is not None:
+            self.processes.close()
+            self.processes = None
+
+    def _start(self) -> None:
+        self.processes = workers.start_processes(self.scanner.workers, self.scanner.process_target)
+        if self.processes is None:
+            self.use_processes = False
+            return
+        if self.progress:
+            self.progress(0, self.found)
+        units, self.waiting = self.waiting, []
+        for unit in units:
+            self._submit(unit)
+
+    def _submit(self, unit: ScanUnit) -> None:
+        args = unit if unit[3] is not None else unit[:3]  # a file alone: (path, size, mtime)
+        self.pending.append((unit, self.processes.submit(args)))
+
+    def _take(self) -> None:
+        unit, fut = self.pending.popleft()
+        try:
+            rec = ScanRecord(**fut.result())
+        except BrokenProcessPool:
+            log.warning("a scan worker process stopped unexpectedly: reading the %d photos "
+                        "the workers had not read in this process", len(self.pending) + 1)
+            self.waiting = [unit] + [u for u, _ in self.pending]
+            self.pending.clear()
+            self.use_processes = False
+            self.close()
+            return
+        self.done = self.scanner._drain(rec, self.batch, self.folder_id, self.report, self.done)
+        if self.progress:
+            self.progress(self.done, self.found)
+        if self.cancel is not None and self.cancel.is_set():
+            self.report.cancelled = True
 
 
 class Scanner:
     """Scans library folders into a Library. One instance may be reused."""
 
-    def __init__(self, library: Library, workers: int | None = None):
+    def __init__(self, library: Library, workers: int | None = None, processes: bool = False):
         self.library = library
         self.workers = workers or default_workers()
+        # With ``processes``, a folder scan with many photos to read analyses them in worker
+        # processes (see photosense.ingest.workers). They are started with "spawn", which
+        # imports the program's main script again in each: only a program whose main script
+        # runs nothing on import (``if __name__ == "__main__":``) may ask for them, as
+        # photosense's command line and window do.
+        self.processes = processes
+        self.process_target = None  # what the processes run (default: analysis.analyse)
 
     def scan_all(self, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None) -> ScanReport:
@@ -384,27 +431,38 @@ class Scanner:
         sidecars: SidecarStats = {}
         skipped: Counter[str] = Counter()
         temporaries: list[str] = []
-        for path, size, mtime, companion in pair_files(walk_images(folder.path, sidecars,
-                                                                   skipped, temporaries)):
-            seen.add(path)
-            if companion is not None:
-                seen.add(companion)
-            old = known.get(path)
-            if (old is not None and old[1] == size and old[2] == mtime
-                    and companions.get(path) == companion and not is_transient_error(old[4])):
-                report.unchanged += 1
-                if old[3]:
-                    restored.append(path)
-                continue
-            todo.append((path, size, mtime, companion))
-        report.skipped = dict(skipped)
-        self.library.set_skipped_files(folder.id, report.skipped)
-        if skipped:
-            log.info("%s: skipped %s (not photos photosense reads)", folder.path,
-                     describe_skipped(report.skipped))
-        if restored:
-            report.restored = self.library.set_missing(restored, False)
-        self._analyse(folder.id, todo, report, progress, cancel)
+        analysis = _FolderAnalysis(self, folder.id, report, progress, cancel)
+        try:
+            # A folder at a time: a RAW and its JPEG are always in the same folder, so its
+            # pairs are known once it is listed, and the photos to read go to the analysis
+            # (worker processes in a big scan) while the walk goes on.
+            for files in walk_folders(folder.path, sidecars, skipped, temporaries,
+                                      newest_first=True):
+                for path, size, mtime, companion in pair_files(files):
+                    seen.add(path)
+                    if companion is not None:
+                        seen.add(companion)
+                    old = known.get(path)
+                    if (old is not None and old[1] == size and old[2] == mtime
+                            and companions.get(path) == companion
+                            and not is_transient_error(old[4])):
+                        report.unchanged += 1
+                        if old[3]:
+                            restored.append(path)
+                        continue
+                    unit = (path, size, mtime, companion)
+                    todo.append(unit)
+                    analysis.add(unit)
+            report.skipped = dict(skipped)
+            self.library.set_skipped_files(folder.id, report.skipped)
+            if skipped:
+                log.info("%s: skipped %s (not photos photosense reads)", folder.path,
+                         describe_skipped(report.skipped))
+            if restored:
+                report.restored = self.library.set_missing(restored, False)
+            analysis.finish()
+        finally:
+            analysis.close()
         if not report.cancelled:
             # Photos known from before faces were looked for (or from an older face model).
             from photosense.ingest.faces_scan import backfill_faces
