@@ -384,6 +384,28 @@ def test_scan_reads_sidecars_of_new_photos(lib, shoot):
     assert _state(lib, ids["chelsea.jpg"]) == (FLAG_NONE, 0, None)
 
 
+def test_a_scan_lists_each_folder_once_for_sidecars(lib, tmp_path, monkeypatch):
+    """Sidecar names are looked up in a folder listing taken once a scan, not once a write
+    batch (a 20,000-photo folder was listed 300 times, each listing sorted through again)."""
+    from PIL import Image
+
+    import photosense.ingest.scan as scan_mod
+
+    monkeypatch.setattr(scan_mod, "WRITE_BATCH", 2)
+    shoot = tmp_path / "many"
+    shoot.mkdir()
+    for i in range(9):
+        Image.new("RGB", (16, 16), (i * 25, 90, 200)).save(shoot / f"IMG_{i}.jpg")
+    (shoot / "IMG_7.XMP").write_text(LIGHTROOM_SIDECAR, encoding="utf-8")  # found by listing
+    listed: list[str] = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda d=".": listed.append(os.fspath(d)) or real(d))
+    ids = _scan(lib, shoot)
+    assert listed.count(str(shoot)) == 1
+    assert _state(lib, ids["IMG_7.jpg"]) == (FLAG_NONE, 3, "yellow")
+    assert _state(lib, ids["IMG_6.jpg"]) == (FLAG_NONE, 0, None)
+
+
 def test_scan_reads_rejects_and_picks(lib, shoot):
     (shoot / "coffee.jpg.xmp").write_text(DARKTABLE_SIDECAR.format(name="coffee.jpg")
                                           .replace('xmp:Rating="2"', 'xmp:Rating="-1"'))

@@ -241,7 +241,7 @@ def sidecar_paths(photo_path: str, style: str, companion_path: str | None = None
     return out
 
 
-class _Folders:
+class FolderListing:
     """Finds existing files whatever the case of their name (``IMG_1.XMP`` for ``IMG_1.xmp``),
     listing each folder once."""
 
@@ -295,11 +295,11 @@ class _Folders:
 
 def existing_sidecars(photo_path: str, style: str = DEFAULT_STYLE,
                       companion_path: str | None = None,
-                      _folders: _Folders | None = None) -> list[str]:
+                      _folders: FolderListing | None = None) -> list[str]:
     """Every existing sidecar of a photo (any case), in reading order: this style's name
     first, then the other style's, the photo's before its companion's. A ``photo.xmp`` that
     other images with the same stem share is nobody's."""
-    folders = _folders or _Folders()
+    folders = _folders or FolderListing()
     other = "stem" if style == "ext" else "ext"
     shared = None
     found: list[str] = []
@@ -319,7 +319,7 @@ def existing_sidecars(photo_path: str, style: str = DEFAULT_STYLE,
 
 
 def find_sidecar(photo_path: str, style: str = DEFAULT_STYLE, companion_path: str | None = None,
-                 _folders: _Folders | None = None) -> str | None:
+                 _folders: FolderListing | None = None) -> str | None:
     """The existing sidecar to read for a photo (the first of :func:`existing_sidecars`);
     None if there is none."""
     found = existing_sidecars(photo_path, style, companion_path, _folders)
@@ -795,7 +795,8 @@ def _reason(exc: SidecarError, path: str) -> str:
 def import_sidecars(library: Library, paths: Iterable[str], *, conflict: str | None = None,
                     style: str | None = None, errors: list[tuple[str, str]] | None = None,
                     prefer: Mapping[str, str] | None = None, progress: ProgressFn | None = None,
-                    cancel: threading.Event | None = None) -> int:
+                    cancel: threading.Event | None = None,
+                    listing: FolderListing | None = None) -> int:
     """Read the sidecars of these photos (library paths) into the library; returns how many
     photos changed. ``conflict`` (default: the library's ``xmp_conflict`` setting): "library"
     keeps the library's values for photos that already have a flag, rating or label;
@@ -807,14 +808,16 @@ def import_sidecars(library: Library, paths: Iterable[str], *, conflict: str | N
     skipped with a warning and appended to ``errors`` as (sidecar path, reason), and it is not
     remembered as read: the next scan tries it again. The others are imported. Does not write
     sidecars back. ``progress(done, total)`` after each photo; ``cancel`` stops reading (what
-    was read so far is imported)."""
+    was read so far is imported). ``listing``: the folder listings to look names up in, kept
+    by a caller that imports a folder's photos in many calls (a scan: each folder is listed
+    once, not once a batch)."""
     paths = list(dict.fromkeys(paths))
     if not paths:
         return 0
     conflict = _checked(conflict, CONFLICT_POLICIES, "conflict policy") if conflict else \
         conflict_policy(library)
     style = _checked(style, SIDECAR_STYLES, "sidecar style") if style else sidecar_style(library)
-    folders = _Folders()
+    folders = listing or FolderListing()
     known = _states_by_path(library, paths)
     changes: list[PhotoState] = []
     marks: list[tuple[str, int, int, int]] = []
@@ -997,7 +1000,7 @@ def _write_one(path: str, row: PhotoRow, scores: dict[str, float], model: str | 
     return True
 
 
-def _targets(row: PhotoRow, style: str, folders: _Folders) -> list[str]:
+def _targets(row: PhotoRow, style: str, folders: FolderListing) -> list[str]:
     """Where to write: every sidecar the photo already has (whatever its naming, so that two
     never disagree); only a photo with none gets new ones, named in this style. Raises
     SidecarError when a new ``photo.xmp`` would be shared with another image."""
@@ -1033,7 +1036,7 @@ def write_sidecar(row: PhotoRow, style: str = DEFAULT_STYLE, scores: dict[str, f
     if reason:
         raise SidecarError(f"{row.path}: no sidecar written: {reason}")
     paths, errors = [], []
-    folders = _Folders()
+    folders = FolderListing()
     for path in _targets(row, style, folders):
         sweep_folder(os.path.dirname(path))
         try:
@@ -1060,7 +1063,7 @@ def write_sidecars(library: Library, ids: Sequence[int] | None = None,
     active = library.active_model()
     model = active.key if active else None
     report = SidecarReport()
-    folders = _Folders()
+    folders = FolderListing()
     swept: set[str] = set()
     owner: dict[str, tuple[int, str]] = {}  # sidecar -> (photo id, photo path)
     done = 0

@@ -403,6 +403,7 @@ class Scanner:
         # photosense's command line and window do.
         self.processes = processes
         self.process_target = None  # what the processes run (default: analysis.analyse)
+        self._listing = None  # a folder scan's listings for sidecar lookups (each folder once)
 
     def scan_all(self, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None) -> ScanReport:
@@ -431,7 +432,10 @@ class Scanner:
         sidecars: SidecarStats = {}
         skipped: Counter[str] = Counter()
         temporaries: list[str] = []
+        from photosense.curation.xmp import FolderListing
+
         analysis = _FolderAnalysis(self, folder.id, report, progress, cancel)
+        self._listing = FolderListing()
         try:
             # A folder at a time: a RAW and its JPEG are always in the same folder, so its
             # pairs are known once it is listed, and the photos to read go to the analysis
@@ -463,6 +467,7 @@ class Scanner:
             analysis.finish()
         finally:
             analysis.close()
+            self._listing = None
         if not report.cancelled:
             # Photos known from before faces were looked for (or from an older face model).
             from photosense.ingest.faces_scan import backfill_faces
@@ -643,7 +648,7 @@ class Scanner:
             return
         errors: list[tuple[str, str]] = []
         try:
-            import_sidecars(self.library, paths, errors=errors, prefer=prefer)
+            import_sidecars(self.library, paths, errors=errors, prefer=prefer, listing=self._listing)
         except Exception:
             log.exception("reading XMP sidecars failed")
         report.errors.extend(errors)
