@@ -461,6 +461,44 @@ def test_model_id_follows_file_content(tmp_path, tiny_weights):
     assert model_id(EngineConfig(model="photosense-tiny", weights=str(b))) != id_a
 
 
+def test_model_id_digest_is_remembered_until_the_file_changes(tmp_path, tiny_weights, monkeypatch):
+    """A later command (here: the process's own hash cache emptied) takes the model id's
+    digest from the cache folder without reading the weights; any write to the file, even
+    one that keeps its size and puts its mtime back, makes it hash the file again."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    w = tmp_path / "w.safetensors"
+    shutil.copy(tiny_weights, w)
+    config = EngineConfig(model="photosense-tiny", weights=str(w))
+    hashed: list[str] = []
+    real = clipiqa.file_sha256
+    monkeypatch.setattr(clipiqa, "file_sha256", lambda p: hashed.append(str(p)) or real(p))
+    first = model_id(config)
+    assert first.endswith(hashlib.sha256(w.read_bytes()).hexdigest()[:12]) and len(hashed) == 1
+    clipiqa._hash_cache.clear()  # a new process
+    assert model_id(config) == first and len(hashed) == 1
+    st = w.stat()
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0xFF  # same size
+    w.write_bytes(bytes(data))
+    os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime
+    clipiqa._hash_cache.clear()
+    changed = model_id(config)
+    assert changed.endswith(hashlib.sha256(bytes(data)).hexdigest()[:12]) and changed != first
+    assert len(hashed) == 2
+    # A broken digests file, or a cache folder that cannot be written, costs a hash, no error.
+    digests = Path(os.environ["PHOTOSENSE_CACHE_DIR"]) / clipiqa.DIGESTS_FILE
+    digests.write_text("{not json")
+    clipiqa._hash_cache.clear()
+    assert model_id(config) == changed and len(hashed) == 3
+    assert json.loads(digests.read_text())[str(w.resolve())][1] == changed.rsplit(":", 1)[1]
+    monkeypatch.setenv("PHOTOSENSE_CACHE_DIR", str(w))  # a file: nothing can be written under it
+    clipiqa._hash_cache.clear()
+    assert model_id(config) == changed and len(hashed) == 4
+
+
 def test_model_id_needs_no_torch(tiny_weights):
     code = (
         "import sys; from photosense.scoring.clipiqa import model_id, EngineConfig;"
