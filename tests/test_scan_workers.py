@@ -111,6 +111,44 @@ def test_a_dead_worker_leaves_its_photos_to_the_threads(tmp_path, big_shoot, rea
     lib.close()
 
 
+class _BreaksOnSubmit:
+    """A pool that reads ``ok`` photos (here, at once) and then is found broken on submit, as
+    when a worker died while the walk was still handing out photos."""
+
+    def __init__(self, ok: int):
+        self.ok, self.closed = ok, False
+
+    def submit(self, unit):
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self.ok == 0:
+            raise BrokenProcessPool("a worker died")
+        self.ok -= 1
+        fut = Future()
+        fut.set_result(analyse(*unit))
+        return fut
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("ok", [0, 2, 5])
+def test_a_pool_found_broken_on_submit_leaves_the_rest_to_the_threads(tmp_path, big_shoot,
+                                                                       monkeypatch, caplog, ok):
+    monkeypatch.setattr(workers, "PROCESS_MIN", 3)
+    pools = []
+    monkeypatch.setattr(workers, "start_processes",
+                        lambda *a: pools.append(_BreaksOnSubmit(ok)) or pools[-1])
+    lib, scanner = _scan(tmp_path, big_shoot, "lib", processes=True)
+    with caplog.at_level(logging.WARNING, logger="photosense.ingest"):
+        report = scanner.scan_all()
+    assert len(pools) == 1 and pools[0].closed
+    assert report.added == 12 and len(_rows(lib)) == 12
+    assert any("worker process stopped unexpectedly" in r.getMessage() for r in caplog.records)
+    lib.close()
+
+
 def test_cancel_stops_the_processes(tmp_path, big_shoot, monkeypatch):
     monkeypatch.setattr(workers, "PROCESS_MIN", 3)
     lib, scanner = _scan(tmp_path, big_shoot, "lib", processes=True)

@@ -351,6 +351,15 @@ class _FolderAnalysis:
             self.scanner._analyse(self.folder_id, self.waiting, self.report, self.progress,
                                   self.cancel)
 
+    def _fall_back(self, units: list[ScanUnit]) -> None:
+        """The processes failed: ``units`` (all they had not returned) go to the threads."""
+        log.warning("a scan worker process stopped unexpectedly: reading the %d photos "
+                    "the workers had not read in this process", len(units))
+        self.waiting = units
+        self.pending.clear()
+        self.use_processes = False
+        self.close()
+
     def close(self) -> None:
         if self.processes is not None:
             self.processes.close()
@@ -364,24 +373,27 @@ class _FolderAnalysis:
         if self.progress:
             self.progress(0, self.found)
         units, self.waiting = self.waiting, []
-        for unit in units:
+        for i, unit in enumerate(units):
+            if self.processes is None:  # they failed on the way: the rest to the threads too
+                self.waiting.extend(units[i:])
+                break
             self._submit(unit)
 
     def _submit(self, unit: ScanUnit) -> None:
         args = unit if unit[3] is not None else unit[:3]  # a file alone: (path, size, mtime)
-        self.pending.append((unit, self.processes.submit(args)))
+        try:
+            fut = self.processes.submit(args)
+        except (BrokenProcessPool, OSError, RuntimeError):  # broke meanwhile, or cannot spawn
+            self._fall_back([u for u, _ in self.pending] + [unit])
+            return
+        self.pending.append((unit, fut))
 
     def _take(self) -> None:
         unit, fut = self.pending.popleft()
         try:
             rec = ScanRecord(**fut.result())
         except BrokenProcessPool:
-            log.warning("a scan worker process stopped unexpectedly: reading the %d photos "
-                        "the workers had not read in this process", len(self.pending) + 1)
-            self.waiting = [unit] + [u for u, _ in self.pending]
-            self.pending.clear()
-            self.use_processes = False
-            self.close()
+            self._fall_back([unit] + [u for u, _ in self.pending])
             return
         self.done = self.scanner._drain(rec, self.batch, self.folder_id, self.report, self.done)
         if self.progress:
