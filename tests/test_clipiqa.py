@@ -228,7 +228,8 @@ def test_checkpoint_reproduces_in_memory_model(tmp_path, model_configs_dir):
         ref_img = [torch.nn.functional.normalize(model.encode_image(t[None]), dim=-1)[0].numpy() for t in images]
         ref_txt = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1).numpy()
     np.testing.assert_array_equal(engine.encode_images(images), np.stack(ref_img))
-    np.testing.assert_array_equal(engine.encode_texts(["Good photo."]), ref_txt)
+    # The text tower runs on the tokens up to the end of text: equal to float rounding.
+    np.testing.assert_allclose(engine.encode_texts(["Good photo."]), ref_txt, atol=1e-6)
 
 
 def test_torch_state_dict_files_load_too(tmp_path, tiny_weights, tiny_config):
@@ -296,8 +297,75 @@ def test_encode_texts_unit_norm_and_cached(tiny_engine, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("text tower ran for a cached prompt")
 
-    monkeypatch.setattr(tiny_engine.model, "encode_text", boom)
+    monkeypatch.setattr(tiny_engine.model.transformer, "forward", boom)
     np.testing.assert_array_equal(tiny_engine.encode_texts(["Bad photo."]), feats[1:2])
+
+
+_TRIM_PROMPTS = ["Good photo.", "Bad photo.", "a dog running on the beach at sunset, shot on film",
+                 "café, naïve & <b>bold</b> — 35mm f/1.8 😀"]
+
+
+def _text_lengths(model, monkeypatch) -> list[int]:
+    """The sequence lengths the text transformer runs on, recorded from now on."""
+    seen: list[int] = []
+    forward = model.transformer.forward
+
+    def record(x, *args, **kwargs):
+        seen.append(x.shape[1])
+        return forward(x, *args, **kwargs)
+
+    monkeypatch.setattr(model.transformer, "forward", record)
+    return seen
+
+
+@pytest.mark.parametrize("which", ["tiny", "rn50"])
+def test_text_tower_runs_only_up_to_the_last_end_of_text_token(which, tiny_engine, rn50_engine,
+                                                               monkeypatch):
+    """Prompts are encoded on their tokens up to the longest one's end of text (the padding
+    after it cannot change a causal tower's features): the same features as open_clip's full
+    77-token encode_text, short and long prompts, alone and mixed in a batch."""
+    engine = {"tiny": tiny_engine, "rn50": rn50_engine}[which]
+    model = engine.model
+    long_prompt = " ".join(["long"] * 90)  # cut at 77 tokens by the tokenizer: nothing to trim
+    prompts = [*_TRIM_PROMPTS, long_prompt]
+    tokens = engine._tokenizer(prompts)
+    with torch.inference_mode():
+        ref = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1).numpy()
+    seen = _text_lengths(model, monkeypatch)
+    fresh = ClipIQAEngine(engine.config).load() if which == "tiny" else engine
+    if fresh is not engine:
+        seen = _text_lengths(fresh.model, monkeypatch)
+    fresh._text_cache.clear()
+    short = fresh.encode_texts(_TRIM_PROMPTS[:2])
+    mixed = fresh.encode_texts(_TRIM_PROMPTS[2:])
+    fresh._text_cache.clear()
+    all_at_once = fresh.encode_texts(prompts)
+    assert seen == [5, max(int(t.argmax()) + 1 for t in tokens[2:4]), 77]
+    np.testing.assert_allclose(short, ref[:2], atol=2e-6)
+    np.testing.assert_allclose(mixed, ref[2:4], atol=2e-6)
+    np.testing.assert_allclose(all_at_once, ref, atol=2e-6)
+    assert all_at_once[0] @ all_at_once[1] < 0.9999  # distinct prompts, distinct features
+
+
+def test_text_towers_that_are_not_causal_run_in_full():
+    """Trimming is exact only for a causal mask read at the end-of-text token: a tower
+    without that mask, or pooled elsewhere, keeps its own full encode_text."""
+    from photosense.scoring import text_trim
+
+    register_model_configs()
+    model = build_random_model("photosense-tiny").eval()
+    assert text_trim.trimmable(model)
+    model.text_pool_type = "last"
+    assert not text_trim.trimmable(model)
+    model.text_pool_type = "argmax"
+    model.attn_mask = torch.zeros_like(model.attn_mask)  # bidirectional attention
+    assert not text_trim.trimmable(model)
+    model.attn_mask = None
+    assert not text_trim.trimmable(model)
+    calls = []
+    model.encode_text = lambda tokens: calls.append(tokens.shape) or torch.zeros(len(tokens), 32)
+    text_trim.encode_text(model, torch.zeros((2, 77), dtype=torch.long))
+    assert calls == [(2, 77)]
 
 
 def test_preprocess_no_resize_normalised(tiny_engine):

@@ -101,6 +101,29 @@ def test_exported_text_tower_agrees_with_torch_on_rn50(rn50_weights):
     texts = TEXTS[:12]
     a, b = torch_engine.encode_texts(texts), fast.encode_texts(texts)
     assert (a * b).sum(axis=1).min() > 0.9999
+    # The export takes tokens cut after the last end of text (two short prompts: 5 tokens),
+    # and gives open_clip's own full 77-token features for them.
+    tower = fast._text_tower
+    assert tower.trimmed
+    lengths = []
+    session = tower.session
+
+    class Recorder:
+        def run(self, names, feeds):
+            lengths.append(feeds["tokens"].shape[1])
+            return session.run(names, feeds)
+
+    tower.session = Recorder()
+    short = ["Warm photo.", "Cold photo."]
+    got = fast.encode_texts(short)
+    assert lengths == [5]
+    import torch
+
+    with torch.inference_mode():
+        model = torch_engine.text_model
+        ref = torch.nn.functional.normalize(
+            model.encode_text(torch_engine._tokenizer(short)), dim=-1).numpy()
+    assert (got * ref).sum(axis=1).min() > 0.99999
 
 
 def test_the_torch_backend_keeps_text_work_on_torch(tiny_config, tmp_path, monkeypatch):

@@ -262,8 +262,9 @@ def _write_meta(path: Path, meta: dict) -> None:
 
 # ---- the text tower, for text-only work without torch
 
-#: Bump when the text export changes: old ones are redone.
-TEXT_EXPORT_VERSION = 1
+#: Bump when the text export changes: old ones are redone. 2: tokens of any length up to the
+#: context (cut after the last end-of-text token; see photosense.scoring.text_trim).
+TEXT_EXPORT_VERSION = 2
 _TEXT_PROBE = ("Good photo.", "Bad photo.", "a dog running on the beach at sunset",
                "Sharp photo.", "Blurry photo.", "café, naïve & <b>bold</b> — 35mm f/1.8 😀",
                " ".join(["long"] * 90))
@@ -294,9 +295,14 @@ class OnnxTextTower:
         self.tokenizer = ClipTokenizer(context_length=int(meta["context_length"]))
         self.logit_scale = float(meta["logit_scale"])
         self.dim = int(meta["dim"])
+        self.trimmed = bool(meta.get("trimmed"))
 
     def encode(self, prompts: list[str]) -> np.ndarray:
         tokens = self.tokenizer(list(prompts))
+        if self.trimmed:  # exported for any length: run only up to the last end of text
+            from photosense.scoring.text_trim import trimmed_length
+
+            tokens = np.ascontiguousarray(tokens[:, :trimmed_length(tokens)])
         return np.asarray(self.session.run(None, {"tokens": tokens})[0], dtype=np.float32)
 
 
@@ -355,6 +361,7 @@ def _export_text(model, tokenizer, path: Path, meta: dict) -> str | None:
     from torch.export import Dim
 
     from photosense.fsutil import atomic_path
+    from photosense.scoring.text_trim import encode_text_prefix, trimmable
     from photosense.scoring.tokenizer import ClipTokenizer, vocab_path
 
     context = getattr(tokenizer, "context_length", None)
@@ -366,32 +373,41 @@ def _export_text(model, tokenizer, path: Path, meta: dict) -> str | None:
     if not np.array_equal(tokens, tokenizer(probe).numpy()):
         return "photosense's tokenizer disagrees with open_clip's on this model"
 
+    trimmed = trimmable(model)  # then the export takes tokens of any length up to the context
+
     class TextTower(torch.nn.Module):
         def __init__(self, clip):
             super().__init__()
             self.clip = clip
 
         def forward(self, ids):
-            return self.clip.encode_text(ids)
+            return encode_text_prefix(self.clip, ids) if trimmed else self.clip.encode_text(ids)
 
     tower = TextTower(model).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    dims = {0: Dim("batch", min=1, max=65536)}
     sample = torch.from_numpy(tokens[:2])
+    if trimmed:
+        dims[1] = Dim("length", min=2, max=context)
+        sample = sample[:, :16]  # the two short probes, their end of text kept
     with atomic_path(path, prefix=".photosense-export-") as tmp, warnings.catch_warnings(), \
             contextlib.redirect_stdout(io.StringIO()), _quiet_loggers("onnxscript", "onnx_ir",
                                                                      "torch.onnx"), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(tower, (sample,), str(tmp), input_names=["tokens"],
-                          output_names=["features"],
-                          dynamic_shapes=({0: Dim("batch", min=1, max=65536)},), dynamo=True,
+                          output_names=["features"], dynamic_shapes=(dims,), dynamo=True,
                           external_data=False, verbose=False)
     meta["export_seconds"] = round(time.perf_counter() - start, 1)
     meta["context_length"] = context
-    with torch.inference_mode():
-        ref = tower(torch.from_numpy(tokens)).float().numpy()
-    got = OnnxTextTower(path, {**meta, "logit_scale": 0.0, "dim": 0}, 1).encode(probe)
-    meta["min_cos"] = float(_cosines(ref, got).min())
+    meta["trimmed"] = trimmed
+    with torch.inference_mode():  # the reference: open_clip's own encode_text, all 77 tokens
+        ref = model.encode_text(torch.from_numpy(tokens)).float().numpy()
+    exported = OnnxTextTower(path, {**meta, "logit_scale": 0.0, "dim": 0}, 1)
+    short = [i for i, t in enumerate(tokens) if t.argmax() + 1 < context]
+    got = exported.encode(probe)  # runs at the full context (the long probe)
+    got_short = exported.encode([probe[i] for i in short])  # runs cut short when trimmed
+    meta["min_cos"] = float(min(_cosines(ref, got).min(), _cosines(ref[short], got_short).min()))
     if meta["min_cos"] < MIN_COSINE:
         with contextlib.suppress(OSError):
             path.unlink()

@@ -1129,9 +1129,11 @@ class ClipIQAEngine:
         import torch
         import torch.nn.functional as F
 
+        from photosense.scoring.text_trim import encode_text
+
         with torch.inference_mode():
             tokens = self._tokenizer(prompts).to(self._device)
-            return F.normalize(self._model.encode_text(tokens).float(), dim=-1).cpu().numpy()
+            return F.normalize(encode_text(self._model, tokens).float(), dim=-1).cpu().numpy()
 
     def encode_texts(self, prompts: list[str]) -> np.ndarray:
         """(N, D) float32 unit text features of full prompt texts (cached in memory per prompt)."""
