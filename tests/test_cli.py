@@ -60,6 +60,25 @@ def test_list_json_written_in_batches_is_one_object_a_line(capsys, monkeypatch, 
     assert out == "[\n]\n" and json.loads(out) == []
 
 
+def test_list_json_lines_are_encoded_fast_and_never_refused(monkeypatch):
+    """Lines come from orjson (compact, the same values as the json module's) and fall back to
+    the json module for text orjson refuses (a lone surrogate), or when orjson is missing."""
+    import sys as _sys
+
+    from photosense import cli
+
+    row = {"path": "/photos/Café/IMG_0001.jpg", "scores": {"quality": 0.1 + 0.2, "tiny": 6.5e-06},
+           "checks": {"faces": 2, "eyes_closed": None}, "missing": False, "faces": []}
+    encode = cli._json_line_encoder()
+    line = encode(row)
+    assert line.startswith('{"path":"/photos/Café/IMG_0001.jpg","scores":{"quality":0.30000000000000004')
+    assert json.loads(line) == row
+    odd = {**row, "camera": "Nikon \udcff"}  # not valid Unicode: orjson refuses it
+    assert encode(odd) == json.dumps(odd, ensure_ascii=False)
+    monkeypatch.setitem(_sys.modules, "orjson", None)  # not installed: the json module
+    assert cli._json_line_encoder()(row) == json.dumps(row, ensure_ascii=False)
+
+
 def test_end_to_end_add_score_list_flag(capsys, lib_path, photo_folder, tiny_weights):
     code, _, err = run(capsys, "add", str(photo_folder), "--library", lib_path)
     assert code == 0 and "15 added" in err
