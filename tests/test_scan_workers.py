@@ -25,6 +25,16 @@ def crash_on_marked_file(path, size, mtime, companion_path=None):
     return analyse(path, size, mtime, companion_path)
 
 
+def killed_once_on_marked_file(path, size, mtime, companion_path=None):
+    """A worker's target that is killed once while reading one file (as the system's
+    out-of-memory killer would), and reads it the next time."""
+    mark = os.path.join(os.environ["PHOTOSENSE_TEST_MARKS"], os.path.basename(path))
+    if os.path.basename(path).startswith("once") and not os.path.exists(mark):
+        open(mark, "w").close()
+        os._exit(9)
+    return analyse(path, size, mtime, companion_path)
+
+
 @pytest.fixture
 def big_shoot(tmp_path, real_photos):
     """Two folders of real photos, a RAW+JPEG pair whose JPEG is broken, a corrupt JPEG."""
@@ -93,20 +103,63 @@ def test_processes_give_the_records_threads_give(tmp_path, big_shoot, monkeypatc
     procs_lib.close()
 
 
-def test_a_dead_worker_leaves_its_photos_to_the_threads(tmp_path, big_shoot, real_photos,
-                                                         monkeypatch, caplog):
+def test_a_file_that_crashes_its_reader_is_recorded_unreadable(tmp_path, big_shoot, real_photos,
+                                                               monkeypatch, caplog):
+    """The file is read again alone in a process of its own, crashes that one too, and gets
+    an error; it is never read in this process (a crash here would end the scan, or the
+    window). Every other photo is read in worker processes, none in threads."""
+    from photosense.ingest.scan import READER_CRASHED
+
     monkeypatch.setattr(workers, "PROCESS_MIN", 3)
     real_photos["coffee"].save(big_shoot / "day1" / "crash.jpg")
     lib, scanner = _scan(tmp_path, big_shoot, "lib", processes=True)
     scanner.process_target = crash_on_marked_file
+    monkeypatch.setattr(scanner, "_analyse", lambda *a: pytest.fail("read in this process"))
     with caplog.at_level(logging.WARNING, logger="photosense.ingest"):
         report = scanner.scan_all()
+    crash = str(big_shoot / "day1" / "crash.jpg")
     assert report.added == 13
-    assert [p for p, _ in report.errors] == [str(big_shoot / "day1" / "corrupt.jpg")]
-    assert any("worker process stopped unexpectedly" in r.getMessage() for r in caplog.records)
+    assert sorted(report.errors) == sorted([(str(big_shoot / "day1" / "corrupt.jpg"), mock_error(report)),
+                                            (crash, READER_CRASHED)])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("stopped unexpectedly while the workers read" in m and "crash.jpg" in m
+               for m in messages)
+    assert f"{crash}: {READER_CRASHED}" in messages
     rows = _rows(lib)
-    assert rows[str(big_shoot / "day1" / "crash.jpg")]["checks"]["sharpness"] is not None
-    assert all(r["width"] for path, r in rows.items() if not path.endswith("corrupt.jpg"))
+    assert rows[crash]["error"] == READER_CRASHED
+    assert all(r["width"] for path, r in rows.items() if not path.endswith(("corrupt.jpg", "crash.jpg")))
+    assert not multiprocessing.active_children()
+    again = Scanner(lib, processes=True)  # not read again until the file changes
+    again.process_target = crash_on_marked_file
+    assert again.scan_all().unchanged == 13
+    lib.close()
+
+
+def mock_error(report) -> str:
+    """The corrupt JPEG's own error, whatever its wording."""
+    return next(msg for path, msg in report.errors if path.endswith("corrupt.jpg"))
+
+
+def test_a_worker_killed_once_costs_no_photo(tmp_path, big_shoot, real_photos, monkeypatch,
+                                             caplog):
+    monkeypatch.setattr(workers, "PROCESS_MIN", 3)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("PHOTOSENSE_TEST_MARKS", str(marks))
+    real_photos["coffee"].save(big_shoot / "day1" / "once.jpg")
+    real_photos["rocket"].save(big_shoot / "day2" / "once_more.jpg")
+    lib, scanner = _scan(tmp_path, big_shoot, "lib", processes=True)
+    scanner.process_target = killed_once_on_marked_file
+    monkeypatch.setattr(scanner, "_analyse", lambda *a: pytest.fail("read in this process"))
+    with caplog.at_level(logging.WARNING, logger="photosense.ingest"):
+        report = scanner.scan_all()
+    assert sorted(os.listdir(marks)) == ["once.jpg", "once_more.jpg"]  # each killed a worker
+    assert report.added == 14
+    assert [p for p, _ in report.errors] == [str(big_shoot / "day1" / "corrupt.jpg")]
+    rows = _rows(lib)
+    assert rows[str(big_shoot / "day1" / "once.jpg")]["width"] == real_photos["coffee"].width
+    assert rows[str(big_shoot / "day2" / "once_more.jpg")]["error"] is None
+    assert sum("each in a process of its own" in r.getMessage() for r in caplog.records) == 2
     assert not multiprocessing.active_children()
     lib.close()
 
@@ -128,6 +181,9 @@ class _BreaksOnSubmit:
         fut = Future()
         fut.set_result(analyse(*unit))
         return fut
+
+    def in_flight(self):
+        return []  # it reads at once: nothing was being read when it broke
 
     def close(self):
         self.closed = True

@@ -303,17 +303,31 @@ def analyse_file(path: str, size: int, mtime: float,
     return ScanRecord(**analyse(path, size, mtime, companion_path))
 
 
+#: The error of a photo whose reading killed the worker process reading it, twice (alone the
+#: second time): it is not read again until the file changes.
+READER_CRASHED = ("reading this file crashed the process reading it (a decoder failed on it): "
+                  "skipped until the file changes")
+
+
 class _FolderAnalysis:
     """The photos of one folder scan that need reading, analysed as the walk finds them.
 
     Once :data:`~photosense.ingest.workers.PROCESS_MIN` are found, worker processes start
     and every photo found goes to them at once; their records are written as they come in
     (the walk waits only when :attr:`PENDING_MAX` are outstanding). A smaller scan is read in
-    the scan's threads when the walk is done. Should the processes fail (one died: the
-    system killed it, or a decoder crashed), what they had not returned is read in threads.
+    the scan's threads when the walk is done.
+
+    Should a worker die (a decoder crashed on a file, or the system killed it), the photos
+    the workers were reading at that moment are read again one at a time, each in a process
+    of its own: one that kills that process too is recorded as unreadable
+    (:data:`READER_CRASHED`), never read in this process, where it would take the scan and
+    the window down with it. The rest go to new processes. Should processes not run at all
+    (no worker ever started reading), or break :attr:`BREAKS_MAX` times, what is left is
+    read in threads.
     """
 
     PENDING_MAX = 1024
+    BREAKS_MAX = 8
 
     def __init__(self, scanner: Scanner, folder_id: int, report: ScanReport,
                  progress: ProgressFn | None, cancel: threading.Event | None):
@@ -324,14 +338,17 @@ class _FolderAnalysis:
         self.waiting: list[ScanUnit] = []  # for the threads
         self.pending: deque[tuple[ScanUnit, Future]] = deque()  # in the processes
         self.batch: list[ScanRecord] = []
-        self.found = self.done = 0
+        self.found = self.done = self.breaks = 0
 
     def add(self, unit: ScanUnit) -> None:
         self.found += 1
         if self.processes is None:
             self.waiting.append(unit)
             if self.use_processes and len(self.waiting) >= workers.PROCESS_MIN:
-                self._start()
+                if self.progress:
+                    self.progress(0, self.found)
+                units, self.waiting = self.waiting, []
+                self._start(units)
             return
         if self.report.cancelled:
             return
@@ -351,40 +368,32 @@ class _FolderAnalysis:
             self.scanner._analyse(self.folder_id, self.waiting, self.report, self.progress,
                                   self.cancel)
 
-    def _fall_back(self, units: list[ScanUnit]) -> None:
-        """The processes failed: ``units`` (all they had not returned) go to the threads."""
-        log.warning("a scan worker process stopped unexpectedly: reading the %d photos "
-                    "the workers had not read in this process", len(units))
-        self.waiting = units
-        self.pending.clear()
-        self.use_processes = False
-        self.close()
-
     def close(self) -> None:
         if self.processes is not None:
             self.processes.close()
             self.processes = None
 
-    def _start(self) -> None:
+    def _start(self, units: list[ScanUnit]) -> None:
         self.processes = workers.start_processes(self.scanner.workers, self.scanner.process_target)
         if self.processes is None:
             self.use_processes = False
+            self.waiting.extend(units)
             return
-        if self.progress:
-            self.progress(0, self.found)
-        units, self.waiting = self.waiting, []
-        for i, unit in enumerate(units):
-            if self.processes is None:  # they failed on the way: the rest to the threads too
-                self.waiting.extend(units[i:])
-                break
+        for unit in units:
             self._submit(unit)
 
+    @staticmethod
+    def _args(unit: ScanUnit) -> tuple:
+        return unit if unit[3] is not None else unit[:3]  # a file alone: (path, size, mtime)
+
     def _submit(self, unit: ScanUnit) -> None:
-        args = unit if unit[3] is not None else unit[:3]  # a file alone: (path, size, mtime)
+        if self.processes is None:  # they failed on the way: to the threads
+            self.waiting.append(unit)
+            return
         try:
-            fut = self.processes.submit(args)
+            fut = self.processes.submit(self._args(unit))
         except (BrokenProcessPool, OSError, RuntimeError):  # broke meanwhile, or cannot spawn
-            self._fall_back([u for u, _ in self.pending] + [unit])
+            self._broken([u for u, _ in self.pending] + [unit])
             return
         self.pending.append((unit, fut))
 
@@ -393,13 +402,59 @@ class _FolderAnalysis:
         try:
             rec = ScanRecord(**fut.result())
         except BrokenProcessPool:
-            self._fall_back([unit] + [u for u, _ in self.pending])
+            self._broken([unit] + [u for u, _ in self.pending])
             return
+        self._record(rec)
+
+    def _record(self, rec: ScanRecord) -> None:
         self.done = self.scanner._drain(rec, self.batch, self.folder_id, self.report, self.done)
         if self.progress:
             self.progress(self.done, self.found)
         if self.cancel is not None and self.cancel.is_set():
             self.report.cancelled = True
+
+    def _broken(self, unreturned: list[ScanUnit]) -> None:
+        """A worker died: ``unreturned`` are all the units the pool had not returned."""
+        reading = set(self.processes.in_flight())
+        self.pending.clear()
+        self.close()
+        self.breaks += 1
+        if not reading or self.breaks > self.BREAKS_MAX:
+            log.warning("a scan worker process stopped unexpectedly: reading the %d photos "
+                        "the workers had not read in this process", len(unreturned))
+            self.use_processes = False
+            self.waiting.extend(unreturned)
+            return
+        log.warning("a scan worker process stopped unexpectedly while the workers read %s: "
+                    "reading %s again, each in a process of its own",
+                    ", ".join(sorted(os.path.basename(p) for p in reading)),
+                    "it" if len(reading) == 1 else "them")
+        rest = []
+        for unit in unreturned:
+            if unit[0] in reading:
+                self._read_alone(unit)
+            else:
+                rest.append(unit)
+        if self.report.cancelled:
+            return
+        self._start(rest)
+
+    def _read_alone(self, unit: ScanUnit) -> None:
+        alone = workers.start_processes(1, self.scanner.process_target)
+        if alone is None:  # processes cannot start now: the threads read it
+            self.waiting.append(unit)
+            return
+        try:
+            fields = alone.submit(self._args(unit)).result()
+        except BrokenProcessPool:
+            if not alone.in_flight():  # it died before reading: not this photo's doing
+                self.waiting.append(unit)
+                return
+            fields = {"path": unit[0], "size": unit[1], "mtime": unit[2],
+                      "companion_path": unit[3], "content_hash": None, "error": READER_CRASHED}
+        finally:
+            alone.close()
+        self._record(ScanRecord(**fields))
 
 
 class Scanner:
