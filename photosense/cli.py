@@ -668,10 +668,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(_route_bare_paths(argv, commands))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        # Per-file problems are reported by the commands themselves.
-        logging.getLogger("photosense.ingest").setLevel(logging.ERROR)
-        logging.getLogger("photosense.pipeline").setLevel(logging.ERROR)
+    quiet = [] if args.verbose else [logging.getLogger(n) for n in ("photosense.ingest", "photosense.pipeline")]
+    levels = [logger.level for logger in quiet]  # put back on return (main may run in a program)
+    for logger in quiet:  # per-file problems are reported by the commands themselves
+        logger.setLevel(logging.ERROR)
+    try:
+        return _run_command(args)
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+
+
+def _run_command(args) -> int:
     command = args.command or "gui"
     handler = COMMANDS.get(command)
     if handler is None:

@@ -60,6 +60,27 @@ def test_list_json_written_in_batches_is_one_object_a_line(capsys, monkeypatch, 
     assert out == "[\n]\n" and json.loads(out) == []
 
 
+def test_a_command_puts_the_log_levels_it_quietened_back(capsys, lib_path, photo_folder):
+    """Without -v a command hides per-file log lines (it reports them itself), for its own
+    run only: a program or test calling main() afterwards gets its loggers as they were."""
+    import logging
+
+    ingest = logging.getLogger("photosense.ingest")
+    ingest.setLevel(logging.INFO)
+    seen = []
+    real = ingest.warning
+    ingest.warning = lambda *a, **k: seen.append(ingest.getEffectiveLevel()) or real(*a, **k)
+    try:
+        (photo_folder / "broken.jpg").write_bytes(b"\xff\xd8 not a photo")
+        code, _, err = run(capsys, "add", str(photo_folder), "--library", lib_path)
+        assert "broken.jpg" in err  # reported by the command
+        assert seen and set(seen) == {logging.ERROR}  # quiet while it ran
+        assert ingest.level == logging.INFO
+    finally:
+        del ingest.warning
+        ingest.setLevel(logging.NOTSET)
+
+
 def test_list_json_lines_are_encoded_fast_and_never_refused(monkeypatch):
     """Lines come from orjson (compact, the same values as the json module's) and fall back to
     the json module for text orjson refuses (a lone surrogate), or when orjson is missing."""
