@@ -110,16 +110,12 @@ def test_a_file_that_crashes_its_reader_is_recorded_unreadable(tmp_path, big_sho
     window). Every other photo is read in worker processes, none in threads."""
     from photosense.ingest.scan import READER_CRASHED
 
-    monkeypatch.setattr(workers, "PROCESS_MIN", 3)
     real_photos["coffee"].save(big_shoot / "day1" / "crash.jpg")
-    lib, scanner = _scan(tmp_path, big_shoot, "lib", processes=True)
-    scanner.process_target = crash_on_marked_file
-    monkeypatch.setattr(scanner, "_analyse", lambda *a: pytest.fail("read in this process"))
-    with caplog.at_level(logging.WARNING, logger="photosense.ingest"):
-        report = scanner.scan_all()
+    lib, report = _scan_in_processes_only(tmp_path, big_shoot, monkeypatch, caplog,
+                                          crash_on_marked_file)
     crash = str(big_shoot / "day1" / "crash.jpg")
     assert report.added == 13
-    assert sorted(report.errors) == sorted([(str(big_shoot / "day1" / "corrupt.jpg"), mock_error(report)),
+    assert sorted(report.errors) == sorted([(str(big_shoot / "day1" / "corrupt.jpg"), _corrupt_error(report)),
                                             (crash, READER_CRASHED)])
     messages = [r.getMessage() for r in caplog.records]
     assert any("stopped unexpectedly while the workers read" in m and "crash.jpg" in m
@@ -135,24 +131,31 @@ def test_a_file_that_crashes_its_reader_is_recorded_unreadable(tmp_path, big_sho
     lib.close()
 
 
-def mock_error(report) -> str:
+def _corrupt_error(report) -> str:
     """The corrupt JPEG's own error, whatever its wording."""
     return next(msg for path, msg in report.errors if path.endswith("corrupt.jpg"))
 
 
+def _scan_in_processes_only(tmp_path, shoot, monkeypatch, caplog, target):
+    """A worker-process scan of ``shoot`` whose workers run ``target``; reading a photo in
+    this process fails the test. Returns the library and the report."""
+    monkeypatch.setattr(workers, "PROCESS_MIN", 3)
+    lib, scanner = _scan(tmp_path, shoot, "lib", processes=True)
+    scanner.process_target = target
+    monkeypatch.setattr(scanner, "_analyse", lambda *a: pytest.fail("read in this process"))
+    with caplog.at_level(logging.WARNING, logger="photosense.ingest"):
+        return lib, scanner.scan_all()
+
+
 def test_a_worker_killed_once_costs_no_photo(tmp_path, big_shoot, real_photos, monkeypatch,
                                              caplog):
-    monkeypatch.setattr(workers, "PROCESS_MIN", 3)
     marks = tmp_path / "marks"
     marks.mkdir()
     monkeypatch.setenv("PHOTOSENSE_TEST_MARKS", str(marks))
     real_photos["coffee"].save(big_shoot / "day1" / "once.jpg")
     real_photos["rocket"].save(big_shoot / "day2" / "once_more.jpg")
-    lib, scanner = _scan(tmp_path, big_shoot, "lib", processes=True)
-    scanner.process_target = killed_once_on_marked_file
-    monkeypatch.setattr(scanner, "_analyse", lambda *a: pytest.fail("read in this process"))
-    with caplog.at_level(logging.WARNING, logger="photosense.ingest"):
-        report = scanner.scan_all()
+    lib, report = _scan_in_processes_only(tmp_path, big_shoot, monkeypatch, caplog,
+                                          killed_once_on_marked_file)
     assert sorted(os.listdir(marks)) == ["once.jpg", "once_more.jpg"]  # each killed a worker
     assert report.added == 14
     assert [p for p, _ in report.errors] == [str(big_shoot / "day1" / "corrupt.jpg")]
