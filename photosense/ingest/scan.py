@@ -322,8 +322,8 @@ class _FolderAnalysis:
     of its own: one that kills that process too is recorded as unreadable
     (:data:`READER_CRASHED`), never read in this process, where it would take the scan and
     the window down with it. The rest go to new processes. Should processes not run at all
-    (no worker ever started reading), or break :attr:`BREAKS_MAX` times, what is left is
-    read in threads.
+    (a probe process fails too), or break :attr:`BREAKS_MAX` times, what is left is read in
+    threads.
     """
 
     PENDING_MAX = 1024
@@ -414,44 +414,55 @@ class _FolderAnalysis:
             self.report.cancelled = True
 
     def _broken(self, unreturned: list[ScanUnit]) -> None:
-        """A worker died: ``unreturned`` are all the units the pool had not returned."""
-        reading = set(self.processes.in_flight())
+        """A worker died: ``unreturned`` are all the units the pool had not returned, in the
+        order they were handed out, so those being read are among the first ``workers + 1``
+        (a photo a worker had finished but not yet sent is one more). Those are read again one
+        at a time; a culprit missed here is first in line in the next pool, and found then."""
         self.pending.clear()
         self.close()
         self.breaks += 1
-        if not reading or self.breaks > self.BREAKS_MAX:
-            log.warning("a scan worker process stopped unexpectedly: reading the %d photos "
-                        "the workers had not read in this process", len(unreturned))
-            self.use_processes = False
-            self.waiting.extend(unreturned)
+        if self.breaks > self.BREAKS_MAX:
+            self._to_threads(unreturned)
             return
-        log.warning("a scan worker process stopped unexpectedly while the workers read %s: "
-                    "reading %s again, each in a process of its own",
-                    ", ".join(sorted(os.path.basename(p) for p in reading)),
-                    "it" if len(reading) == 1 else "them")
-        rest = []
-        for unit in unreturned:
-            if unit[0] in reading:
-                self._read_alone(unit)
-            else:
-                rest.append(unit)
-        if self.report.cancelled:
-            return
-        self._start(rest)
+        suspects = unreturned[:self.scanner.workers + 1]
+        log.warning("a scan worker process stopped unexpectedly: reading %s again, each in a "
+                    "process of its own", ", ".join(os.path.basename(u[0]) for u in suspects))
+        for unit in suspects:
+            self._read_alone(unit)
+        rest = unreturned[len(suspects):]
+        if not self.use_processes:
+            self.waiting.extend(rest)
+        elif not self.report.cancelled:
+            self._start(rest)
+
+    def _to_threads(self, units: list[ScanUnit]) -> None:
+        log.warning("scan worker processes stopped unexpectedly: reading the %d photos the "
+                    "workers had not read in this process", len(units))
+        self.use_processes = False
+        self.waiting.extend(units)
 
     def _read_alone(self, unit: ScanUnit) -> None:
-        alone = workers.start_processes(1, self.scanner.process_target)
-        if alone is None:  # processes cannot start now: the threads read it
+        """``unit`` in a worker process of its own: recorded as unreadable if it kills that
+        one too and processes do run here; in the threads if processes cannot be used."""
+        alone = workers.start_processes(1, self.scanner.process_target) if self.use_processes else None
+        if alone is None:
+            self.use_processes = False
             self.waiting.append(unit)
             return
         try:
-            fields = alone.submit(self._args(unit)).result()
-        except BrokenProcessPool:
-            if not alone.in_flight():  # it died before reading: not this photo's doing
-                self.waiting.append(unit)
+            try:
+                fut = alone.submit(self._args(unit))
+            except (BrokenProcessPool, OSError, RuntimeError):  # broken before it was read
+                self._to_threads([unit])
                 return
-            fields = {"path": unit[0], "size": unit[1], "mtime": unit[2],
-                      "companion_path": unit[3], "content_hash": None, "error": READER_CRASHED}
+            try:
+                fields = fut.result()
+            except BrokenProcessPool:
+                if not workers.processes_run():  # not this photo's doing
+                    self._to_threads([unit])
+                    return
+                fields = {"path": unit[0], "size": unit[1], "mtime": unit[2],
+                          "companion_path": unit[3], "content_hash": None, "error": READER_CRASHED}
         finally:
             alone.close()
         self._record(ScanRecord(**fields))

@@ -10,9 +10,9 @@ threads: a process costs about 0.3 s to start.
 
 Processes are started with "spawn" on every platform (never forked from a process that holds
 database connections, Qt or model threads) and import no database code. Their log records go
-to this process's loggers. The pool lives for one scan. Each worker says which photo it starts
-before reading it, so that a photo that kills its reader is found (what the scan then does:
-photosense.ingest.scan._FolderAnalysis).
+to this process's loggers. The pool lives for one scan. Photos are read in the order they are
+submitted, so when a worker dies the photos it and the others were reading are among the
+first ``workers + 1`` not returned (what the scan then does: photosense.ingest.scan).
 """
 
 from __future__ import annotations
@@ -32,9 +32,7 @@ PROCESS_MIN = 200
 
 class AnalysisProcesses:
     """``workers`` processes running ``target(*unit)`` (default
-    :func:`photosense.ingest.analysis.analyse`) for the units submitted. Each worker says
-    which unit (by its first item, the path) it starts, before starting it, so that when one
-    dies :meth:`in_flight` names the units being read at that moment."""
+    :func:`photosense.ingest.analysis.analyse`) for the units submitted."""
 
     def __init__(self, workers: int, target=None):
         from photosense.ingest.analysis import analyse
@@ -42,48 +40,24 @@ class AnalysisProcesses:
         self.target = target or analyse
         ctx = multiprocessing.get_context("spawn")
         self._queue = ctx.Queue()
-        # Written by each worker before it reads a unit: a SimpleQueue's put is in the pipe
-        # when it returns (a Queue's is sent later by a thread, lost if the process dies).
-        self._starts = ctx.SimpleQueue()
-        self._reading: dict[int, str] = {}  # worker pid -> the unit it started last
-        self._returned: set[str] = set()
         self._listener = logging.handlers.QueueListener(self._queue, _Forward())
         self._listener.start()
         level = logging.getLogger("photosense").getEffectiveLevel()
         try:
             self._pool = ProcessPoolExecutor(max(1, workers), mp_context=ctx,
-                                             initializer=_start_worker,
-                                             initargs=(self._queue, level, self._starts))
+                                             initializer=_start_worker, initargs=(self._queue, level))
         except BaseException:
             self._listener.stop()
             raise
 
     def submit(self, unit: tuple) -> Future:
-        fut = self._pool.submit(_run, self.target, *unit)
-        key = unit[0]
-
-        def returned(f: Future) -> None:
-            if not f.cancelled() and f.exception() is None:
-                self._returned.add(key)
-
-        fut.add_done_callback(returned)
-        return fut
-
-    def in_flight(self) -> list[str]:
-        """The units (paths) a worker had started and not returned: after the pool broke,
-        those that were being read when a worker died (one of them killed it, or the system
-        did). Empty when no worker ever started reading (processes do not run here)."""
-        while not self._starts.empty():
-            pid, key = self._starts.get()
-            self._reading[pid] = key
-        return [key for key in self._reading.values() if key not in self._returned]
+        return self._pool.submit(self.target, *unit)
 
     def close(self) -> None:
         """Stop the processes (what has not started is cancelled) and the log forwarding."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._listener.stop()
         self._queue.close()
-        self._starts.close()
 
 
 def start_processes(workers: int, target=None) -> AnalysisProcesses | None:
@@ -94,6 +68,21 @@ def start_processes(workers: int, target=None) -> AnalysisProcesses | None:
     except (OSError, RuntimeError, ValueError) as exc:
         log.warning("scan worker processes cannot start (%s): analysing in threads", exc)
         return None
+
+
+def processes_run() -> bool:
+    """Whether a worker process can start and do work here at all: asked when one died on a
+    photo, to tell a photo that kills its reader from processes that cannot run."""
+    try:
+        probe = AnalysisProcesses(1, target=os.getpid)
+    except (OSError, RuntimeError, ValueError):
+        return False
+    try:
+        return probe.submit(()).result(timeout=120) > 0
+    except Exception:  # broken, timed out: no
+        return False
+    finally:
+        probe.close()
 
 
 class _Forward(logging.Handler):
@@ -118,22 +107,11 @@ class _Forward(logging.Handler):
         logger.handle(record)
 
 
-_starts = None  # in a worker: where it says which unit it starts (AnalysisProcesses.in_flight)
-
-
-def _run(target, *unit):
-    if _starts is not None:
-        _starts.put((os.getpid(), unit[0]))
-    return target(*unit)
-
-
-def _start_worker(queue, level: int, starts=None) -> None:
+def _start_worker(queue, level: int) -> None:
     """A worker process's start: the allocator as the main process has it, log records to
     the main process, and the face models loaded before the first photo."""
-    global _starts
     from photosense.allocator import tune
 
-    _starts = starts
     tune()
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(queue)]
