@@ -56,6 +56,32 @@ def test_small_faces_of_a_group_are_found(astronaut):
         assert face.box[1] * group.height > 290  # where they were pasted, not elsewhere
 
 
+@pytest.mark.parametrize("frame", ["landscape", "portrait", "panorama"])
+def test_tiles_cut_from_one_resized_copy_find_what_tiles_resized_alone_find(astronaut, frame):
+    # The small-face tiles are cut from one copy of the frame at the tiles' scale: the
+    # detections must be those of each tile cropped from the frame and resized on its own,
+    # at the same places (a face on a tile edge included), in analysed pixels.
+    group = _group(astronaut, 40, copies=5)
+    if frame == "portrait":
+        portrait = Image.new("RGB", (683, 1024), (90, 110, 120))
+        portrait.paste(group.crop((0, 0, 683, 683)), (0, 200))
+        group = portrait
+    elif frame == "panorama":  # tiles as tall as the frame, not 512 px
+        group = group.crop((0, 260, 1024, 560))
+    models = faces_mod._models()
+    alone = faces_mod._detect_in(models, group, 0, 0)
+    for left, top, right, bottom in faces_mod._tiles(*group.size):
+        alone += faces_mod._detect_in(models, group.crop((left, top, right, bottom)), left, top)
+    want = faces_mod._suppress(alone)
+    got = faces_mod._detections(models, group)
+    assert len(want) >= 3
+    assert len(got) == len(want)
+    for g, w in zip(sorted(got, key=lambda d: tuple(d.box)), sorted(want, key=lambda d: tuple(d.box))):
+        assert g.box == pytest.approx(w.box, abs=2.0)
+        assert g.keypoints == pytest.approx(w.keypoints, abs=2.0)
+        assert g.score == pytest.approx(w.score, abs=0.03)
+
+
 def test_a_frame_without_people_has_no_faces(real_photos):
     for name in ("coffee", "rocket", "motorcycle_left"):
         assert find_faces(real_photos[name]) == [], name

@@ -200,16 +200,19 @@ class _Detection:
     score: float
 
 
-def _detect_in(models: _Models, image: Image.Image, left: int, top: int) -> list[_Detection]:
-    """Faces in ``image`` (a region of the analysed image at offset left, top), letterboxed
-    into the detector's square input."""
+def _detect_in(models: _Models, image: Image.Image, left: int, top: int,
+               unit: float = 1.0) -> list[_Detection]:
+    """Faces in ``image``, letterboxed into the detector's square input: a region at offset
+    left, top of the analysed image, or of a copy of it whose pixels are each ``unit``
+    analysed pixels (detections come back in analysed pixels)."""
     w, h = image.size
     scale = _DET_SIZE / max(w, h)
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
     canvas = np.zeros((_DET_SIZE, _DET_SIZE, 3), np.float32)
     pad_x, pad_y = (_DET_SIZE - sw) // 2, (_DET_SIZE - sh) // 2
-    small = np.asarray(image.resize((sw, sh), Image.Resampling.BILINEAR), np.float32)
-    canvas[pad_y:pad_y + sh, pad_x:pad_x + sw] = small / 127.5 - 1.0
+    if (sw, sh) != (w, h):
+        image = image.resize((sw, sh), Image.Resampling.BILINEAR)
+    canvas[pad_y:pad_y + sh, pad_x:pad_x + sw] = np.asarray(image, np.float32) / 127.5 - 1.0
     raw, logits = models.run(models.detector, canvas)
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits[0, :, 0].astype(np.float64), -100.0, 100.0)))
     keep = np.flatnonzero(scores >= MIN_SCORE)
@@ -221,12 +224,38 @@ def _detect_in(models: _Models, image: Image.Image, left: int, top: int) -> list
         pts = r[4:16].reshape(6, 2) + (ax, ay)
         # From the letterboxed square back to analysed pixels.
         def back(x, y):
-            return ((x * _DET_SIZE - pad_x) / scale + left, (y * _DET_SIZE - pad_y) / scale + top)
+            return (((x * _DET_SIZE - pad_x) / scale + left) * unit,
+                    ((y * _DET_SIZE - pad_y) / scale + top) * unit)
         x0, y0 = back(cx - bw / 2, cy - bh / 2)
         x1, y1 = back(cx + bw / 2, cy + bh / 2)
         kps = np.array([back(px, py) for px, py in pts])
         found.append(_Detection(np.array([x0, y0, x1, y1]), kps, float(scores[i])))
     return found
+
+
+def _detections(models: _Models, image: Image.Image) -> list[_Detection]:
+    """Faces of every size in the analysed image: the whole frame in the detector's square,
+    and for a large frame each of its overlapping tiles too (small faces). The frame is
+    resized once, to the tiles' scale, and the tiles are cut from that copy (resizing each
+    tile on its own cost more than the detector's pass on it); overlapping finds of one face
+    are merged."""
+    width, height = image.size
+    tiles = _tiles(width, height)
+    if not tiles:
+        return _suppress(_detect_in(models, image, 0, 0))
+    side = tiles[0][2] - tiles[0][0]
+    k = _DET_SIZE / side  # tile pixels per analysed pixel
+    fw, fh = max(1, math.floor(width * k)), max(1, math.floor(height * k))
+    # Exactly k (a box of fw / k x fh / k analysed pixels): a tile cut from here at x, y is
+    # then the tile at x / k, y / k resized on its own, but for its edge pixels.
+    fine = image.resize((fw, fh), Image.Resampling.BILINEAR, box=(0, 0, fw / k, fh / k))
+    found = _detect_in(models, fine, 0, 0, unit=1 / k)
+    for left, top, _right, _bottom in tiles:
+        x, y = min(round(left * k), fine.width - _DET_SIZE), min(round(top * k), fine.height - _DET_SIZE)
+        x, y = max(0, x), max(0, y)
+        crop = fine.crop((x, y, x + _DET_SIZE, y + _DET_SIZE))
+        found += _detect_in(models, crop, x, y, unit=1 / k)
+    return _suppress(found)
 
 
 def _tiles(width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -412,10 +441,7 @@ def find_faces(image: Image.Image, noise: float | None = None) -> list[Face]:
     if min(width, height) < 16:
         return []
     models = _models()
-    found = _detect_in(models, image, 0, 0)
-    for left, top, right, bottom in _tiles(width, height):
-        found += _detect_in(models, image.crop((left, top, right, bottom)), left, top)
-    detections = _suppress(found)
+    detections = _detections(models, image)
     if not detections:
         return []
     luma = image.convert("L")
