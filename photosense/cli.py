@@ -684,6 +684,12 @@ def _run_command(args) -> int:
     handler = COMMANDS.get(command)
     if handler is None:
         handler = next(m.run for m in command_modules() if m.NAME == command)
+    from photosense.ingest import crash_guard
+
+    crash_guard.start()  # files being read are noted: one that crashes us is not read again
+    # Files an earlier photosense was reading when it stopped: checked before a command reads
+    # any photo; beside the window (they are not read in the meantime).
+    crash_guard.recover(wait=command != "gui")
     try:
         return handler(args)
     except PhotosenseError as exc:

@@ -128,6 +128,12 @@ def test_a_file_that_crashes_its_reader_is_recorded_unreadable(tmp_path, big_sho
     again.process_target = crash_on_marked_file
     assert again.scan_all().unchanged == 13
     lib.close()
+    # Nor by any other reader of this process (the window's thumbnails, scoring).
+    from photosense.errors import DecodeError
+    from photosense.ingest.decode import open_image
+
+    with pytest.raises(DecodeError, match="crashed the process"):
+        open_image(crash, max_side=64)
 
 
 def _corrupt_error(report) -> str:

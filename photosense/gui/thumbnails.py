@@ -84,7 +84,8 @@ class ThumbnailStore:
         try:
             pil = open_image(path, max_side=side)
         except DecodeError as exc:
-            write_bytes_atomically(fail, str(exc).encode(), fsync=False)
+            if not exc.transient:  # a file that cannot be read now is tried again later
+                write_bytes_atomically(fail, str(exc).encode(), fsync=False)
             raise
         except OSError as exc:  # vanished file, unplugged drive: worth retrying later
             raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None

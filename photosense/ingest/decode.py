@@ -367,10 +367,18 @@ def open_image(path: str | os.PathLike[str], max_side: int = 0) -> Image.Image:
     :data:`INFO_SOURCE_SIZE`) so that :func:`~photosense.ingest.metadata.read_metadata` can
     describe the file from it. Raises :class:`DecodeError` for every kind of bad file.
     Camera RAW files (:data:`~photosense.ingest.raw.RAW_EXTENSIONS`) are decoded from their
-    embedded preview by :func:`~photosense.ingest.raw.open_raw`.
+    embedded preview by :func:`~photosense.ingest.raw.open_raw`. A file that crashed
+    photosense while it read it is not read again (:mod:`photosense.ingest.crash_guard`).
     """
     if max_side < 0:
         raise ValueError(f"max_side must be >= 0, got {max_side}")
+    from photosense.ingest import crash_guard
+
+    with crash_guard.guard(path, "open_image", max_side=max_side):
+        return _open_image(path, max_side)
+
+
+def _open_image(path: str | os.PathLike[str], max_side: int) -> Image.Image:
     if is_raw_path(path):
         from photosense.ingest.raw import open_raw
 

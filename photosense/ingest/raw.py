@@ -284,6 +284,13 @@ def check_raw(path: str | os.PathLike[str]) -> None:
     """Raise :class:`DecodeError` when a RAW file is cut short or LibRaw cannot open it
     (its header only: nothing is decoded). For the RAW of a RAW+JPEG pair, whose pixels
     come from the JPEG."""
+    from photosense.ingest import crash_guard
+
+    with crash_guard.guard(path, "check_raw"):
+        _check_raw(path)
+
+
+def _check_raw(path: str | os.PathLike[str]) -> None:
     handle = _Raw(path)
     with handle:
         truncated = handle.layout.truncated_message()

@@ -41,6 +41,7 @@ from photosense.errors import is_transient_error
 from photosense.fsutil import is_own_temporary, sweep_temporaries
 from photosense.ingest import workers
 from photosense.ingest.analysis import CHECK_SIDE, analyse, pair_digest  # noqa: F401 - re-exported
+from photosense.ingest.crash_guard import READER_CRASHED
 from photosense.ingest.decode import is_image_path, is_raw_path
 from photosense.library import FolderInfo, Library, ScanRecord
 
@@ -303,10 +304,13 @@ def analyse_file(path: str, size: int, mtime: float,
     return ScanRecord(**analyse(path, size, mtime, companion_path))
 
 
-#: The error of a photo whose reading killed the worker process reading it, twice (alone the
-#: second time): it is not read again until the file changes.
-READER_CRASHED = ("reading this file crashed the process reading it (a decoder failed on it): "
-                  "skipped until the file changes")
+def _quarantine(paths: list[str]) -> None:
+    from photosense.ingest import crash_guard
+
+    try:
+        crash_guard.quarantine(paths)
+    except OSError as exc:
+        log.warning("cannot write the list of files that crash photosense: %s", exc)
 
 
 class _FolderAnalysis:
@@ -463,6 +467,8 @@ class _FolderAnalysis:
                     return
                 fields = {"path": unit[0], "size": unit[1], "mtime": unit[2],
                           "companion_path": unit[3], "content_hash": None, "error": READER_CRASHED}
+                # Nor in any other reader (thumbnails, scoring, a small scan) in this process.
+                _quarantine([p for p in (unit[0], unit[3]) if p])
         finally:
             alone.close()
         self._record(ScanRecord(**fields))
