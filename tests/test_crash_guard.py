@@ -100,6 +100,64 @@ def test_a_file_that_crashes_a_scan_is_found_next_time_and_never_read_again(tmp_
     assert open_image(bad, max_side=256).size[0] == 256
 
 
+def test_an_indexed_photo_that_crashes_another_reader_gets_the_error_and_keeps_its_flags(
+        tmp_path, shoot):
+    # Indexed without trouble, then the window crashes drawing its thumbnail (a process that
+    # notes the read and dies in it). The next command checks it, quarantines it, and the
+    # scan reads it again though it did not change, so that its record says why.
+    added = _photosense(tmp_path, "add", shoot)
+    assert added.returncode == 0, added.stderr
+    bad = str(shoot / "bad_coffee.jpg")
+    assert _photosense(tmp_path, "flag", "--pick", "--rating", "4", bad).returncode == 0
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    release.set()
+    window = ctx.Process(target=_note_and_wait,
+                         args=(os.environ["PHOTOSENSE_DATA_DIR"], bad, ready, release))
+    window.start()
+    window.join(60)
+    assert window.exitcode == -signal.SIGKILL
+
+    again = _photosense(tmp_path, "scan", crash_on="bad_")
+    assert again.returncode == 0, again.stderr
+    said = again.stdout + again.stderr
+    assert "1 updated" in said and "2 unchanged" in said, said
+    rows = _rows(tmp_path)
+    assert rows["bad_coffee.jpg"]["error"] == crash_guard.READER_CRASHED
+    assert (rows["bad_coffee.jpg"]["flag"], rows["bad_coffee.jpg"]["rating"]) == ("pick", 4)
+    assert rows["astronaut.jpg"]["error"] is None and rows["chelsea.jpg"]["error"] is None
+    # Recorded: not read again by later scans.
+    third = _photosense(tmp_path, "scan", crash_on="bad_")
+    said = third.stdout + third.stderr
+    assert third.returncode == 0 and "0 updated" in said and "3 unchanged" in said, said
+
+
+def test_a_scan_waits_for_the_check_of_suspects(tmp_path, shoot, monkeypatch):
+    # The window checks suspects beside its first scan: the scan waits for the verdict, so
+    # that a file found to crash photosense is recorded by this scan, not the next.
+    from photosense.ingest.scan import Scanner
+    from photosense.library import Library
+
+    lib = Library(tmp_path / "lib.sqlite3")
+    lib.add_folder(shoot)
+    assert Scanner(lib).scan_all().added == 3
+    bad = str(shoot / "bad_coffee.jpg")
+    entry = {"op": "open_image", "path": bad, "max_side": 0}
+    monkeypatch.setattr(crash_guard, "abandoned", lambda: [entry])
+    slow_verdict = lambda e: time.sleep(1.0) or True  # noqa: E731 - crashes alone, later
+    monkeypatch.setattr(crash_guard, "_crashes_alone", slow_verdict)
+    checking = crash_guard.recover(wait=False)
+    assert checking is not None and checking.is_alive()
+    try:
+        report = Scanner(lib).scan_all()
+        assert not checking.is_alive()
+    finally:
+        checking.join()  # never into the next test's data folder
+    assert report.updated == 1 and report.unchanged == 2
+    assert lib.known_files(lib.folders()[0].id)[bad][4] == crash_guard.READER_CRASHED
+    lib.close()
+
+
 def test_a_file_that_reads_fine_alone_was_not_the_cause_and_is_read(tmp_path, shoot):
     # The process was killed while it read the file (the system, out of memory), but the
     # file itself is fine: read again alone, it is kept out of nothing.

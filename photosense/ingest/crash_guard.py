@@ -58,6 +58,9 @@ PROBE_TIMEOUT = 120.0  # seconds a suspect may take to be read in its own proces
 
 _state_lock = threading.Lock()
 _local = threading.local()
+_checked = threading.Event()  # set while no check of suspects is going on
+_checked.set()
+_checking = 0  # checks of suspects going on (recover's threads)
 
 
 class _Journal:
@@ -195,6 +198,24 @@ def guard(path: str | os.PathLike[str], op: str = "open_image", **args) -> Itera
                 journal.write(slot, b"\0")
 
 
+def is_quarantined(path: str) -> bool:
+    """Whether ``path`` is quarantined and unchanged since (a read of it would fail with
+    :data:`READER_CRASHED`)."""
+    try:
+        check(path)
+    except DecodeError as exc:
+        return not exc.transient
+    return False
+
+
+def wait_for_checks(cancel: threading.Event | None = None) -> None:
+    """Return when the suspects :func:`recover` found have been read again (at once when
+    there are none), or when ``cancel`` is set. Each check is bounded (:data:`PROBE_TIMEOUT`)."""
+    while not _checked.wait(0.25):
+        if cancel is not None and cancel.is_set():
+            return
+
+
 def check(path: str) -> None:
     """DecodeError when ``path`` must not be read: quarantined (and unchanged since), or a
     suspect of this process."""
@@ -322,11 +343,14 @@ def recover(wait: bool = True) -> threading.Thread | None:
     each becomes a suspect here at once, then is read again in a process of its own;
     quarantined if that crashes too, cleared if not. ``wait``: return when done; otherwise
     the checks run on a thread of their own (returned), None when there is nothing to do."""
+    global _checking
     entries = abandoned()
     if not entries:
         return None
     with _state_lock:
         _suspects.update(e["path"] for e in entries)
+        _checking += 1
+        _checked.clear()
     names = ", ".join(e["path"] for e in entries[:3]) + (", ..." if len(entries) > 3 else "")
     log.warning("photosense stopped while reading %d file%s (%s): each is read again in a "
                 "process of its own before it is read here", len(entries),
@@ -340,6 +364,7 @@ def recover(wait: bool = True) -> threading.Thread | None:
 
 
 def _check_suspects(entries: list[dict]) -> None:
+    global _checking
     crashed = []
     for entry in entries:
         try:
@@ -359,6 +384,9 @@ def _check_suspects(entries: list[dict]) -> None:
     finally:
         with _state_lock:
             _suspects.difference_update(e["path"] for e in entries)
+            _checking -= 1
+            if not _checking:
+                _checked.set()
 
 
 def _crashes_alone(entry: dict) -> bool:

@@ -304,6 +304,15 @@ def analyse_file(path: str, size: int, mtime: float,
     return ScanRecord(**analyse(path, size, mtime, companion_path))
 
 
+def _newly_crashed(path: str, companion: str | None, error: str | None) -> bool:
+    """Whether an unchanged photo's file crashed a reader since it was read (the window's
+    thumbnails, scoring): it is read again, so that its record gets the error."""
+    from photosense.ingest import crash_guard
+
+    return error != READER_CRASHED and any(
+        crash_guard.is_quarantined(p) for p in (path, companion) if p)
+
+
 def _quarantine(paths: list[str]) -> None:
     from photosense.ingest import crash_guard
 
@@ -501,6 +510,9 @@ class Scanner:
     def scan_folder(self, folder: FolderInfo, progress: ProgressFn | None = None,
                     cancel: threading.Event | None = None) -> ScanReport:
         report = ScanReport()
+        from photosense.ingest import crash_guard
+
+        crash_guard.wait_for_checks(cancel)  # files that crashed photosense are known first
         known = self.library.known_files(folder.id)
         companions = self.library.companion_paths(folder.id)
         if not os.path.isdir(folder.path):
@@ -533,7 +545,8 @@ class Scanner:
                     old = known.get(path)
                     if (old is not None and old[1] == size and old[2] == mtime
                             and companions.get(path) == companion
-                            and not is_transient_error(old[4])):
+                            and not is_transient_error(old[4])
+                            and not _newly_crashed(path, companion, old[4])):
                         report.unchanged += 1
                         if old[3]:
                             restored.append(path)
@@ -643,7 +656,8 @@ class Scanner:
             for path, size, mtime, companion in pair_files(items.values()):
                 old = known.get(path)
                 if (old is not None and old[1] == size and old[2] == mtime and not old[3]
-                        and companions.get(path) == companion):
+                        and companions.get(path) == companion
+                        and not _newly_crashed(path, companion, old[4])):
                     report.unchanged += 1
                 else:
                     todo.append((path, size, mtime, companion))
