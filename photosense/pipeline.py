@@ -4,7 +4,9 @@
 thread pool, overlapped with inference, a bounded look-ahead), writes each batch's features
 and attribute scores in one transaction (a photo is scored completely or not at all, so a
 killed run resumes where it stopped), then fills in scores of attributes that are new or
-edited from the stored features with one matrix product per attribute.
+edited from the stored features with one matrix product per attribute. A photo a scan has just
+decoded at the same size is not decoded again: its pixels come from :mod:`photosense.ingest.
+handoff`.
 
 Progress goes to a callback; cancel is cooperative (a ``threading.Event``); ``checkpoint`` is
 called between two batches (a ``ModelScheduler`` runs interactive requests there).
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from photosense.errors import DecodeError, PhotosenseError
+from photosense.ingest import handoff
 from photosense.ingest.decode import open_image
 from photosense.ingest.raw import best_image_path
 from photosense.jobs import Progress, format_duration  # noqa: F401 - re-exported for callers
@@ -166,6 +169,8 @@ class ScoringJob:
         self.config = config
         self.engine = engine or ClipIQAEngine(config)
         self.decode_workers = decode_workers or max(1, min(4, (os.cpu_count() or 2)))
+        self.handed_off = 0  # photos whose pixels came from the scan (not decoded again)
+        self._count_lock = threading.Lock()
 
     def prepare(self, max_side: int | None = None) -> tuple[ModelInfo, AttributeScorer]:
         """Load the model (may raise WeightsUnavailable) and register the features it makes at
@@ -196,6 +201,7 @@ class ScoringJob:
         report = ScoreReport()
         emit = progress or (lambda p: None)
         self._checkpoint = checkpoint or (lambda: None)
+        handoff.sweep()  # what scans kept for photos never scored (weights missing, a crash)
         if self._up_to_date():
             report.seconds = time.monotonic() - start
             emit(Progress("done", 0, 0, 0.0, 0.0))
@@ -275,7 +281,14 @@ class ScoringJob:
             report.unavailable += 1
 
     def _decode(self, path: str, companion: str | None, max_side: int):
-        image = open_image(best_image_path(path, companion), max_side=max_side)
+        source = best_image_path(path, companion)
+        # The pixels a scan just decoded from this file at this size, when it kept them.
+        image = handoff.take(source, max_side) if max_side else None
+        if image is None:
+            image = open_image(source, max_side=max_side)
+        else:
+            with self._count_lock:
+                self.handed_off += 1
         return self.engine.preprocess(image)
 
     def _encode(self, todo, model, scorer, attrs, report, emit, cancel, start, max_side: int) -> None:

@@ -24,6 +24,8 @@ def test_benchmark_prints_json_last_line(model_configs_dir, tmp_path):
     for key in ("model_only_photos_per_s", "end_to_end_photos_per_s", "end_to_end_over_model_only",
                 "scan_ms_per_photo", "scoring_over_model_only", "attribute_add_s"):
         assert result[key] > 0
+    # At the default max side scoring takes every photo's pixels from the scan.
+    assert result["scan_handoff"] == 1.0
     # Issue 12's figures: the runtime auto picked, torch against the fast one, the preview pass.
     assert result["backend"] in ("torch", "onnxruntime", "openvino")
     assert result["preview_side"] == 384 and result["preview_over_full"] > 0

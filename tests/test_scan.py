@@ -46,7 +46,7 @@ def test_rescan_is_incremental(lib, photo_folder, monkeypatch):
     import photosense.ingest.scan as scan_mod
 
     real = scan_mod.analyse_file
-    monkeypatch.setattr(scan_mod, "analyse_file", lambda *a: analysed.append(a[0]) or real(*a))
+    monkeypatch.setattr(scan_mod, "analyse_file", lambda *a, **k: analysed.append(a[0]) or real(*a, **k))
     report = Scanner(lib).scan_all()
     assert report.unchanged == 15 and report.added == 0 and analysed == []
     # Touch one file's content: only that one is read again.
@@ -156,10 +156,10 @@ def test_file_vanishing_mid_scan(lib, photo_folder, monkeypatch):
     coffee = photo_folder / "coffee.jpg"
     data = coffee.read_bytes()
 
-    def vanish(path, size, mtime):
+    def vanish(path, size, mtime, **kwargs):
         if path.endswith("coffee.jpg"):
             os.unlink(path)
-        return real(path, size, mtime)
+        return real(path, size, mtime, **kwargs)
 
     monkeypatch.setattr(scan_mod, "analyse_file", vanish)
     lib.add_folder(photo_folder)
@@ -236,12 +236,12 @@ def test_a_cancelled_scan_leaves_nothing_running(lib, photo_folder, monkeypatch)
     active, lock = [0], threading.Lock()
     real = scan.analyse_file
 
-    def slow(*args):
+    def slow(*args, **kwargs):
         with lock:
             active[0] += 1
         try:
             time.sleep(0.4)
-            return real(*args)
+            return real(*args, **kwargs)
         finally:
             with lock:
                 active[0] -= 1

@@ -27,10 +27,12 @@ def pair_digest(raw_digest: str, companion_digest: str) -> str:
                            digest_size=16).hexdigest()
 
 
-def analyse(path: str, size: int, mtime: float, companion_path: str | None = None) -> dict:
+def analyse(path: str, size: int, mtime: float, companion_path: str | None = None,
+            handoff: bool = False) -> dict:
     """Hash, metadata, checks and faces of one photo (one file, or a RAW with its JPEG
     companion), as the keyword arguments of its ``ScanRecord``. Never raises for a bad file:
-    the problem is the record's ``error``."""
+    the problem is the record's ``error``. With ``handoff``, the decoded image is kept for
+    scoring (:mod:`photosense.ingest.handoff`)."""
     from photosense.scoring.checks import compute_checks
     from photosense.scoring.faces import faces_or_none
 
@@ -48,7 +50,7 @@ def analyse(path: str, size: int, mtime: float, companion_path: str | None = Non
         warning = None
         if companion_path is not None:
             try:
-                image = open_image(companion_path, max_side=CHECK_SIDE)
+                image = _open(companion_path, handoff)
             except DecodeError as exc:  # a broken JPEG: the RAW still stands for the shot
                 log.warning("%s: %s", companion_path, exc)
             else:
@@ -59,7 +61,7 @@ def analyse(path: str, size: int, mtime: float, companion_path: str | None = Non
                                "is shown)")
         if image is None:
             try:
-                image = open_image(path, max_side=CHECK_SIDE)
+                image = _open(path, handoff)
             except DecodeError as exc:
                 if not is_raw_path(path):
                     raise
@@ -82,6 +84,18 @@ def analyse(path: str, size: int, mtime: float, companion_path: str | None = Non
         return {**base, "content_hash": digest, "error": str(exc), "transient": exc.transient}
     except MemoryError:
         return {**base, "content_hash": digest, "error": "not enough memory to decode this image"}
+
+
+def _open(path: str, handoff: bool):
+    """``path`` decoded at CHECK_SIDE, kept for scoring with ``handoff``."""
+    if not handoff:
+        return open_image(path, max_side=CHECK_SIDE)
+    from photosense.ingest import handoff as kept
+
+    key = kept.stat_key(path)
+    image = open_image(path, max_side=CHECK_SIDE)
+    kept.put(path, CHECK_SIDE, image, key)
+    return image
 
 
 def _unreadable_raw(base: dict, digest: str | None, error: DecodeError) -> dict:

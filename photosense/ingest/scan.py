@@ -5,7 +5,9 @@ metadata read, the model-free checks computed and faces found (:mod:`photosense.
 analysis`): on a thread pool, or, for a big scan of the command line or the window, in worker
 processes that start reading while the walk goes on (:mod:`photosense.ingest.workers`; the most
 recently changed folders are walked first, so a new shoot is found first). Results are written
-in batches. A new path whose content hash matches a photo whose
+in batches. When the library scores at the size the checks decode at (the default), the
+decoded pixels are kept for scoring (:mod:`photosense.ingest.handoff`). A new path whose
+content hash matches a photo whose
 file is gone is the same photo moved or renamed (see ``Library.upsert_scanned``). Files that
 disappear are marked missing, never forgotten: their flags stay.
 
@@ -27,6 +29,7 @@ killed sidecar write left in a scanned folder (photosense's own, stale) are dele
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
@@ -297,11 +300,11 @@ def _companion_rank(item: tuple[str, int, float]) -> tuple[int, str]:
 
 
 def analyse_file(path: str, size: int, mtime: float,
-                 companion_path: str | None = None) -> ScanRecord:
+                 companion_path: str | None = None, handoff: bool = False) -> ScanRecord:
     """Hash, metadata, checks and faces for one photo (see
     :func:`photosense.ingest.analysis.analyse`). Never raises for a bad file: the problem is
     returned as the record's ``error``."""
-    return ScanRecord(**analyse(path, size, mtime, companion_path))
+    return ScanRecord(**analyse(path, size, mtime, companion_path, handoff=handoff))
 
 
 def _newly_crashed(path: str, companion: str | None, error: str | None) -> bool:
@@ -387,7 +390,7 @@ class _FolderAnalysis:
             self.processes = None
 
     def _start(self, units: list[ScanUnit]) -> None:
-        self.processes = workers.start_processes(self.scanner.workers, self.scanner.process_target)
+        self.processes = workers.start_processes(self.scanner.workers, self.scanner.target())
         if self.processes is None:
             self.use_processes = False
             self.waiting.extend(units)
@@ -457,7 +460,7 @@ class _FolderAnalysis:
     def _read_alone(self, unit: ScanUnit) -> None:
         """``unit`` in a worker process of its own: recorded as unreadable if it kills that
         one too and processes do run here; in the threads if processes cannot be used."""
-        alone = workers.start_processes(1, self.scanner.process_target) if self.use_processes else None
+        alone = workers.start_processes(1, self.scanner.target()) if self.use_processes else None
         if alone is None:
             self.use_processes = False
             self.waiting.append(unit)
@@ -496,7 +499,25 @@ class Scanner:
         # photosense's command line and window do.
         self.processes = processes
         self.process_target = None  # what the processes run (default: analysis.analyse)
+        # Keep the decoded images of the photos read for scoring (photosense.ingest.handoff):
+        # None = when the library scores at the scan's decode size.
+        self.handoff: bool | None = None
+        self._handoff = False
         self._listing = None  # a folder scan's listings for sidecar lookups (each folder once)
+
+    def target(self):
+        """What the worker processes run for a photo."""
+        if self.process_target is not None:
+            return self.process_target
+        return functools.partial(analyse, handoff=True) if self._handoff else analyse
+
+    def _begin(self) -> None:
+        """Before a scan: whether it keeps decoded images, and the stale ones swept."""
+        from photosense.ingest import handoff
+
+        self._handoff = self.handoff if self.handoff is not None else handoff.wanted(self.library)
+        if self._handoff:
+            handoff.sweep()
 
     def scan_all(self, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None) -> ScanReport:
@@ -513,6 +534,7 @@ class Scanner:
         from photosense.ingest import crash_guard
 
         crash_guard.wait_for_checks(cancel)  # files that crashed photosense are known first
+        self._begin()
         known = self.library.known_files(folder.id)
         companions = self.library.companion_paths(folder.id)
         if not os.path.isdir(folder.path):
@@ -615,6 +637,7 @@ class Scanner:
         """Re-examine specific paths (from the folder watcher): new, changed or deleted files
         and folders."""
         report = ScanReport()
+        self._begin()
         by_folder: dict[int, dict[str, tuple[str, int, float]]] = {}
         sidecars: dict[int, SidecarStats] = {}
         gone: list[str] = []
@@ -688,9 +711,10 @@ class Scanner:
             # Bounded look-ahead keeps memory flat on huge folders.
             window = self.workers * 4
             items = iter(todo)
+            read = functools.partial(analyse_file, handoff=True) if self._handoff else analyse_file
             for item in items:
                 args = item if item[3] is not None else item[:3]  # a file alone: (path, size, mtime)
-                pending.append(pool.submit(analyse_file, *args))
+                pending.append(pool.submit(read, *args))
                 if len(pending) < window:
                     continue
                 done = self._drain(pending.pop(0).result(), batch, folder_id, report, done)

@@ -340,7 +340,7 @@ def test_photos_appear_while_a_folder_is_still_being_read(qtbot, tmp_path, real_
         real_photos["coffee"].resize((64 + i, 48)).save(folder / f"img{i:02d}.jpg")
     real = scan.analyse_file
     monkeypatch.setattr(scan, "WRITE_BATCH", 2)  # written as it goes (64 at a time in use)
-    monkeypatch.setattr(scan, "analyse_file", lambda *a: (time.sleep(0.25), real(*a))[1])
+    monkeypatch.setattr(scan, "analyse_file", lambda *a, **k: (time.sleep(0.25), real(*a, **k))[1])
     lib = Library(tmp_path / "lib.sqlite3")
     window = open_window(qtbot, lib, tiny_config)
     try:
