@@ -19,7 +19,9 @@ the scores mean nothing). Photos are scikit-image's sample photos upscaled to ca
   ``scan_ms_per_photo`` (wall time over the scan's workers: hash, metadata, checks, faces) and
   ``scoring_over_model_only`` (the scoring job alone) split it. Loading models is not part of
   it: the CLIP model is loaded before, and so are the face models of the scan's worker
-  threads (``scan_models_load_s``, once per process);
+  threads (``scan_models_load_s``, once per process). At the default max side the scan keeps
+  the pixels it decoded for scoring (``photosense.ingest.handoff``): ``scan_handoff`` is the
+  share of photos scoring did not decode again;
 - attribute add: one new attribute scored for N stored features (text encode + matrix
   product + score writes), no image decoded;
 - search: a text search over the N stored features once they are in memory (``search_100k_s``
@@ -87,6 +89,7 @@ def bench_throughput(args, workdir: Path) -> dict:
     # Model-only and end-to-end alternate, best of ``rounds`` each, so that a machine whose
     # speed drifts (a shared VM) slows both alike; each end-to-end round is a fresh library.
     model_s = scan_s = scoring_s = e2e_s = float("inf")
+    handed_off = 0
     for r in range(args.rounds):
         t0 = time.perf_counter()
         engine.encode_images(tensors)
@@ -96,12 +99,14 @@ def bench_throughput(args, workdir: Path) -> dict:
         t0 = time.perf_counter()
         Scanner(lib).scan_all()
         t_score = time.perf_counter()
-        report = ScoringJob(lib, config, engine=engine).run()
+        job = ScoringJob(lib, config, engine=engine)
+        report = job.run()
         t_end = time.perf_counter()
         lib.close()
         assert report.encoded == len(paths), report
         if t_end - t0 < e2e_s:
             e2e_s, scan_s, scoring_s = t_end - t0, t_score - t0, t_end - t_score
+            handed_off = job.handed_off
         print(f"round {r + 1}: model-only {len(paths) / (model_s):.3f} photos/s (best so far), "
               f"end-to-end {len(paths) / (t_end - t0):.3f} photos/s (scan {t_score - t0:.1f}s)",
               file=sys.stderr)
@@ -119,7 +124,9 @@ def bench_throughput(args, workdir: Path) -> dict:
               # scoring alone (decode, encode, 12 attributes, SQLite) against the model.
               "scan_ms_per_photo": round(scan_s / len(paths) * 1000, 1),
               "scan_models_load_s": round(warm_s, 3),
-              "scoring_over_model_only": round(len(paths) / scoring_s / model_tp, 3)}
+              "scoring_over_model_only": round(len(paths) / scoring_s / model_tp, 3),
+              # Share of photos whose pixels scoring took from the scan (not decoded again).
+              "scan_handoff": round(handed_off / len(paths), 3)}
     result.update(bench_backends(config, engine, tensors))
     result.update(bench_preview(config, engine, folder, workdir, len(paths)))
     result["engine"] = engine
