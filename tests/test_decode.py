@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -124,12 +125,51 @@ def test_max_side_downscales_keeping_aspect(tmp_path, coffee):
     coffee.save(path)
     small = open_image(path, max_side=200)
     assert small.size == (200, 133)
-    reference = coffee.resize((200, 133), Image.Resampling.LANCZOS)
-    assert mean_abs_diff(small, reference) < 2.0
+    reference = coffee.resize((200, 133), Image.Resampling.BICUBIC)
+    assert mean_abs_diff(small, reference) < 0.05
 
     portrait = tmp_path / "portrait.png"
     coffee.transpose(Image.Transpose.ROTATE_90).save(portrait)
     assert open_image(portrait, max_side=150).size == (100, 150)
+
+
+@pytest.mark.parametrize(("source", "target"), [((1500, 1000), (1024, 683)), ((1000, 1500), (683, 1024)),
+                                               ((750, 500), (384, 256)), ((3000, 2000), (1024, 683)),
+                                               ((1031, 7), (517, 4))])
+def test_downscale_is_pillows_bicubic_to_a_level_or_two(coffee, source, target):
+    """With torch loaded, its kernel gives Pillow's BICUBIC pixels (a photo's rare rounding
+    differences aside), the right way round for landscape and portrait."""
+    import torch  # noqa: F401 -- loaded, as in a scoring process
+
+    image = coffee.resize(source, Image.Resampling.BICUBIC)
+    fast = decode.resize_bicubic(image, target)
+    assert fast.size == target and fast.mode == "RGB"
+    diff = np.abs(pixels(fast) - pixels(image.resize(target, Image.Resampling.BICUBIC)))
+    assert diff.max() <= 2
+    assert (diff > 0).mean() < 0.01
+
+
+def test_downscale_is_pillows_own_without_torch_loaded_or_working(coffee, monkeypatch):
+    import torch  # noqa: F401
+
+    reference = pixels(coffee.resize((300, 200), Image.Resampling.BICUBIC)).tolist()
+    calls = []
+    real = decode._torch_bicubic
+    monkeypatch.setattr(decode, "_torch_bicubic", lambda img, size: calls.append(size) or real(img, size))
+    decode.resize_bicubic(coffee, (300, 200))
+    assert calls == [(300, 200)]  # torch loaded: its kernel
+    with monkeypatch.context() as m:  # a process that never loaded torch does not load it
+        m.delitem(sys.modules, "torch")
+        assert pixels(decode.resize_bicubic(coffee, (300, 200))).tolist() == reference
+    assert calls == [(300, 200)]
+
+    def broken(img, size):
+        raise RuntimeError("no kernel for this CPU")
+
+    monkeypatch.setattr(decode, "_torch_bicubic", broken)
+    assert pixels(decode.resize_bicubic(coffee, (300, 200))).tolist() == reference
+    grey = decode.resize_bicubic(coffee.convert("L"), (300, 200))  # only RGB goes to torch
+    assert grey.mode == "L" and grey.size == (300, 200)
 
 
 def test_max_side_zero_or_larger_keeps_native_size(tmp_path, coffee):
@@ -158,7 +198,7 @@ def test_large_jpeg_is_decoded_in_draft_mode(large_jpeg, monkeypatch):
     assert drafts == [((512, 342), (900, 600))]
 
     with Image.open(large_jpeg) as full:
-        reference = full.convert("RGB").resize((512, 341), Image.Resampling.LANCZOS)
+        reference = full.convert("RGB").resize((512, 341), Image.Resampling.BICUBIC)
     assert mean_abs_diff(img, reference) < 2.5
 
 

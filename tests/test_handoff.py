@@ -123,7 +123,11 @@ def test_worker_processes_keep_them_too(tmp_path, big_shoot, monkeypatch):
     assert len(_entries()) == 5
     image = handoff.take(str(big_shoot / "sideways.jpg"), CHECK_SIDE)
     assert image is not None and image.size == (768, 1024)  # upright, as open_image gives it
-    assert np.array_equal(np.asarray(image), np.asarray(open_image(big_shoot / "sideways.jpg", CHECK_SIDE)))
+    # The workers resize with Pillow, this process (torch loaded) with torch's kernel for the
+    # same filter: a level or two apart on a few pixels (photosense.ingest.decode.resize_bicubic).
+    here = open_image(big_shoot / "sideways.jpg", CHECK_SIDE)
+    diff = np.abs(np.asarray(image, np.int16) - np.asarray(here, np.int16))
+    assert diff.max() <= 2 and (diff > 0).mean() < 0.01
     lib.close()
 
 

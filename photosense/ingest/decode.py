@@ -26,6 +26,7 @@ import math
 import os
 import re
 import struct
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -355,7 +356,37 @@ def _downscale(img: Image.Image, max_side: int) -> Image.Image:
     size = _target_size(img.size, max_side)
     if size == img.size:
         return img
-    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return resize_bicubic(img, size)
+
+
+def resize_bicubic(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``img`` resized to ``size`` with an antialiased bicubic filter (Pillow's BICUBIC, the
+    filter CLIP's own preprocessing uses).
+
+    In a process that has torch loaded already (scoring, the window), 8-bit RGB goes through
+    torch's uint8 kernel for this filter, written to match Pillow's (measured here: 0.1-0.4%
+    of pixels differ, by at most 2 levels): 5 ms where Pillow takes 17 ms (and its LANCZOS,
+    used before, 25 ms) for 1500x1000 -> 1024x683 on one core, most of the decode a scan and
+    scoring do per photo. Elsewhere Pillow resizes: importing torch costs a second and about
+    285 MB of memory, too much for a command-line scan or a big scan's worker processes."""
+    if img.mode == "RGB" and "torch" in sys.modules:
+        try:
+            return _torch_bicubic(img, size)
+        except (ImportError, RuntimeError, AttributeError) as exc:  # Pillow does the same
+            log.debug("bicubic resize in torch failed (%s), Pillow resizes", exc)
+    return img.resize(size, Image.Resampling.BICUBIC)
+
+
+def _torch_bicubic(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    import torch
+    from torch.nn.functional import interpolate
+
+    # np.array, not asarray: torch wants a writable array (Pillow's export is read-only).
+    pixels = torch.from_numpy(np.array(img))  # (H, W, 3) uint8: channels-last NCHW below
+    with torch.inference_mode():
+        out = interpolate(pixels.permute(2, 0, 1).unsqueeze(0), size=(size[1], size[0]),
+                          mode="bicubic", antialias=True)
+        return Image.fromarray(out[0].permute(1, 2, 0).contiguous().numpy(), "RGB")
 
 
 def open_image(path: str | os.PathLike[str], max_side: int = 0) -> Image.Image:

@@ -4,10 +4,12 @@ A scan decodes every new or changed photo at :data:`~photosense.ingest.analysis.
 for its checks and faces; scoring then decodes the same file again at ``max_side``, which is
 the same size by default. When the library scores at that size, the scan writes the decoded
 pixels here (a ``.npy`` of upright 8-bit RGB, about 2 MB for a 1024x683 frame) and scoring
-takes them instead of decoding the file again: the same pixels, since both come from the same
-:func:`~photosense.ingest.decode.open_image` call. Saves about 45 ms of one core per photo (a
-24 MP JPEG more), some 5% of a CPU scoring run and much more of a GPU one, where decoding is
-the limit.
+takes them instead of decoding the file again: the same pixels as
+:func:`~photosense.ingest.decode.open_image` gives in the scoring process (to a level or two
+on a few pixels when the scan's worker processes resized them with Pillow and scoring would
+with torch's kernel for the same filter). Saves about 16 ms of one core per 6 MP
+JPEG (a 24 MP one more), some 2% of a CPU scoring run and much more of a GPU one, where
+decoding is the limit.
 
 Everything here is a cache, never a source of truth:
 
