@@ -96,6 +96,9 @@ class AttributeScorer:
     def __init__(self, library: Library, engine: ClipIQAEngine, model: ModelInfo):
         self.library, self.engine, self.model = library, engine, model
         self._prompt_cache: dict[str, np.ndarray] = {}
+        # An attribute's stacked prompt features, per spec: a scoring run scores every batch
+        # (often one photo) with the same few attributes.
+        self._stacked: dict[object, tuple[np.ndarray, np.ndarray]] = {}
 
     def text_features(self, prompts: list[str]) -> dict[str, np.ndarray]:
         missing = [p for p in prompts if p not in self._prompt_cache]
@@ -118,11 +121,13 @@ class AttributeScorer:
             ctx = ScoringContext(self.library, self.engine, self.model)
             ids = photo_ids if photo_ids is not None else np.zeros(len(features), dtype=np.int64)
             return scorer_for(attr.kind)(ctx, attr, features, ids)
-        pos, neg = attr.spec.prompt_texts()
-        feats = self.text_features(pos + neg)
-        p = np.stack([feats[t] for t in pos])
-        n = np.stack([feats[t] for t in neg])
-        return attribute_scores(features, p, n, self.model.logit_scale)
+        stacked = self._stacked.get(attr.spec)
+        if stacked is None:
+            pos, neg = attr.spec.prompt_texts()
+            feats = self.text_features(pos + neg)
+            stacked = self._stacked[attr.spec] = (np.stack([feats[t] for t in pos]),
+                                                  np.stack([feats[t] for t in neg]))
+        return attribute_scores(features, *stacked, self.model.logit_scale)
 
     def score_all(self, attrs: list[AttributeInfo], features: np.ndarray,
                   photo_ids: np.ndarray | None = None) -> dict[int, np.ndarray]:

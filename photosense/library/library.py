@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -394,11 +393,14 @@ class Library(ScanIndex):
                     for aid, v in attr_scores.items() if aid in attr_ids
                 )
             if feats:
-                stmt = sqlite_insert(Feature).values(feats)
-                s.execute(stmt.on_conflict_do_update(
-                    index_elements=["photo_id", "model_id"],
-                    set_={"vector": stmt.excluded.vector, "max_side": stmt.excluded.max_side},
-                ))
+                # One prepared statement (a scoring run stores a batch of one or two photos a
+                # second: the ORM's statement compilation cost more than the write).
+                s.connection().exec_driver_sql(
+                    "INSERT INTO features (photo_id, model_id, vector, max_side) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (photo_id, model_id) DO UPDATE SET vector = excluded.vector, "
+                    "max_side = excluded.max_side",
+                    [(f["photo_id"], f["model_id"], f["vector"], f["max_side"]) for f in feats],
+                )
             self._upsert_scores(s, scores)
             return len(feats)
 
@@ -519,9 +521,14 @@ class Library(ScanIndex):
         return {p: np.frombuffer(v, dtype=np.float32).copy() for p, v in rows}
 
     def store_text_features(self, model_id: int, feats: dict[str, np.ndarray]) -> None:
-        with self.session() as s:
-            for prompt, vec in feats.items():
-                s.merge(TextFeature(model_id=model_id, prompt=prompt, vector=_vector_to_bytes(vec)))
+        if not feats:
+            return
+        with self.session() as s:  # one statement for all (a new library's 24 prompts)
+            s.connection().exec_driver_sql(
+                "INSERT INTO text_features (model_id, prompt, vector) VALUES (?, ?, ?) "
+                "ON CONFLICT (model_id, prompt) DO UPDATE SET vector = excluded.vector",
+                [(model_id, prompt, _vector_to_bytes(vec)) for prompt, vec in feats.items()],
+            )
 
     # -- scanning -------------------------------------------------------------------------
 
