@@ -10,6 +10,12 @@ handoff`.
 
 Progress goes to a callback; cancel is cooperative (a ``threading.Event``); ``checkpoint`` is
 called between two batches (a ``ModelScheduler`` runs interactive requests there).
+
+A run follows the scans of its library that run in the same process (``photosense.ingest.
+activity``): once it has encoded every photo it knew of, it waits for the scan's next write and
+goes on with the photos written, until the scans end. Adding a folder in the window or the
+watch service therefore scores its first photos seconds after they are read, and scanning and
+scoring overlap.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from photosense.errors import DecodeError, PhotosenseError
+from photosense.ingest import activity as scan_activity
 from photosense.ingest import handoff
 from photosense.ingest.decode import open_image
 from photosense.ingest.raw import best_image_path
@@ -197,41 +204,59 @@ class ScoringJob:
 
     def run(self, progress: Callable[[Progress], None] | None = None,
             cancel: threading.Event | None = None,
-            checkpoint: Callable[[], None] | None = None) -> ScoreReport:
+            checkpoint: Callable[[], None] | None = None, follow: bool = True) -> ScoreReport:
         """Encode every photo lacking a feature at the configured size and score it. A run
         with many photos to encode (a new shoot) first encodes them at the preview size, so
         the whole shoot can be sorted in a fraction of the time, then refines at full size;
-        the view shows whichever of the two covers more photos (never a mix)."""
+        the view shows whichever of the two covers more photos (never a mix). With ``follow``,
+        photos that scans of the library in this process write meanwhile are encoded too."""
         start = time.monotonic()
         report = ScoreReport()
         emit = progress or (lambda p: None)
         self._checkpoint = checkpoint or (lambda: None)
+        self._cancel = cancel
+        self._activity = scan_activity.for_library(self.library) if follow else None
         handoff.sweep()  # what scans kept for photos never scored (weights missing, a crash)
-        if self._up_to_date():
+        seen = self._writes()  # before the check: a scan's write during it is not missed
+        if self._up_to_date() and not self._wait_for_photos(seen):
+            report.cancelled = self._cancelled()
             report.seconds = time.monotonic() - start
             emit(Progress("done", 0, 0, 0.0, 0.0))
             return report
         emit(Progress("loading", 0, 0, 0.0, None))
         model, scorer = self.prepare()
+        writes = self._writes()
         todo = self.library.photos_needing_features(model.id, with_companion=True)
         attrs = self.library.attributes()
-        side = self.preview_side(len(todo))
+        # A scan still running has more photos for this run: they count for the preview.
+        coming = self._activity.to_read if self._following() else 0
+        side = self.preview_side(len(todo) + coming)
         self._activate_if_none(model)
         t_encode = time.monotonic()
         if side:
             preview, preview_scorer = self.prepare(side)
-            needed = {t[0] for t in todo}
-            preview_todo = [t for t in self.library.photos_needing_features(preview.id, with_companion=True)
-                            if t[0] in needed]
-            log.info("preview pass: %d photos at %d px before %s px", len(preview_todo), side,
+
+            def preview_todo():
+                needed = {t[0] for t in self.library.photos_needing_features(model.id)}
+                return [t for t in self.library.photos_needing_features(preview.id, with_companion=True)
+                        if t[0] in needed]
+
+            first = preview_todo()
+            log.info("preview pass: %d photos at %d px before %s px", len(first), side,
                      self.config.max_side or "native")
             self._activate_if_none(preview, replace_empty=True)
             encoded = report.encoded
-            self._encode(preview_todo, preview, preview_scorer, attrs, report, emit, cancel, start, side)
+            self._encode(_Todo(first, preview_todo, self._activity, writes), preview,
+                         preview_scorer, attrs, report, emit, cancel, start, side)
             report.previewed, report.encoded = report.encoded - encoded, encoded
             self.library.choose_active_model(self.engine.id)
+            if self._activity is not None:  # the scan wrote more while the preview pass ran
+                writes = self._writes()
+                todo = self.library.photos_needing_features(model.id, with_companion=True)
+        photos = _Todo(todo, lambda: self.library.photos_needing_features(model.id, with_companion=True),
+                       self._activity, writes)
         if not report.cancelled:
-            self._encode(todo, model, scorer, attrs, report, emit, cancel, start, self.config.max_side)
+            self._encode(photos, model, scorer, attrs, report, emit, cancel, start, self.config.max_side)
         report.encode_seconds = time.monotonic() - t_encode
         active = self.library.choose_active_model(self.engine.id) or model
         if not report.cancelled:
@@ -241,8 +266,38 @@ class ScoringJob:
                 AttributeScorer(self.library, self.engine, active).rescore(stale)
                 report.rescored_attributes = len(stale)
         report.seconds = time.monotonic() - start
-        emit(Progress("done", report.encoded, len(todo), report.encoded / max(report.seconds, 1e-9), 0.0))
+        emit(Progress("done", report.encoded, photos.total, report.encoded / max(report.seconds, 1e-9), 0.0))
         return report
+
+    def _cancelled(self) -> bool:
+        return self._cancel is not None and self._cancel.is_set()
+
+    def _following(self) -> bool:
+        return self._activity is not None and self._activity.active
+
+    def _writes(self) -> int:
+        return self._activity.writes if self._activity is not None else 0
+
+    def _stopped(self) -> bool:
+        """Between two waits for a scan: interactive model requests run, cancel is heard."""
+        self._checkpoint()
+        return self._cancelled()
+
+    def _wait_for_photos(self, seen: int) -> bool:
+        """Nothing to do now: while a scan of the library runs, wait until it wrote photos to
+        encode (True), or it ends or the run is cancelled with none (False). The model is not
+        loaded before there is work for it. ``seen``: the scan writes already looked at."""
+        while self._following() or self._writes() != seen:
+            if self._writes() == seen:
+                self._activity.wait(seen, _WAIT_SECONDS)
+            if self._stopped():
+                return False
+            writes = self._writes()
+            if writes != seen:
+                if not self._up_to_date():
+                    return True
+                seen = writes
+        return False
 
     def _activate_if_none(self, model: ModelInfo, replace_empty: bool = False) -> None:
         """Show ``model``'s scores when the view has none of this model yet (nothing scored,
@@ -296,8 +351,8 @@ class ScoringJob:
                 self.handed_off += 1
         return self.engine.preprocess(image)
 
-    def _encode(self, todo, model, scorer, attrs, report, emit, cancel, start, max_side: int) -> None:
-        total = len(todo)
+    def _encode(self, todo: _Todo, model, scorer, attrs, report, emit, cancel, start,
+                max_side: int) -> None:
         if max_side != self.config.max_side:
             base_emit = emit
             note = f"{max_side} px preview"
@@ -305,26 +360,31 @@ class ScoringJob:
             def emit(p: Progress) -> None:
                 base_emit(dataclasses.replace(p, note=note))
         batch_size = max(1, self.config.batch_size)
-        emit(Progress("encoding", 0, total, 0.0, None, max_side))
-        if not todo:
+        emit(Progress("encoding", 0, todo.expected, 0.0, None, max_side))
+        if not todo.total and not todo.following:
             return
         done = 0
         per_photo: float | None = None  # seconds of inference per photo, measured
         t_encode = time.monotonic()
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="photosense-decode") as pool:
             queue: deque[tuple[int, str, Future]] = deque()
-            items = iter(todo)
             look_ahead = batch_size * 2 + self.decode_workers
 
             def refill():
                 while len(queue) < look_ahead:
-                    nxt = next(items, None)
+                    nxt = todo.next()
                     if nxt is None:
                         return
                     queue.append((nxt[0], nxt[1], pool.submit(self._decode, nxt[1], nxt[2], max_side)))
 
-            refill()
-            while queue:
+            while True:
+                refill()
+                if not queue:
+                    # Everything known is encoded: a scan still running writes more.
+                    if not todo.wait(self._stopped):
+                        report.cancelled = report.cancelled or self._cancelled()
+                        break
+                    continue
                 self._checkpoint()  # between two batches: interactive model requests run here
                 if cancel is not None and cancel.is_set():
                     report.cancelled = True
@@ -356,8 +416,65 @@ class ScoringJob:
                     done += len(ids)
                 elapsed = time.monotonic() - t_encode
                 rate = done / elapsed if elapsed > 0 else 0.0
-                eta = (total - done) / rate if rate > 0 else None
-                emit(Progress("encoding", done, total, rate, eta, max_side))
+                expected = todo.expected
+                eta = (expected - done) / rate if rate > 0 else None
+                emit(Progress("encoding", done, expected, rate, eta, max_side))
+
+
+_WAIT_SECONDS = 0.25  # a run waiting for a scan's next write checks cancel and pause this often
+
+
+class _Todo:
+    """The photos one pass encodes, (id, path, companion): those to encode when it started
+    and, while a scan of the library runs (``activity``), those the scan writes meanwhile;
+    ``writes`` is the scan writes counted before the first list was read."""
+
+    def __init__(self, first: list, query: Callable[[], list], activity: scan_activity.ScanActivity | None,
+                 writes: int = 0):
+        self._items = deque(first)
+        self._seen = {t[0] for t in first}
+        self._query, self._activity, self._writes = query, activity, writes
+        self.total = len(first)
+
+    @property
+    def expected(self) -> int:
+        """Photos this pass will have encoded: those known, and those a running scan found
+        and has not written yet."""
+        coming = self._activity.to_read if self._activity is not None and self._activity.active else 0
+        return self.total + coming
+
+    @property
+    def following(self) -> bool:
+        return self._activity is not None and (self._activity.active or self._activity.writes != self._writes)
+
+    def next(self):
+        """The next photo to encode, or None for now (never waits)."""
+        if not self._items and self._activity is not None and self._activity.writes != self._writes:
+            self._more()
+        return self._items.popleft() if self._items else None
+
+    def wait(self, stopped: Callable[[], bool]) -> bool:
+        """Wait for a running scan to write photos to encode: True when there are some, False
+        when the scans ended without (or ``stopped()`` says to stop)."""
+        while self.following:
+            seen = self._writes
+            if self._activity.writes == seen:
+                self._activity.wait(seen, _WAIT_SECONDS)
+            if stopped():
+                return False
+            if self._activity.writes != seen:
+                self._more()
+                if self._items:
+                    return True
+        return False
+
+    def _more(self) -> None:
+        writes = self._activity.writes  # before the query: a write during it is seen next time
+        new = [t for t in self._query() if t[0] not in self._seen]
+        self._writes = writes
+        self._seen.update(t[0] for t in new)
+        self._items.extend(new)
+        self.total += len(new)
 
 
 def rescore_attributes(library: Library, attrs: list[AttributeInfo] | None = None,

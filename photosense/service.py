@@ -108,8 +108,14 @@ class WatchService:
         return job
 
     def _scan_loop(self) -> None:
-        job = self._run(Job(lambda ctl: self.scanner.scan_all(ctl.scan_progress, ctl.cancel),
-                            "Scanning folders", "scan"))
+        def scan(ctl: JobControl):
+            def progress(*args) -> None:
+                self._wake.set()  # scoring follows the scan as it writes (pipeline.ScoringJob)
+                ctl.scan_progress(*args)
+
+            return self.scanner.scan_all(progress, ctl.cancel)
+
+        job = self._run(Job(scan, "Scanning folders", "scan"))
         if job.error is None and job.result is not None:
             self._emit_scan(job.result)
         self._wake.set()

@@ -68,9 +68,14 @@ class ScoringAndStatus:
         self.reload_library_info(requery=True)
 
     def _scan_progressed(self, _value=None) -> None:
-        """A scan read more photos: they appear in a moment (not only when it ends)."""
+        """A scan read more photos: they appear in a moment (not only when it ends), and
+        scoring starts on them (a scoring run follows the scan until it ends)."""
         if not self._scan_refresh_timer.isActive():
             self._scan_refresh_timer.start()
+        # Not after a failed run (no weights, say): the scan's end tries again, once.
+        if (self._score_job is None and not getattr(self, "_scoring_failed", False)
+                and not getattr(self, "_shut_down", False)):
+            self.start_scoring()
 
     @Slot(object)
     def _on_scanned(self, report) -> None:
@@ -131,7 +136,9 @@ class ScoringAndStatus:
         library, config, engine = self.library, self.engine_config, self.engine
 
         def work(ctx: JobContext):
-            if not any(f.photo_count for f in library.folders()):
+            from photosense.ingest import activity
+
+            if not activity.for_library(library).active and not any(f.photo_count for f in library.folders()):
                 return ScoreReport()  # an empty library: the model is not even loaded
             return ScoringJob(library, config, engine=engine).run(ctx.progress, ctx.cancel)
 
@@ -147,6 +154,7 @@ class ScoringAndStatus:
 
     @Slot(object)
     def _on_scored(self, report) -> None:
+        self._scoring_failed = False
         self.banner.hide()
         self.problem_log.resolve("model")  # the weights load now
         requested, self._score_requested = getattr(self, "_score_requested", False), False
@@ -175,6 +183,7 @@ class ScoringAndStatus:
             self.requery(keep_scroll=True)  # the order depends on the scores; selection is kept
 
     def _on_scoring_error(self, job: Job, message: str) -> None:
+        self._scoring_failed = True
         if isinstance(getattr(job, "exception", None), WeightsUnavailable):
             self.banner.show_problem(message)
             self.report_error(f"Scoring is off: {message}", quiet=True, kind="model")

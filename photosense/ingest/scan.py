@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import stat
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -42,7 +44,7 @@ from dataclasses import dataclass, field
 
 from photosense.errors import is_transient_error
 from photosense.fsutil import is_own_temporary, sweep_temporaries
-from photosense.ingest import workers
+from photosense.ingest import activity, workers
 from photosense.ingest.analysis import CHECK_SIDE, analyse, pair_digest  # noqa: F401 - re-exported
 from photosense.ingest.crash_guard import READER_CRASHED
 from photosense.ingest.decode import is_image_path, is_raw_path
@@ -51,6 +53,10 @@ from photosense.library import FolderInfo, Library, ScanRecord
 log = logging.getLogger("photosense.ingest")
 
 WRITE_BATCH = 64
+#: A scan writes what it has read at least this often (and its first photo at once): new photos
+#: appear in the window as they are read, and scoring in the same process follows the scan
+#: (photosense.ingest.activity) instead of waiting for its end.
+WRITE_SECONDS = 1.0
 
 #: ``progress(done, total)`` for a scan's files; a later pass of the same scan adds what it is as
 #: a third argument (``progress(done, total, "finding faces")``).
@@ -504,6 +510,8 @@ class Scanner:
         self.handoff: bool | None = None
         self._handoff = False
         self._listing = None  # a folder scan's listings for sidecar lookups (each folder once)
+        self.activity = activity.for_library(library)
+        self._last_write = -math.inf  # time.monotonic() of the last write: the first goes at once
 
     def target(self):
         """What the worker processes run for a photo."""
@@ -522,14 +530,20 @@ class Scanner:
     def scan_all(self, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None) -> ScanReport:
         report = ScanReport()
-        for folder in self.library.folders():
-            report.merge(self.scan_folder(folder, progress, cancel))
-            if report.cancelled:
-                break
+        with self.activity.scanning():  # one scan from the first folder to the last
+            for folder in self.library.folders():
+                report.merge(self.scan_folder(folder, progress, cancel))
+                if report.cancelled:
+                    break
         return report
 
     def scan_folder(self, folder: FolderInfo, progress: ProgressFn | None = None,
                     cancel: threading.Event | None = None) -> ScanReport:
+        with self.activity.scanning():
+            return self._scan_folder(folder, progress, cancel)
+
+    def _scan_folder(self, folder: FolderInfo, progress: ProgressFn | None,
+                     cancel: threading.Event | None) -> ScanReport:
         report = ScanReport()
         from photosense.ingest import crash_guard
 
@@ -575,6 +589,7 @@ class Scanner:
                         continue
                     unit = (path, size, mtime, companion)
                     todo.append(unit)
+                    self.activity.found()
                     analysis.add(unit)
             report.skipped = dict(skipped)
             self.library.set_skipped_files(folder.id, report.skipped)
@@ -636,6 +651,10 @@ class Scanner:
     def scan_paths(self, paths: Iterable[str]) -> ScanReport:
         """Re-examine specific paths (from the folder watcher): new, changed or deleted files
         and folders."""
+        with self.activity.scanning():
+            return self._scan_paths(paths)
+
+    def _scan_paths(self, paths: Iterable[str]) -> ScanReport:
         report = ScanReport()
         self._begin()
         by_folder: dict[int, dict[str, tuple[str, int, float]]] = {}
@@ -685,6 +704,7 @@ class Scanner:
                 else:
                     todo.append((path, size, mtime, companion))
             analysed.update(unit[0] for unit in todo)
+            self.activity.found(len(todo))
             self._analyse(folder_id, todo, report, None, None)
         if gone:
             report.missing += self.library.set_missing(gone, True)
@@ -742,12 +762,13 @@ class Scanner:
             report.errors.append((rec.path, rec.error))
             log.warning("%s: %s", rec.path, rec.error)
             if rec.transient:  # vanished or unreadable now: not recorded, seen again next scan
+                self.activity.found(-1)
                 return done + 1
         elif rec.warning:
             report.errors.append((rec.path, rec.warning))
             log.warning("%s: %s", rec.path, rec.warning)
         batch.append(rec)
-        if len(batch) >= WRITE_BATCH:
+        if len(batch) >= WRITE_BATCH or time.monotonic() - self._last_write >= WRITE_SECONDS:
             self._flush(batch, folder_id, report)
         return done + 1
 
@@ -757,8 +778,11 @@ class Scanner:
         outcome = self.library.upsert_scanned(folder_id, batch)
         for kind in outcome.values():
             setattr(report, kind, getattr(report, kind) + 1)
+        written = len(batch)
         batch.clear()
         self._import_sidecars(list(outcome), report)
+        self._last_write = time.monotonic()
+        self.activity.wrote(written)
 
     def _import_sidecars(self, paths: list[str], report: ScanReport,
                          prefer: dict[str, str] | None = None) -> None:

@@ -254,3 +254,42 @@ def test_problems_are_listed_once_clear_when_fixed_and_the_dialog_copies_and_clo
         qtbot.waitUntil(lambda: not window.problems_button.isVisible(), timeout=5000)
     finally:
         window.shutdown()
+
+
+def test_adding_a_folder_scores_its_photos_while_the_scan_reads_it(qtbot, tmp_path, shoot_folder, tiny_config,
+                                                                   monkeypatch):
+    """The scan's first write starts scoring, which follows the scan: the first scores are
+    stored before the scan of the folder ends (each photo is slow to read here)."""
+    from photosense.ingest import scan as scan_module
+
+    read = scan_module.analyse_file
+
+    def slow(*args, **kwargs):
+        time.sleep(0.2)
+        return read(*args, **kwargs)
+
+    from photosense.scoring.clipiqa import ClipIQAEngine
+
+    engine = ClipIQAEngine(tiny_config).load()  # as after the window's first scoring run
+    monkeypatch.setattr(scan_module, "analyse_file", slow)
+    lib = Library(tmp_path / "new.sqlite3")
+    window = open_window(qtbot, lib, tiny_config)
+    window.engine = engine
+    try:
+        scored_during_scan = []
+        job = window.add_folder(str(shoot_folder))
+        job.progress.connect(lambda _p: scored_during_scan.append(
+            (time.monotonic(), window._score_job is not None, any(r.scores for r in lib.rows(lib.query_ids(_all()))))))
+        wait_finished(qtbot, job, timeout=60000)
+        qtbot.waitUntil(lambda: window._score_job is None and window.model.total() == 15, timeout=60000)
+        assert any(s[2] for s in scored_during_scan)  # scores were there while the scan still read
+        assert all(len(r.scores) == 12 for r in lib.rows(lib.query_ids(_all())))
+    finally:
+        window.shutdown()
+        lib.close()
+
+
+def _all():
+    from photosense.library import PhotoQuery
+
+    return PhotoQuery()
