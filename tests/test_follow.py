@@ -15,16 +15,13 @@ from photosense.ingest import scan as scan_module
 from photosense.ingest.scan import Scanner
 from photosense.library import Library, PhotoQuery
 from photosense.pipeline import ScoringJob
-from photosense.scoring.clipiqa import ClipIQAEngine, EngineConfig
+from photosense.scoring.clipiqa import ClipIQAEngine
 from photosense.service import ServiceEvents, WatchService
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_weights, model_configs_dir):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PHOTOSENSE_MODEL_CONFIGS", str(model_configs_dir))
-        cfg = EngineConfig(model="photosense-tiny", weights=str(tiny_weights), device="cpu", max_side=256)
-        return ClipIQAEngine(cfg).load()
+def engine(tiny_engine):
+    return tiny_engine
 
 
 @pytest.fixture

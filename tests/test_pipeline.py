@@ -28,11 +28,8 @@ def scanned(tmp_path, photo_folder):
 
 
 @pytest.fixture(scope="module")
-def shared_engine(tiny_weights, model_configs_dir):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PHOTOSENSE_MODEL_CONFIGS", str(model_configs_dir))
-        cfg = EngineConfig(model="photosense-tiny", weights=str(tiny_weights), device="cpu", max_side=256)
-        return ClipIQAEngine(cfg).load()
+def shared_engine(tiny_engine):
+    return tiny_engine
 
 
 def test_scores_match_an_independent_computation(scanned, tiny_config, shared_engine):

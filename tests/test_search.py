@@ -21,11 +21,8 @@ from photosense.scoring.search import feature_cache, rank_by_similarity, search
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_weights, model_configs_dir):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PHOTOSENSE_MODEL_CONFIGS", str(model_configs_dir))
-        cfg = EngineConfig(model="photosense-tiny", weights=str(tiny_weights), device="cpu", max_side=256)
-        return ClipIQAEngine(cfg).load()
+def engine(tiny_engine):
+    return tiny_engine
 
 
 @pytest.fixture
