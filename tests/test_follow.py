@@ -25,11 +25,10 @@ def engine(tiny_engine):
 
 
 @pytest.fixture
-def lib(tmp_path, photo_folder):
-    library = Library(tmp_path / "lib.sqlite3")
-    library.add_folder(photo_folder)
-    yield library
-    library.close()
+def lib(lib, photo_folder):
+    """The shared fresh library, with the photo folder added (not scanned)."""
+    lib.add_folder(photo_folder)
+    return lib
 
 
 def _photos(folder) -> list[str]:
