@@ -273,6 +273,19 @@ def test_pair_files_groups_by_folder_and_stem():
     ])
 
 
+@pytest.mark.parametrize("name", ["IMG_1.CR2", "img_1.jpg", "a.b.JPG", "noext", "trail.",
+                                  "x.tar.gz", ".hidden.jpg", "..jpg", "...", "Ünï.JPEG",
+                                  "DSC 0001 (2).nef"])
+def test_the_walk_s_quick_name_splits_agree_with_os_path(name):
+    from photosense.ingest.scan import _extension, _folder_and_stem
+
+    path = os.path.join(os.sep + "photos", "Day 1", name)
+    assert _folder_and_stem(path)[1] == os.path.splitext(name)[0].lower()
+    assert _folder_and_stem(path)[0].rstrip(os.sep) == os.path.dirname(path)
+    if not name.startswith("."):  # the walk skips hidden files before it asks
+        assert _extension(name) == os.path.splitext(name)[1].lower()
+
+
 def test_raw_and_jpeg_scan_as_one_photo(lib, shoot, real_photos):
     raw, jpeg = _pair(shoot, real_photos)
     write_dng(shoot / "IMG_2.DNG", mosaic(left_bright_scene()), preview=half_white(600, 400))

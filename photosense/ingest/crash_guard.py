@@ -208,6 +208,12 @@ def is_quarantined(path: str) -> bool:
     return False
 
 
+def quarantined_files() -> dict[str, tuple[int, float]]:
+    """Each quarantined path with the size and time it crashed at, for a loop over many files
+    to look paths up in before it asks :func:`is_quarantined` of one (read-only)."""
+    return _quarantined()
+
+
 def wait_for_checks(cancel: threading.Event | None = None) -> None:
     """Return when the suspects :func:`recover` found have been read again (at once when
     there are none), or when ``cancel`` is set. Each check is bounded (:data:`PROBE_TIMEOUT`)."""

@@ -47,7 +47,7 @@ from photosense.fsutil import is_own_temporary, sweep_temporaries
 from photosense.ingest import activity, workers
 from photosense.ingest.analysis import CHECK_SIDE, analyse, pair_digest  # noqa: F401 - re-exported
 from photosense.ingest.crash_guard import READER_CRASHED
-from photosense.ingest.decode import is_image_path, is_raw_path
+from photosense.ingest.decode import IMAGE_EXTENSIONS, is_image_path, is_raw_path
 from photosense.library import FolderInfo, Library, ScanRecord
 
 log = logging.getLogger("photosense.ingest")
@@ -251,17 +251,17 @@ def walk_folders(root: str, sidecars: SidecarStats | None = None,
                 if entry.is_dir():  # follows symlinks; loops stopped by `seen`
                     subdirs.append((entry.stat().st_mtime if newest_first else 0.0, entry.path))
                     continue
-                if sidecars is not None and is_sidecar_path(entry.name):
-                    st = entry.stat()
-                    if stat.S_ISREG(st.st_mode):
-                        sidecars[entry.path] = (st.st_size, st.st_mtime_ns)
+                ext = _extension(entry.name)
+                if ext == ".xmp":
+                    if sidecars is not None:
+                        st = entry.stat()
+                        if stat.S_ISREG(st.st_mode):
+                            sidecars[entry.path] = (st.st_size, st.st_mtime_ns)
                     continue
-                if not is_image_path(entry.name):
-                    if skipped is not None:
-                        ext = os.path.splitext(entry.name)[1].lower()
-                        if ext not in _OTHER_SIDECARS and not is_sidecar_path(entry.name) \
-                                and stat.S_ISREG(entry.stat().st_mode):
-                            skipped[ext] += 1
+                if ext not in IMAGE_EXTENSIONS:
+                    if skipped is not None and ext not in _OTHER_SIDECARS \
+                            and stat.S_ISREG(entry.stat().st_mode):
+                        skipped[ext] += 1
                     continue
                 st = entry.stat()
             except OSError:
@@ -279,14 +279,22 @@ def walk_folders(root: str, sidecars: SidecarStats | None = None,
 def pair_files(files: Iterable[tuple[str, int, float]]) -> list[ScanUnit]:
     """Group files into photos: a RAW and an image with the same stem (case-insensitive) in
     the same folder are one pair; everything else is a photo of its own."""
-    groups: dict[tuple[str, str], list[tuple[str, int, float]]] = {}
+    # A file alone (most files: a 100k rescan) is its group itself, a list only where
+    # several share a stem.
+    groups: dict[tuple[str, str], tuple[str, int, float] | list[tuple[str, int, float]]] = {}
     for item in files:
-        directory, name = os.path.split(item[0])
-        groups.setdefault((directory, os.path.splitext(name)[0].lower()), []).append(item)
+        key = _folder_and_stem(item[0])
+        found = groups.get(key)
+        if found is None:
+            groups[key] = item
+        elif isinstance(found, list):
+            found.append(item)
+        else:
+            groups[key] = [found, item]
     units: list[ScanUnit] = []
     for members in groups.values():
-        if len(members) == 1:  # most files: no pair to look for (a 100k rescan)
-            path, size, mtime = members[0]
+        if not isinstance(members, list):
+            path, size, mtime = members
             units.append((path, size, mtime, None))
             continue
         raws = sorted((m for m in members if is_raw_path(m[0])), key=lambda m: m[0])
@@ -297,6 +305,29 @@ def pair_files(files: Iterable[tuple[str, int, float]]) -> list[ScanUnit]:
             raws, others = raws[1:], others[1:]
         units.extend((p, size, mtime, None) for p, size, mtime in raws + others)
     return units
+
+
+def _extension(name: str) -> str:
+    """``os.path.splitext(name)[1].lower()`` of a file name that does not start with a dot
+    (the walk skips those), without splitext's cost: it runs for every file of a 100k rescan."""
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > 0 else ""
+
+
+def _folder_and_stem(path: str) -> tuple[str, str]:
+    """(folder, lower-case stem) of a path, as ``os.path.split`` and ``os.path.splitext``
+    give them for the paths a scan finds (joined by ``os.scandir``, so normalised), but at a
+    fraction of their cost: a rescan groups every file of the library."""
+    cut = path.rfind(os.sep)
+    if os.altsep:
+        cut = max(cut, path.rfind(os.altsep))
+    folder, name = path[:cut + 1], path[cut + 1:]
+    dot = name.rfind(".")
+    if dot > 0 and name[0] != ".":
+        name = name[:dot]
+    elif name.startswith("."):
+        name = os.path.splitext(name)[0]
+    return folder, name.lower()
 
 
 def _companion_rank(item: tuple[str, int, float]) -> tuple[int, str]:
@@ -574,6 +605,7 @@ class Scanner:
             # (worker processes in a big scan) while the walk goes on.
             for files in walk_folders(folder.path, sidecars, skipped, temporaries,
                                       newest_first=True):
+                quarantined = crash_guard.quarantined_files()
                 for path, size, mtime, companion in pair_files(files):
                     seen.add(path)
                     if companion is not None:
@@ -582,7 +614,8 @@ class Scanner:
                     if (old is not None and old[1] == size and old[2] == mtime
                             and companions.get(path) == companion
                             and not is_transient_error(old[4])
-                            and not _newly_crashed(path, companion, old[4])):
+                            and not ((path in quarantined or companion in quarantined)
+                                     and _newly_crashed(path, companion, old[4]))):
                         report.unchanged += 1
                         if old[3]:
                             restored.append(path)
