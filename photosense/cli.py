@@ -93,10 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folders (or photos in folders) to add and show; 'photosense PATH...' "
                         "works too")
 
+    score_help = ("score the photos as the scan reads them, as the window does (the first "
+                  "scores come seconds after the scan starts), instead of a 'photosense score' "
+                  "after it")
     p = sub.add_parser("add", parents=[common], help="add folders to the library and scan them")
     p.add_argument("folders", nargs="+", metavar="DIR")
+    p.add_argument("--score", action="store_true", help=score_help)
+    _add_engine_options(p)
 
-    sub.add_parser("scan", parents=[common], help="rescan every library folder")
+    p = sub.add_parser("scan", parents=[common], help="rescan every library folder")
+    p.add_argument("--score", action="store_true", help=score_help)
+    _add_engine_options(p)
 
     p = sub.add_parser("folders", parents=[common], help="list library folders")
     p.add_argument("--remove", metavar="DIR", help="forget a folder and its photos' data")
@@ -246,19 +253,85 @@ def _engine_config(lib, args):
         allow_pickle=args.allow_pickle, backend=args.backend, preview_side=args.preview_side)
 
 
-def _scan(lib, folders=None) -> int:
+def _scan(lib, folders=None, bars: bool = True, cancel: threading.Event | None = None,
+          on_progress=None) -> int:
+    """Scan ``folders`` (default: all), a summary line each; the number of unreadable files.
+    ``bars``: a progress bar per folder; ``on_progress``: called on each scan progress."""
     from photosense.ingest.scan import Scanner
 
     scanner = Scanner(lib, processes=True)
     total_errors = 0
     for folder in folders if folders is not None else lib.folders():
+        if cancel is not None and cancel.is_set():
+            break
         bar = TerminalProgress(f"scan {display_path(os.path.basename(folder.path) or folder.path)}")
-        report = scanner.scan_folder(folder, progress=bar)
-        _info(f"{display_path(folder.path)}: {report.summary()}")
+
+        def progress(*args, bar=bar) -> None:
+            if on_progress is not None:
+                on_progress()
+            if bars:
+                bar(*args)
+
+        report = scanner.scan_folder(folder, progress=progress, cancel=cancel)
+        lead = "" if bars or not sys.stderr.isatty() else "\n"  # off the scoring bar's line
+        _info(f"{lead}{display_path(folder.path)}: {report.summary()}")
         for path, error in report.errors:
             _info(f"  unreadable: {display_path(path)}: {error}")
         total_errors += len(report.errors)
     return total_errors
+
+
+def _scan_and_score(lib, args, folders=None) -> int:
+    """``_scan`` on a thread of its own, and scoring here following it as it writes (what the
+    window and ``watch`` do): the model starts on the first photos the scan has read. The exit
+    status; Ctrl-C stops both (what was scanned and scored is kept). When scoring cannot run
+    (no weights, say), the scan still finishes before the error is raised."""
+    from photosense.jobs import Job
+    from photosense.pipeline import ScoringJob
+
+    config = _engine_config(lib, args)
+    cancel = threading.Event()
+    started = threading.Event()
+    outcome: dict = {}
+
+    def scan() -> None:
+        try:
+            _scan(lib, folders, bars=False, cancel=cancel, on_progress=started.set)
+        except BaseException as exc:  # noqa: BLE001 - raised again on the main thread
+            outcome["error"] = exc
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=scan, name="photosense-scan", daemon=True)
+    thread.start()
+    try:
+        started.wait()
+        _info(f"loading model {config.model}" + (f" from {config.weights}" if config.weights else ""))
+        bar = TerminalProgress("score")
+        scoring = ScoringJob(lib, config)
+        job = Job(lambda ctl: scoring.run(bar.progress, ctl.cancel, ctl.checkpoint), "Scoring", "scoring")
+        try:
+            report = run_job(job)
+        except PhotosenseError:
+            if thread.is_alive():
+                _info("photosense: scoring cannot run; the scan goes on (its photos are indexed "
+                      "and checked, for a 'photosense score' later)")
+            thread.join()
+            raise
+        thread.join()
+    except KeyboardInterrupt:
+        cancel.set()
+        thread.join(30)
+        _info("interrupted: what was scanned and scored is saved; 'photosense scan --score' "
+              "goes on from there")
+        return 130
+    if "error" in outcome:
+        raise outcome["error"]
+    rate = report.encoded / report.encode_seconds if report.encode_seconds else 0.0
+    _info(f"scored {report.encoded} photos in {report.seconds:.1f}s ({rate:.2f} photos/s)"
+          + _failed_text(report)
+          + (f", rescored {report.rescored_attributes} attributes" if report.rescored_attributes else ""))
+    return EXIT_OK
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -286,7 +359,10 @@ def cmd_gui(args) -> int:
 def cmd_add(args) -> int:
     with open_library(args) as lib:
         added = [lib.add_folder(d) for d in args.folders]
-        _scan(lib, [f for f in lib.folders() if f.id in {a.id for a in added}])
+        folders = [f for f in lib.folders() if f.id in {a.id for a in added}]
+        if args.score:
+            return _scan_and_score(lib, args, folders)
+        _scan(lib, folders)
     return EXIT_OK
 
 
@@ -294,6 +370,8 @@ def cmd_scan(args) -> int:
     with open_library(args) as lib:
         if not lib.folders():
             raise PhotosenseError("the library has no folders yet: use 'photosense add DIR'")
+        if args.score:
+            return _scan_and_score(lib, args)
         _scan(lib)
     return EXIT_OK
 

@@ -181,6 +181,72 @@ def test_user_errors_are_one_line_without_traceback(capsys, lib_path, argv, frag
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in err
 
 
+def test_add_with_score_scores_while_the_scan_reads(capsys, monkeypatch, lib_path, photo_folder,
+                                                   tiny_weights):
+    # Scoring starts on the scan's first records and follows it, as in the window: when the
+    # scoring run starts, the scan of the same library is still going.
+    from photosense.ingest import activity
+    from photosense.pipeline import ScoringJob
+
+    scan_running = []
+    real_run = ScoringJob.run
+
+    def run_and_note(self, *args, **kwargs):
+        scan_running.append(activity.for_library(self.library).active)
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(ScoringJob, "run", run_and_note)
+    code, _, err = run(capsys, "add", str(photo_folder), "--score", "--model", "photosense-tiny",
+                       "--weights", str(tiny_weights), "--device", "cpu", "--max-side", "256",
+                       "--library", lib_path)
+    assert code == 0, err
+    assert "15 added" in err and "scored 15 photos" in err
+    assert scan_running == [True]
+    code, out, _ = run(capsys, "list", "--format", "json", "--library", lib_path)
+    rows = json.loads(out)
+    assert len(rows) == 15 and all(len(r["scores"]) == 12 for r in rows)
+    # A rescan with --score and nothing new: nothing to encode, nothing lost.
+    code, _, err = run(capsys, "scan", "--score", "--model", "photosense-tiny", "--weights",
+                       str(tiny_weights), "--device", "cpu", "--max-side", "256", "--library", lib_path)
+    assert code == 0 and "15 unchanged" in err and "scored 0 photos" in err, err
+
+
+def test_scan_with_score_still_indexes_when_the_model_cannot_load(capsys, lib_path, tmp_path,
+                                                                  photo_folder):
+    bad = tmp_path / "garbage.safetensors"
+    bad.write_bytes(b"\x00garbage" * 100)
+    code, _, err = run(capsys, "add", str(photo_folder), "--score", "--weights", str(bad),
+                       "--device", "cpu", "--library", lib_path)
+    assert code == 1 and "15 added" in err, err
+    assert err.strip().splitlines()[-1].startswith("photosense: ")
+    code, out, _ = run(capsys, "list", "--format", "json", "--library", lib_path)
+    rows = json.loads(out)
+    assert len(rows) == 15 and all(r["error"] is None and r["scores"] == {} for r in rows)
+
+
+def test_interrupting_add_with_score_stops_the_scan_too(capsys, monkeypatch, lib_path,
+                                                       photo_folder, tiny_weights):
+    from photosense.ingest.scan import Scanner
+    from photosense.pipeline import ScoringJob
+
+    cancels = []
+    real_scan = Scanner.scan_folder
+
+    def scan_folder(self, folder, progress=None, cancel=None):
+        cancels.append(cancel)
+        return real_scan(self, folder, progress, cancel)
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Scanner, "scan_folder", scan_folder)
+    monkeypatch.setattr(ScoringJob, "run", interrupted)
+    code, _, err = run(capsys, "add", str(photo_folder), "--score", "--model", "photosense-tiny",
+                       "--weights", str(tiny_weights), "--device", "cpu", "--library", lib_path)
+    assert code == 130 and "interrupted" in err
+    assert len(cancels) == 1 and cancels[0].is_set()
+
+
 def test_bad_weights_file_is_one_line(capsys, lib_path, tmp_path, photo_folder):
     bad = tmp_path / "garbage.safetensors"
     bad.write_bytes(b"\x00garbage" * 100)
