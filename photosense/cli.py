@@ -286,9 +286,6 @@ def _scan_and_score(lib, args, folders=None) -> int:
     window and ``watch`` do): the model starts on the first photos the scan has read. The exit
     status; Ctrl-C stops both (what was scanned and scored is kept). When scoring cannot run
     (no weights, say), the scan still finishes before the error is raised."""
-    from photosense.jobs import Job
-    from photosense.pipeline import ScoringJob
-
     config = _engine_config(lib, args)
     cancel = threading.Event()
     started = threading.Event()
@@ -306,10 +303,7 @@ def _scan_and_score(lib, args, folders=None) -> int:
     thread.start()
     try:
         started.wait()
-        _info(f"loading model {config.model}" + (f" from {config.weights}" if config.weights else ""))
-        bar = TerminalProgress("score")
-        scoring = ScoringJob(lib, config)
-        job = Job(lambda ctl: scoring.run(bar.progress, ctl.cancel, ctl.checkpoint), "Scoring", "scoring")
+        job = _scoring_job(lib, config)
         try:
             report = run_job(job)
         except PhotosenseError:
@@ -327,10 +321,7 @@ def _scan_and_score(lib, args, folders=None) -> int:
         return 130
     if "error" in outcome:
         raise outcome["error"]
-    rate = report.encoded / report.encode_seconds if report.encode_seconds else 0.0
-    _info(f"scored {report.encoded} photos in {report.seconds:.1f}s ({rate:.2f} photos/s)"
-          + _failed_text(report)
-          + (f", rescored {report.rescored_attributes} attributes" if report.rescored_attributes else ""))
+    _info(_scored_line(report))
     return EXIT_OK
 
 
@@ -400,6 +391,25 @@ def _failed_text(report) -> str:
                if report.unavailable else ""))
 
 
+def _scoring_job(lib, config):
+    """A ``photosense.jobs.Job`` scoring ``lib`` with a progress bar (after a line saying which
+    model loads)."""
+    from photosense.jobs import Job
+    from photosense.pipeline import ScoringJob
+
+    _info(f"loading model {config.model}" + (f" from {config.weights}" if config.weights else ""))
+    bar = TerminalProgress("score")
+    scoring = ScoringJob(lib, config)
+    return Job(lambda ctl: scoring.run(bar.progress, ctl.cancel, ctl.checkpoint), "Scoring", "scoring")
+
+
+def _scored_line(report) -> str:
+    rate = report.encoded / report.encode_seconds if report.encode_seconds else 0.0
+    return (f"scored {report.encoded} photos in {report.seconds:.1f}s ({rate:.2f} photos/s)"
+            + _failed_text(report)
+            + (f", rescored {report.rescored_attributes} attributes" if report.rescored_attributes else ""))
+
+
 def run_job(job):
     """Run a ``photosense.jobs.Job`` here and return its result; its error becomes the
     command's one-line error (an unexpected one's traceback is already logged)."""
@@ -410,25 +420,16 @@ def run_job(job):
 
 
 def cmd_score(args) -> int:
-    from photosense.jobs import Job
-    from photosense.pipeline import ScoringJob
-
     with open_library(args) as lib:
         config = _engine_config(lib, args)
-        _info(f"loading model {config.model}" + (f" from {config.weights}" if config.weights else ""))
-        bar = TerminalProgress("score")
-        scoring = ScoringJob(lib, config)
-        job = Job(lambda ctl: scoring.run(bar.progress, ctl.cancel, ctl.checkpoint), "Scoring", "scoring")
+        job = _scoring_job(lib, config)
         try:
             report = run_job(job)
         except KeyboardInterrupt:
             job.cancel()
             _info("interrupted: photos scored so far are saved; run 'photosense score' to resume")
             return 130
-        rate = report.encoded / report.encode_seconds if report.encode_seconds else 0.0
-        _info(f"scored {report.encoded} photos in {report.seconds:.1f}s ({rate:.2f} photos/s)"
-              + _failed_text(report)
-              + (f", rescored {report.rescored_attributes} attributes" if report.rescored_attributes else ""))
+        _info(_scored_line(report))
     return EXIT_OK
 
 
