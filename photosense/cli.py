@@ -347,7 +347,22 @@ def cmd_gui(args) -> int:
     return app.run(args.library, [os.path.abspath(p) for p in getattr(args, "paths", [])])
 
 
+_ENGINE_OPTIONS = ("model", "weights", "allow_pickle", "device", "max_side", "batch",
+                   "preview_side", "backend")
+
+
+def _model_options_need_score(args) -> None:
+    """``add`` and ``scan`` take the model options only to score (``--score``): without it
+    they would be silently ignored."""
+    given = [name for name in _ENGINE_OPTIONS if getattr(args, name, None) is not None]
+    if given and not args.score:
+        names = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise PhotosenseError(f"{names}: model options apply to scoring; add --score, or use "
+                              "'photosense score' after the scan")
+
+
 def cmd_add(args) -> int:
+    _model_options_need_score(args)
     with open_library(args) as lib:
         added = [lib.add_folder(d) for d in args.folders]
         folders = [f for f in lib.folders() if f.id in {a.id for a in added}]
@@ -358,6 +373,7 @@ def cmd_add(args) -> int:
 
 
 def cmd_scan(args) -> int:
+    _model_options_need_score(args)
     with open_library(args) as lib:
         if not lib.folders():
             raise PhotosenseError("the library has no folders yet: use 'photosense add DIR'")

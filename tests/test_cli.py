@@ -211,6 +211,14 @@ def test_add_with_score_scores_while_the_scan_reads(capsys, monkeypatch, lib_pat
     assert code == 0 and "15 unchanged" in err and "scored 0 photos" in err, err
 
 
+def test_model_options_without_score_are_refused_not_ignored(capsys, lib_path, photo_folder):
+    code, _, err = run(capsys, "add", str(photo_folder), "--max-side", "512", "--library", lib_path)
+    assert code == 1 and "--max-side" in err and "--score" in err and err.count("\n") == 1
+    assert Library(lib_path).folders() == []  # refused before anything was added
+    code, _, err = run(capsys, "scan", "--weights", "w.safetensors", "--library", lib_path)
+    assert code == 1 and "--weights" in err
+
+
 def test_scan_with_score_still_indexes_when_the_model_cannot_load(capsys, lib_path, tmp_path,
                                                                   photo_folder):
     bad = tmp_path / "garbage.safetensors"
