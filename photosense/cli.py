@@ -420,9 +420,13 @@ def _scoring_job(lib, config):
 
 
 def _scored_line(report) -> str:
-    rate = report.encoded / report.encode_seconds if report.encode_seconds else 0.0
-    return (f"scored {report.encoded} photos in {report.seconds:.1f}s ({rate:.2f} photos/s)"
-            + _failed_text(report)
+    if report.previewed:  # the rate of two passes at two sizes would mean nothing
+        done = (f"scored {report.encoded} photos in {report.seconds:.1f}s, after a preview pass "
+                f"of {report.previewed} at a smaller size")
+    else:
+        rate = report.encoded / report.encode_seconds if report.encode_seconds else 0.0
+        done = f"scored {report.encoded} photos in {report.seconds:.1f}s ({rate:.2f} photos/s)"
+    return (done + _failed_text(report)
             + (f", rescored {report.rescored_attributes} attributes" if report.rescored_attributes else ""))
 
 

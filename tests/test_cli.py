@@ -202,6 +202,7 @@ def test_add_with_score_scores_while_the_scan_reads(capsys, monkeypatch, lib_pat
     assert code == 0, err
     assert "15 added" in err and "scored 15 photos" in err
     assert scan_running == [True]
+    assert "preview" not in err  # 15 photos: under PREVIEW_MIN_PHOTOS
     code, out, _ = run(capsys, "list", "--format", "json", "--library", lib_path)
     rows = json.loads(out)
     assert len(rows) == 15 and all(len(r["scores"]) == 12 for r in rows)
@@ -209,6 +210,18 @@ def test_add_with_score_scores_while_the_scan_reads(capsys, monkeypatch, lib_pat
     code, _, err = run(capsys, "scan", "--score", "--model", "photosense-tiny", "--weights",
                        str(tiny_weights), "--device", "cpu", "--max-side", "256", "--library", lib_path)
     assert code == 0 and "15 unchanged" in err and "scored 0 photos" in err, err
+
+
+def test_add_with_score_says_when_a_preview_pass_ran_first(capsys, monkeypatch, lib_path,
+                                                          photo_folder, tiny_weights):
+    import photosense.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "PREVIEW_MIN_PHOTOS", 4)
+    code, _, err = run(capsys, "add", str(photo_folder), "--score", "--model", "photosense-tiny",
+                       "--weights", str(tiny_weights), "--device", "cpu", "--max-side", "128",
+                       "--preview-side", "64", "--library", lib_path)
+    assert code == 0, err
+    assert "scored 15 photos" in err and "after a preview pass of 15 at a smaller size" in err
 
 
 def test_model_options_without_score_are_refused_not_ignored(capsys, lib_path, photo_folder):
